@@ -1,0 +1,171 @@
+"""The `imagetrust` command: serve, up, check, demo, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import pathlib
+import sys
+import tempfile
+import time
+
+import imagetrust
+
+SAMPLES_DIR = pathlib.Path(__file__).parent / "samples"
+DEFAULT_CHECK_WORKERS = 4  # concurrent Check calls for many files
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from services.common import config as config_mod
+    from services.common import logging as logging_mod
+    from services.common.server import ServerRuntime
+    from services.registry import SERVICES, build
+
+    config = config_mod.from_args(SERVICES[args.service].config_class, args)
+    logging_mod.configure(args.service, config.log_level, config.log_format)
+    runtime = ServerRuntime(build(args.service, config), config)
+    asyncio.run(runtime.serve_until_signal())
+    return 0
+
+
+def _check_one(client, path: str, args: argparse.Namespace):
+    import grpc
+
+    try:
+        response = client.check(
+            path, seller_id=args.seller_id, listing_id=args.listing_id,
+            conversation_id=args.conversation_id, platform=args.platform,
+            register=args.register, want_heatmap=args.heatmap, timeout=args.timeout,
+        )
+        return path, response, None
+    except grpc.RpcError as exc:
+        return path, None, f"{exc.code().name}: {exc.details()}"
+    except OSError as exc:
+        return path, None, f"cannot read file: {exc.strerror or exc}"
+
+
+def check_files(target: str, files: list[str], args: argparse.Namespace) -> int:
+    """Checks files through the gateway; prints a table or JSON lines; 1 if any call failed."""
+    from tqdm import tqdm
+
+    from imagetrust import report
+    from imagetrust.client import Client
+
+    rows = []
+    show_progress = len(files) > 1 and not args.no_progress
+    with Client(target, timeout=args.timeout) as client, concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(_check_one, client, path, args) for path in files]
+        for future in tqdm(futures, total=len(files), disable=not show_progress, unit="img", file=sys.stderr):
+            row = future.result()
+            rows.append(row)
+            if args.json:
+                print(report.to_json_line(*row), flush=True)
+    if not args.json:
+        print(report.table(rows))
+    return 1 if any(error for _, _, error in rows) else 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    return check_files(args.addr, args.files, args)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    import signal
+
+    from imagetrust.suite import Ports, running_suite
+
+    ports = Ports()
+    stop = {"flag": False}
+
+    def _stop(*_):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with running_suite(ports, log_dir=args.log_dir):
+        print(
+            f"ImageTrust is up: gateway 127.0.0.1:{ports.gateway} (metrics :{ports.gateway_metrics}), "
+            f"metadata :{ports.metadata} (:{ports.metadata_metrics}), synthesis :{ports.synthesis} "
+            f"(:{ports.synthesis_metrics}). Try: imagetrust check PHOTO.jpg   Ctrl-C stops.",
+            flush=True,
+        )
+        while not stop["flag"]:
+            time.sleep(0.2)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from imagetrust.suite import Ports, running_suite
+
+    files = args.files or sorted(str(p) for p in SAMPLES_DIR.glob("*.jp*g"))
+    ports = Ports.free()
+    log_dir = args.log_dir or tempfile.mkdtemp(prefix="imagetrust-demo-")
+    with tempfile.TemporaryDirectory() as registry_dir:
+        env = {"IMAGETRUST_REGISTRY_PATH": f"{registry_dir}/registry.sqlite3"}
+        print(f"starting gateway, metadata and synthesis (logs in {log_dir}) ...", file=sys.stderr, flush=True)
+        with running_suite(ports, log_dir=log_dir, extra_env=env):
+            args.register = True
+            return check_files(f"127.0.0.1:{ports.gateway}", files, args)
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    print(f"imagetrust {imagetrust.__version__} (api imagetrust.v1)")
+    return 0
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seller-id", default="")
+    p.add_argument("--listing-id", default="")
+    p.add_argument("--conversation-id", default="")
+    p.add_argument("--platform", default="")
+    p.add_argument("--register", action="store_true", help="record the sighting in the reuse registry")
+    p.add_argument("--heatmap", action="store_true", help="ask for the synthesis tile heatmap")
+    p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    p.add_argument("--workers", type=int, default=DEFAULT_CHECK_WORKERS, help="concurrent calls")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    from services.common import config as config_mod
+    from services.registry import SERVICES
+
+    parser = argparse.ArgumentParser(prog="imagetrust", description=imagetrust.__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one service")
+    serve_sub = serve.add_subparsers(dest="service", required=True)
+    for name, spec in SERVICES.items():
+        p = serve_sub.add_parser(name, help=f"run the {name} service")
+        config_mod.add_arguments(p, spec.config_class)
+        p.set_defaults(func=_cmd_serve)
+
+    up = sub.add_parser("up", help="run all three services on localhost (embedded registry, CPU)")
+    up.add_argument("--log-dir", default=None, help="write each service's log here instead of the terminal")
+    up.set_defaults(func=_cmd_up)
+
+    check = sub.add_parser("check", help="check image files through the gateway")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--addr", default="localhost:50051", help="gateway address")
+    _add_check_options(check)
+    check.set_defaults(func=_cmd_check)
+
+    demo = sub.add_parser("demo", help="bring the suite up on free ports, check sample images, stop")
+    demo.add_argument("files", nargs="*", metavar="FILE", help="images to check (default: the bundled samples)")
+    demo.add_argument("--log-dir", default=None)
+    _add_check_options(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=_cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

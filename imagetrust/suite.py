@@ -1,0 +1,109 @@
+"""Runs the three services as child processes on one machine (`imagetrust up`, `demo`).
+
+Each service is its own process, as in production, so `up` exercises the same code paths
+as a Kubernetes deployment: separate metrics registries, health, and gRPC between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# Startup deadline, seconds: synthesis imports torch and warms its model first.
+READY_TIMEOUT_S = 180.0
+POLL_INTERVAL_S = 0.2  # seconds between health probes while waiting
+STOP_TIMEOUT_S = 30.0  # seconds a child may take to drain after SIGTERM
+
+ORDER = ("metadata", "synthesis", "gateway")  # backends first, so the gateway finds them
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ports:
+    gateway: int = 50051
+    metadata: int = 50052
+    synthesis: int = 50053
+    gateway_metrics: int = 9091
+    metadata_metrics: int = 9092
+    synthesis_metrics: int = 9093
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(6)))
+
+    def grpc(self, name: str) -> int:
+        return getattr(self, name)
+
+    def metrics(self, name: str) -> int:
+        return getattr(self, f"{name}_metrics")
+
+
+def wait_serving(port: int, proc: subprocess.Popen, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Blocks until grpc.health.v1 on port says SERVING; raises if the process died."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"service on port {port} exited with code {proc.returncode}")
+            with contextlib.suppress(grpc.RpcError):
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            time.sleep(POLL_INTERVAL_S)
+    raise TimeoutError(f"service on port {port} not SERVING after {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def running_suite(ports: Ports, log_dir: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Ports]:
+    """Starts metadata, synthesis and gateway; stops them (SIGTERM, drain) on exit."""
+    env = {**os.environ, **(extra_env or {})}
+    env.setdefault("IMAGETRUST_HOST", "127.0.0.1")  # local use: do not listen on every interface
+    procs: dict[str, subprocess.Popen] = {}
+    logs = []
+    try:
+        for name in ORDER:
+            args = [
+                sys.executable, "-m", f"services.{name}",
+                "--port", str(ports.grpc(name)), "--metrics-port", str(ports.metrics(name)),
+            ]
+            if name == "gateway":
+                args += [
+                    "--synthesis-addr", f"127.0.0.1:{ports.synthesis}",
+                    "--metadata-addr", f"127.0.0.1:{ports.metadata}",
+                ]
+            stderr = None
+            if log_dir is not None:
+                os.makedirs(log_dir, exist_ok=True)
+                stderr = open(os.path.join(log_dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed below
+                logs.append(stderr)
+            procs[name] = subprocess.Popen(args, env=env, stderr=stderr, stdout=stderr)
+        for name in ORDER:
+            wait_serving(ports.grpc(name), procs[name])
+        yield ports
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for f in logs:
+            f.close()

@@ -1,0 +1,45 @@
+"""Builds the demo images in imagetrust/samples/ from ../shared/datasets/exif-samples.
+
+Run once by a developer (the outputs are committed, so users never need ../shared):
+    python scripts/make_samples.py
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import shutil
+
+from PIL import Image, ImageFilter
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SRC = ROOT.parent / "shared" / "datasets" / "exif-samples" / "jpg"
+OUT = ROOT / "imagetrust" / "samples"
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    # 1. A camera original, as the camera wrote it (Nikon, with EXIF and GPS).
+    shutil.copyfile(SRC / "gps" / "DSCN0010.jpg", OUT / "camera_original.jpg")
+    # 2. The kind of copy a fraudster takes from an SNS: resized to a 1080 long edge,
+    #    re-encoded at quality 85, every byte of metadata gone.
+    phone = Image.open(SRC / "mobile" / "jolla.jpg").convert("RGB")
+    phone.thumbnail((1080, 1080), Image.Resampling.LANCZOS)
+    phone.save(OUT / "sns_resave.jpg", quality=85)
+    # 3. A composite: an object-sized region of one photo pasted, feathered, into another,
+    #    saved by an editor with the original EXIF kept.
+    base = Image.open(SRC / "gps" / "DSCN0012.jpg")
+    exif = base.info.get("exif", b"")
+    base = base.convert("RGB")
+    donor = Image.open(SRC / "gps" / "DSCN0021.jpg").convert("RGB").crop((200, 150, 420, 330))
+    mask = Image.new("L", donor.size, 0)
+    mask.paste(255, (12, 12, donor.width - 12, donor.height - 12))
+    base.paste(donor, (380, 60), mask.filter(ImageFilter.GaussianBlur(6)))
+    buf = io.BytesIO()
+    base.save(buf, "JPEG", quality=92, exif=exif)
+    (OUT / "composite_pasted.jpg").write_bytes(buf.getvalue())
+    print(f"wrote {sorted(p.name for p in OUT.glob('*.jpg'))}")
+
+
+if __name__ == "__main__":
+    main()

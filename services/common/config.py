@@ -1,0 +1,166 @@
+"""Typed configuration: frozen dataclasses read from the environment and flags, in one place.
+
+Every field maps to an environment variable IMAGETRUST_<FIELD> and a command-line flag
+--<field-with-dashes>; a flag wins over the environment, which wins over the default. The
+CLI builds its flags from these classes, so a new setting is added in exactly one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+ENV_PREFIX = "IMAGETRUST_"
+MIB = 1024 * 1024  # bytes
+
+C = TypeVar("C")
+
+
+def setting(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
+    """A config field with its help text; the env name is derived from the field name."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for sequence defaults: configs are frozen")
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _parse(raw: str, typ: Any, name: str) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{env_name(name)}: expected a boolean, got {raw!r}")
+    if typ is int:
+        return int(raw)
+    if typ is float:
+        return float(raw)
+    if typ is str:
+        return raw
+    if origin is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    raise TypeError(f"unsupported config type {typ!r} for {name}")
+
+
+def load(cls: type[C], environ: Mapping[str, str] | None = None, **overrides: Any) -> C:
+    """Builds cls from overrides (None means "not given"), then the environment, then defaults."""
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if overrides.get(f.name) is not None:
+            value = overrides[f.name]
+            if isinstance(value, str) and hints[f.name] is not str:
+                value = _parse(value, hints[f.name], f.name)
+            values[f.name] = value
+        elif env_name(f.name) in environ:
+            values[f.name] = _parse(environ[env_name(f.name)], hints[f.name], f.name)
+    config = cls(**values)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Adds one --flag per field of cls; every flag defaults to None ("not given")."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} (flags override {ENV_PREFIX}* variables)")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}, default {f.default!r}]"
+        if hints[f.name] is bool:
+            group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, default=None, help=help_text)
+
+
+def from_args(cls: type[C], args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> C:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return load(cls, environ, **{k: v for k, v in vars(args).items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Settings every ImageTrust gRPC server has."""
+
+    host: str = setting("0.0.0.0", "address to listen on")
+    port: int = setting(0, "gRPC port (0: pick a free one)")
+    metrics_port: int = setting(0, "Prometheus /metrics HTTP port (0: pick a free one, -1: off)")
+    # 32 MiB: phone photos (12-50 MP JPEG/HEIC) exceed gRPC's 4 MiB default.
+    max_message_bytes: int = setting(32 * MIB, "largest request/response message, bytes")
+    # 20 s: long enough for a queued CNN batch to finish, short of Kubernetes' 30 s default
+    # terminationGracePeriodSeconds.
+    grace_s: float = setting(20.0, "seconds to finish in-flight calls on SIGTERM")
+    # 120 MP: above the 108 MP phone sensors, far below what a decompression bomb declares.
+    max_pixels: int = setting(120_000_000, "largest decoded image, pixels")
+    max_concurrent_rpcs: int = setting(1024, "calls served at once; more get RESOURCE_EXHAUSTED")
+    # Keepalive pings find dead peers behind NATs and load balancers; 60 s / 20 s is well
+    # above gRPC's minimum ping interval so clients are not sent GOAWAY for pinging.
+    keepalive_time_s: float = setting(60.0, "seconds between server keepalive pings")
+    keepalive_timeout_s: float = setting(20.0, "seconds to wait for a keepalive ack")
+    # 5 min: clients reconnect (and so re-resolve and re-balance across pods behind a
+    # Kubernetes Service) at least this often; the grace lets their open calls finish.
+    max_connection_age_s: float = setting(300.0, "seconds before a connection is asked to go away")
+    max_connection_age_grace_s: float = setting(30.0, "seconds an aged connection may finish calls")
+    # TLS is off by default (loopback, `imagetrust up`); production sets all three for mTLS.
+    tls_cert: str = setting("", "PEM server certificate chain (empty: plaintext)")
+    tls_key: str = setting("", "PEM private key for tls_cert")
+    tls_client_ca: str = setting("", "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)")
+    log_level: str = setting("INFO", "logging level")
+    log_format: str = setting("json", "log format: json or text")
+
+    def validate(self) -> None:
+        if self.max_message_bytes <= 0:
+            raise ValueError("max_message_bytes must be positive")
+        if self.log_format not in ("json", "text"):
+            raise ValueError("log_format must be json or text")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be set together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca (mTLS) needs tls_cert and tls_key")
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayConfig(ServerConfig):
+    port: int = setting(50051, "gRPC port")
+    metrics_port: int = setting(9091, "Prometheus /metrics HTTP port (-1: off)")
+    synthesis_addr: str = setting("localhost:50053", "synthesis service target (host:port or dns:///name:port)")
+    metadata_addr: str = setting("localhost:50052", "metadata service target (host:port or dns:///name:port)")
+    # 3 s: an upload must not wait longer for a verdict; backends get their share of it.
+    default_budget_ms: int = setting(3000, "time budget per image when the caller sets no deadline, ms")
+    policy_path: str = setting("", "YAML decision policy (empty: the built-in default)")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataConfig(ServerConfig):
+    port: int = setting(50052, "gRPC port")
+    metrics_port: int = setting(9092, "Prometheus /metrics HTTP port (-1: off)")
+    redis_url: str = setting("", "reuse registry in Redis, e.g. redis://host:6379/0 (empty: embedded SQLite)")
+    registry_path: str = setting("", "embedded SQLite registry file (empty: ~/.local/share/imagetrust/registry.sqlite3)")
+    registry_prefix: str = setting("imagetrust", "key prefix in Redis")
+    # 0: keep sightings until deleted; platforms with retention rules set e.g. 180 days.
+    registry_ttl_s: int = setting(0, "seconds a sighting is kept (0: forever)")
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisConfig(ServerConfig):
+    port: int = setting(50053, "gRPC port")
+    metrics_port: int = setting(9093, "Prometheus /metrics HTTP port (-1: off)")
+    model_path: str = setting("", "checkpoint file (empty: the default model shipped in the package)")
+    device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:N")
+    max_batch_size: int = setting(16, "images per forward pass")
+    # 5 ms: long enough to gather concurrent requests into one batch, short next to a
+    # forward pass (tens of ms on CPU).
+    max_queue_delay_ms: float = setting(5.0, "longest wait to fill a batch, ms")
+    max_queue_size: int = setting(256, "queued images; more get RESOURCE_EXHAUSTED")
+    decode_workers: int = setting(2, "threads decoding images off the event loop")

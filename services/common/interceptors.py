@@ -1,0 +1,177 @@
+"""The per-call server interceptor: request id, error mapping, metrics and access logs.
+
+One interceptor does all four so each call is wrapped once (the gateway's latency budget is
+a few milliseconds). Servicers raise ImageTrustError subclasses and this maps them to a
+status and message; anything unexpected becomes INTERNAL with the request id to quote,
+and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from services.common.errors import ImageTrustError
+from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
+from services.common.metrics import GrpcServerMetrics
+
+log = logging.getLogger("imagetrust.access")
+
+# Services whose calls are not access-logged: probes every few seconds would drown the log.
+_QUIET_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
+
+
+def _split_method(full_method: str) -> tuple[str, str]:
+    # "/imagetrust.v1.ImageTrust/Check" -> ("imagetrust.v1.ImageTrust", "Check")
+    _, service, method = full_method.split("/", 2)
+    return service, method
+
+
+def _incoming_request_id(details: grpc.HandlerCallDetails) -> str:
+    for key, value in details.invocation_metadata or ():
+        if key == REQUEST_ID_HEADER and value:
+            # Bounded: the id ends up in every log line and response.
+            return str(value)[:64]
+    return new_request_id()
+
+
+def _code_of(context: aio.ServicerContext) -> grpc.StatusCode:
+    code = context.code()
+    if code is None:
+        return grpc.StatusCode.OK
+    if isinstance(code, grpc.StatusCode):
+        return code
+    for status in grpc.StatusCode:  # the aio context may report the numeric code
+        if status.value[0] == code:
+            return status
+    return grpc.StatusCode.UNKNOWN
+
+
+class ServerInterceptor(aio.ServerInterceptor):
+    def __init__(self, metrics: GrpcServerMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, method = _split_method(handler_call_details.method)
+        call = _Call(self._metrics, service, method, handler_call_details)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                call.unary(handler.unary_unary, "unary"),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                call.streaming(handler.unary_stream, "server_stream"),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                call.unary(handler.stream_unary, "client_stream"),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            call.streaming(handler.stream_stream, "bidi_stream"),
+            handler.request_deserializer, handler.response_serializer,
+        )
+
+
+class _Call:
+    """Bookkeeping for one method's calls; the wrappers below run once per call."""
+
+    def __init__(self, metrics: GrpcServerMetrics, service: str, method: str, details: grpc.HandlerCallDetails):
+        self.metrics = metrics
+        self.service = service
+        self.method = method
+        self.details = details
+        self.quiet = service in _QUIET_SERVICES
+
+    def _begin(self, grpc_type: str) -> tuple[Any, float]:
+        token = request_id_var.set(_incoming_request_id(self.details))
+        self.metrics.started.labels(grpc_type, self.service, self.method).inc()
+        self.metrics.in_flight.labels(self.service, self.method).inc()
+        return token, time.perf_counter()
+
+    def _end(self, grpc_type: str, token: Any, start: float, code: grpc.StatusCode, detail: str = "") -> None:
+        elapsed = time.perf_counter() - start
+        self.metrics.in_flight.labels(self.service, self.method).dec()
+        self.metrics.handled.labels(grpc_type, self.service, self.method, code.name).inc()
+        self.metrics.handling_seconds.labels(grpc_type, self.service, self.method).observe(elapsed)
+        if not self.quiet:
+            log.info(
+                "%s/%s %s", self.service, self.method, code.name,
+                extra={"grpc_code": code.name, "duration_ms": round(elapsed * 1000, 2), "detail": detail},
+            )
+        request_id_var.reset(token)
+
+    async def _map_error(self, exc: BaseException, context: aio.ServicerContext) -> None:
+        """Aborts the call with the status exc maps to (always raises)."""
+        if isinstance(exc, ImageTrustError):
+            await context.abort(exc.code, exc.message)
+        log.exception("unhandled error in %s/%s", self.service, self.method)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id_var.get()}")
+
+    def unary(self, behavior: Callable[..., Awaitable[Any]], grpc_type: str) -> Callable[..., Awaitable[Any]]:
+        async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
+            token, start = self._begin(grpc_type)
+            code, detail = grpc.StatusCode.OK, ""
+            try:
+                response = await behavior(request, context)
+                code = _code_of(context)
+                return response
+            except aio.AbortError:
+                code, detail = _code_of(context), context.details() or ""
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
+                code = exc.code if isinstance(exc, ImageTrustError) else grpc.StatusCode.INTERNAL
+                detail = str(exc)
+                await self._map_error(exc, context)
+            finally:
+                self._end(grpc_type, token, start, code, detail)
+
+        return wrapper
+
+    def streaming(self, behavior: Callable[..., Any], grpc_type: str) -> Callable[..., AsyncIterator[Any]]:
+        sent = self.metrics.msg_sent.labels(grpc_type, self.service, self.method)
+
+        async def wrapper(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+            token, start = self._begin(grpc_type)
+            code, detail = grpc.StatusCode.OK, ""
+            try:
+                result = behavior(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for response in result:
+                        sent.inc()
+                        yield response
+                else:  # a coroutine that writes with context.write()
+                    await result
+                code = _code_of(context)
+            except aio.AbortError:
+                code, detail = _code_of(context), context.details() or ""
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001
+                code = exc.code if isinstance(exc, ImageTrustError) else grpc.StatusCode.INTERNAL
+                detail = str(exc)
+                await self._map_error(exc, context)
+            finally:
+                self._end(grpc_type, token, start, code, detail)
+
+        return wrapper

@@ -1,0 +1,1 @@
+"""Metadata forensics (EXIF, JPEG structure) and the reuse registry."""

@@ -1,0 +1,1 @@
+"""Synthesis (compositing/manipulation) detection service."""

@@ -1,0 +1,31 @@
+"""Wires the synthesis engine into the shared runtime."""
+
+from __future__ import annotations
+
+from grpc import aio
+
+from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
+from services.common.config import SynthesisConfig
+from services.common.server import Service
+from services.synthesis.engine import PlaceholderEngine
+from services.synthesis.servicer import SynthesisServicer
+
+SERVICE_NAME = synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisDetector"].full_name
+
+
+class SynthesisService(Service):
+    name = "synthesis"
+    service_names = (SERVICE_NAME,)
+
+    def __init__(self, config: SynthesisConfig) -> None:
+        self.config = config
+        self.engine = PlaceholderEngine(config)
+
+    def add_to_server(self, server: aio.Server) -> None:
+        synthesis_pb2_grpc.add_SynthesisDetectorServicer_to_server(SynthesisServicer(self.engine), server)
+
+    async def load(self) -> None:
+        await self.engine.load()
+
+    async def close(self) -> None:
+        await self.engine.close()
