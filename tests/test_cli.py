@@ -1,0 +1,83 @@
+"""The `imagetrust` command as a user runs it: a real process against real servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, SAMPLES
+
+CLI = [sys.executable, "-m", "imagetrust.cli"]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def gateway(server_factory):
+    metadata = server_factory("metadata")
+    synthesis = server_factory("synthesis")
+    return server_factory("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address)
+
+
+def test_version() -> None:
+    result = run_cli("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("imagetrust 0.1.0")
+
+
+def test_check_prints_a_table_with_a_row_per_file(gateway) -> None:
+    files = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
+    result = run_cli("check", "--addr", gateway.address, *files)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["FILE", "DECISION", "RISK"]
+    assert len(lines) == 1 + len(files)
+    for line, path in zip(lines[1:], files):
+        assert line.startswith(path)
+        assert line.split()[1] in ("ALLOW", "REVIEW", "BLOCK")
+    assert "img/s" in result.stderr or "3/3" in result.stderr, "a progress bar for many files"
+
+
+def test_check_json_lines_for_scripts(gateway) -> None:
+    path = str(SAMPLES / "camera_original.jpg")
+    result = run_cli("check", "--addr", gateway.address, "--json", "--seller-id", "s-1", path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["file"] == path
+    assert record["decision"] in ("ALLOW", "REVIEW", "BLOCK")
+    assert record["request_id"]
+
+
+def test_check_exits_non_zero_when_a_call_fails(gateway, tmp_path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    result = run_cli("check", "--addr", gateway.address, "--json", str(bad), str(SAMPLES / "camera_original.jpg"))
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[0]["error"].startswith("INVALID_ARGUMENT")
+    assert records[1]["decision"] in ("ALLOW", "REVIEW", "BLOCK"), "one bad file does not stop the others"
+
+    missing = run_cli("check", "--addr", gateway.address, str(tmp_path / "nope.jpg"))
+    assert missing.returncode == 1 and "cannot read file" in missing.stdout
+
+
+def test_check_against_no_server_fails_with_unavailable(tmp_path) -> None:
+    from tests.conftest import free_port
+
+    result = run_cli("check", "--addr", f"127.0.0.1:{free_port()}", "--timeout", "2", str(SAMPLES / "camera_original.jpg"))
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stdout or "DEADLINE_EXCEEDED" in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_brings_the_suite_up_and_prints_verdicts() -> None:
+    result = run_cli("demo", timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()[1:]
+    assert {row.split()[0].rsplit("/", 1)[1] for row in rows} == {p.name for p in SAMPLES.glob("*.jpg")}
+    assert all(row.split()[1] in ("ALLOW", "REVIEW", "BLOCK") for row in rows)
