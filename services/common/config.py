@@ -153,9 +153,9 @@ class MetadataConfig(ServerConfig):
     # 4 MP: the double-compression check decodes the full-resolution luminance; SNS/web
     # sizes (1080x1440 = 1.6 MP, 2048x1536 = 3.1 MP) fit, 12 MP camera originals skip it.
     double_jpeg_max_pixels: int = setting(4_000_000, "largest JPEG checked for double compression, pixels")
-    # 4 MP: non-JPEG images are decoded whole to compare with their EXIF thumbnail (JPEG
-    # uses libjpeg's 1/8 scaled decoding at any size).
-    thumbnail_max_pixels: int = setting(4_000_000, "largest non-JPEG image compared with its EXIF thumbnail, pixels")
+    # 24 MP: covers 12-16 MP phone photos, whose JPEG is decoded at 1/8 scale for the
+    # comparison (tens of ms); 48-200 MP full-resolution modes skip it.
+    thumbnail_max_pixels: int = setting(24_000_000, "largest image compared with its EXIF thumbnail, pixels")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from services.common.findings import Finding
-from services.common.imaging import probe
-from services.common.limits import check_bytes
+from services.common.errors import InvalidImage
+from services.common.imaging import Header, probe, sniff_format
+from services.common.limits import check_bytes, check_dimensions
 from services.metadata import containers, double_jpeg, exif, jpeg, quant, rules, thumbnail, xmp
 from services.metadata.risk import risk_from_findings
 
@@ -64,7 +65,8 @@ class PixelBudget:
     # Decoded pixels we accept for the double-compression check (a full-resolution
     # luminance decode); larger images skip it.
     double_jpeg_max_pixels: int
-    # Largest non-JPEG image decoded whole for the thumbnail comparison.
+    # Largest image compared with its EXIF thumbnail (JPEG is decoded at 1/8 scale,
+    # other formats whole).
     thumbnail_max_pixels: int
 
 
@@ -77,10 +79,15 @@ def analyze(
     now: dt.datetime | None = None,
 ) -> Analysis:
     check_bytes(data, max_bytes)
-    header = probe(data, max_pixels)  # raises InvalidImage / TooLarge before any decoding
-    budget = budget or PixelBudget(4_000_000, 4_000_000)
+    budget = budget or PixelBudget(4_000_000, 24_000_000)
     now = now or dt.datetime.now(dt.timezone.utc)
-    blocks = containers.read(data, header.format)
+    if sniff_format(data) == "jpeg":
+        # Our marker walk already has the frame header; Pillow's open would parse it again.
+        blocks = containers.read(data, "jpeg")
+        header = _jpeg_header(blocks.jpeg, max_pixels)
+    else:
+        header = probe(data, max_pixels)  # raises InvalidImage / TooLarge before any decoding
+        blocks = containers.read(data, header.format)
     width, height = header.width, header.height
     if blocks.heif is not None and blocks.heif.width and blocks.heif.height:
         width, height = blocks.heif.width, blocks.heif.height  # stored, before irot
@@ -99,7 +106,10 @@ def analyze(
     want_dq = structure is not None and quality is not None and quality.quality > 0 and (
         width * height <= budget.double_jpeg_max_pixels
     )
-    want_thumb = thumb is not None and aspect is not None and aspect <= rules.THUMB_ASPECT_TOLERANCE
+    want_thumb = (
+        thumb is not None and aspect is not None and aspect <= rules.THUMB_ASPECT_TOLERANCE
+        and width * height <= budget.thumbnail_max_pixels
+    )
     if want_dq or want_thumb:
         try:
             luma = _decode_luma(data, header.format, width, height, full=want_dq, thumb=thumb, budget=budget)
@@ -137,6 +147,19 @@ def analyze(
     )
 
 
+_JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}  # Pillow's names for 1, 3 and 4 components
+
+
+def _jpeg_header(structure: jpeg.JpegStructure, max_pixels: int) -> Header:
+    """Format, size and mode from the frame header (SOF); the bomb guard before decoding."""
+    frame = structure.frame
+    if frame is None:
+        why = "; ".join(structure.anomalies[:2]) or "no frame header (SOF)"
+        raise InvalidImage(f"cannot read the jpeg header: {why}")
+    check_dimensions(frame.width, frame.height, max_pixels)
+    return Header("jpeg", frame.width, frame.height, _JPEG_MODES.get(len(frame.components), "unknown"))
+
+
 def _decode_luma(
     data: bytes, fmt: str, width: int, height: int, *, full: bool, thumb, budget: PixelBudget
 ) -> np.ndarray | None:
@@ -151,8 +174,6 @@ def _decode_luma(
             else:
                 side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height)
                 img.draft("L", (side, side))
-        elif width * height > budget.thumbnail_max_pixels:
-            return None
         img.load()
         if img.mode != "L":
             img = img.convert("L")

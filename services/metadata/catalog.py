@@ -78,17 +78,27 @@ def devices() -> tuple[Device, ...]:
     return tuple(out)
 
 
+@functools.cache
+def _device_index() -> tuple[dict[str, list[Device]], list[tuple[str, Device]]]:
+    exact: dict[str, list[Device]] = {}
+    prefixes: list[tuple[str, Device]] = []
+    for device in devices():
+        for m in device.models:
+            exact.setdefault(_norm(m), []).append(device)
+        prefixes += [(_norm(p), device) for p in device.model_prefixes]
+    return exact, prefixes
+
+
+@functools.lru_cache(maxsize=4096)
 def find_device(make: str, model: str) -> Device | None:
     """The device entry for an EXIF Make/Model, or None ("unknown", never a mismatch)."""
     if not model:
         return None
     make_n, model_n = _norm(make), _norm(model)
-    for device in devices():
-        if make_n and _norm(device.make) not in make_n:
-            continue
-        if model_n in (_norm(m) for m in device.models):
-            return device
-        if any(model_n.startswith(_norm(p)) for p in device.model_prefixes):
+    exact, prefixes = _device_index()
+    candidates = exact.get(model_n, []) + [d for p, d in prefixes if model_n.startswith(p)]
+    for device in candidates:
+        if not make_n or _norm(device.make) in make_n:
             return device
     return None
 
@@ -105,6 +115,7 @@ def editors() -> tuple[Editor, ...]:
     return tuple(Editor(e["name"], tuple(_norm(p) for p in e["patterns"])) for e in raw["editors"])
 
 
+@functools.lru_cache(maxsize=4096)
 def find_editor(text: str) -> str:
     """The editor's name when `text` names known editing software, else ""."""
     text_n = _norm(text)

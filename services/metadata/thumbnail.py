@@ -91,9 +91,10 @@ def similarity(main_grey: np.ndarray, thumb: Thumb) -> float:
     """Normalised correlation of the two images at 32x32 (1: same picture), trying the
     thumbnail as stored and turned by 90 degrees either way."""
     a = _small(main_grey)
+    small_thumb = _small(thumb.grey)
     best = -1.0
     for k in (0, 1, 3):
-        b = _small(np.rot90(thumb.grey, k))
+        b = np.rot90(small_thumb, k)  # turning the 32x32 equals shrinking the turned thumbnail
         if not a.any() or not b.any():
             # A flat image correlates with nothing; equal means agree.
             best = max(best, 1.0 if np.allclose(a, b) else 0.0)
