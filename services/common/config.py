@@ -150,6 +150,12 @@ class MetadataConfig(ServerConfig):
     registry_prefix: str = setting("imagetrust", "key prefix in Redis")
     # 0: keep sightings until deleted; platforms with retention rules set e.g. 180 days.
     registry_ttl_s: int = setting(0, "seconds a sighting is kept (0: forever)")
+    # 4 MP: the double-compression check decodes the full-resolution luminance; SNS/web
+    # sizes (1080x1440 = 1.6 MP, 2048x1536 = 3.1 MP) fit, 12 MP camera originals skip it.
+    double_jpeg_max_pixels: int = setting(4_000_000, "largest JPEG checked for double compression, pixels")
+    # 24 MP: covers 12-16 MP phone photos, whose JPEG is decoded at 1/8 scale for the
+    # comparison (tens of ms); 48-200 MP full-resolution modes skip it.
+    thumbnail_max_pixels: int = setting(24_000_000, "largest image compared with its EXIF thumbnail, pixels")
 
 
 @dataclasses.dataclass(frozen=True)

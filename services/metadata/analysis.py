@@ -1,18 +1,45 @@
-"""Metadata analysis of the uploaded bytes.
+"""Metadata analysis of the uploaded bytes, as uploaded (never re-encoded).
 
-MINIMAL until the metadata issue (3) lands: reads the container header (format,
-dimensions) and the byte hash, and reports no findings.
+Order of work: limits and the container header first (so bombs are refused before any
+allocation), then the metadata blocks, then the cheap header rules, and the pixel checks
+(thumbnail content, double compression) last, each bounded by a pixel budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
+import io
+import warnings
 
-from services.common.imaging import probe
-from services.common.limits import check_bytes
+import numpy as np
+from PIL import Image
 
-ANALYZER_VERSION = "minimal-0"
+from services.common.findings import Finding
+from services.common.errors import InvalidImage
+from services.common.imaging import Header, probe, sniff_format
+from services.common.limits import check_bytes, check_dimensions
+from services.metadata import containers, double_jpeg, exif, jpeg, quant, rules, thumbnail, xmp
+from services.metadata.risk import risk_from_findings
+
+ANALYZER_VERSION = "metadata-1"
+# Pixels decoded for the thumbnail comparison: libjpeg's 1/8 scaled decoding gets there
+# from any phone photo; other formats are decoded whole, so they are capped.
+THUMB_COMPARE_MIN_SIDE_PX = 64  # pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class JpegSummary:
+    markers: tuple[str, ...]
+    progressive: bool
+    subsampling: str
+    estimated_quality: int
+    standard_tables: bool
+    trailing_bytes: int
+    has_xmp: bool
+    has_icc: bool
+    has_photoshop_irb: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,14 +50,131 @@ class Analysis:
     mode: str
     size_bytes: int
     sha256: str
+    exif: exif.ExifData = exif.ExifData()
+    orientation: int = 0
+    jpeg: JpegSummary | None = None
+    has_xmp: bool = False
+    has_icc: bool = False
+    has_photoshop_irb: bool = False
+    findings: tuple[Finding, ...] = ()
     risk: float = 0.0
-    findings: tuple = ()
 
 
-def analyze(data: bytes, max_bytes: int, max_pixels: int) -> Analysis:
+@dataclasses.dataclass(frozen=True)
+class PixelBudget:
+    # Decoded pixels we accept for the double-compression check (a full-resolution
+    # luminance decode); larger images skip it.
+    double_jpeg_max_pixels: int
+    # Largest image compared with its EXIF thumbnail (JPEG is decoded at 1/8 scale,
+    # other formats whole).
+    thumbnail_max_pixels: int
+
+
+def analyze(
+    data: bytes,
+    max_bytes: int,
+    max_pixels: int,
+    *,
+    budget: PixelBudget | None = None,
+    now: dt.datetime | None = None,
+) -> Analysis:
     check_bytes(data, max_bytes)
-    header = probe(data, max_pixels)
-    return Analysis(
-        format=header.format, width=header.width, height=header.height, mode=header.mode,
-        size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+    budget = budget or PixelBudget(4_000_000, 24_000_000)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if sniff_format(data) == "jpeg":
+        # Our marker walk already has the frame header; Pillow's open would parse it again.
+        blocks = containers.read(data, "jpeg")
+        header = _jpeg_header(blocks.jpeg, max_pixels)
+    else:
+        header = probe(data, max_pixels)  # raises InvalidImage / TooLarge before any decoding
+        blocks = containers.read(data, header.format)
+    width, height = header.width, header.height
+    if blocks.heif is not None and blocks.heif.width and blocks.heif.height:
+        width, height = blocks.heif.width, blocks.heif.height  # stored, before irot
+    ex = exif.read(blocks.exif)
+    orientation = blocks.original_orientation or (ex.orientation if 1 <= ex.orientation <= 8 else 0)
+    xm = xmp.read(blocks.xmp)
+    structure = blocks.jpeg
+    quality = None
+    if structure is not None:
+        quality = quant.estimate(*structure.luma_chroma_tables())
+
+    thumb = thumbnail.load(ex.thumbnail) if ex.thumbnail else None
+    pixel_error = ""
+    similarity = dq = None
+    aspect = thumbnail.aspect_log_ratio(width, height, thumb) if thumb is not None else None
+    want_dq = structure is not None and quality is not None and quality.quality > 0 and (
+        width * height <= budget.double_jpeg_max_pixels
     )
+    want_thumb = (
+        thumb is not None and aspect is not None and aspect <= rules.THUMB_ASPECT_TOLERANCE
+        and width * height <= budget.thumbnail_max_pixels
+    )
+    if want_dq or want_thumb:
+        try:
+            luma = _decode_luma(data, header.format, width, height, full=want_dq, thumb=thumb, budget=budget)
+            if luma is not None:
+                if want_dq:
+                    dq = double_jpeg.analyse(luma, structure.luma_chroma_tables()[0])
+                if want_thumb:
+                    similarity = thumbnail.similarity(luma, thumb)
+        except Exception as exc:  # noqa: BLE001 - corrupt entropy data is a finding, not a crash
+            pixel_error = f"{type(exc).__name__}: {exc}"[:200]
+
+    irb_writer = jpeg.photoshop_writer(blocks.irb) if blocks.irb else ""
+    facts = rules.Facts(
+        format=header.format, width=width, height=height, exif=ex, orientation=orientation, xmp=xm,
+        irb_present=blocks.irb is not None, irb_writer=irb_writer, jpeg=structure, quality=quality,
+        thumb_size=(thumb.width, thumb.height) if thumb is not None else None,
+        thumb_aspect_log_ratio=aspect, thumb_similarity=similarity, double_jpeg=dq,
+        pixel_error=pixel_error, now=now,
+    )
+    findings = tuple(rules.evaluate(facts))
+    summary = None
+    if structure is not None:
+        summary = JpegSummary(
+            markers=tuple(structure.markers), progressive=structure.progressive,
+            subsampling=structure.subsampling, estimated_quality=quality.quality if quality else 0,
+            standard_tables=bool(quality and quality.standard), trailing_bytes=structure.trailing_bytes,
+            has_xmp=structure.xmp is not None, has_icc=structure.icc is not None,
+            has_photoshop_irb=structure.irb is not None,
+        )
+    return Analysis(
+        format=header.format, width=width, height=height, mode=header.mode, size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(), exif=ex, orientation=orientation, jpeg=summary,
+        has_xmp=blocks.xmp is not None, has_icc=blocks.icc is not None,
+        has_photoshop_irb=blocks.irb is not None, findings=findings, risk=risk_from_findings(findings),
+    )
+
+
+_JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}  # Pillow's names for 1, 3 and 4 components
+
+
+def _jpeg_header(structure: jpeg.JpegStructure, max_pixels: int) -> Header:
+    """Format, size and mode from the frame header (SOF); the bomb guard before decoding."""
+    frame = structure.frame
+    if frame is None:
+        why = "; ".join(structure.anomalies[:2]) or "no frame header (SOF)"
+        raise InvalidImage(f"cannot read the jpeg header: {why}")
+    check_dimensions(frame.width, frame.height, max_pixels)
+    return Header("jpeg", frame.width, frame.height, _JPEG_MODES.get(len(frame.components), "unknown"))
+
+
+def _decode_luma(
+    data: bytes, fmt: str, width: int, height: int, *, full: bool, thumb, budget: PixelBudget
+) -> np.ndarray | None:
+    """Grey pixels as stored (no orientation applied): full resolution for the DCT check,
+    else the smallest libjpeg scale that still exceeds the thumbnail."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = Image.open(io.BytesIO(data))
+        if fmt == "jpeg":
+            if full:
+                img.draft("L", (img.width, img.height))
+            else:
+                side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height)
+                img.draft("L", (side, side))
+        img.load()
+        if img.mode != "L":
+            img = img.convert("L")
+        return np.asarray(img)

@@ -1,0 +1,103 @@
+"""EXIF thumbnail vs main image (Kee, Johnson & Farid, "Digital image authentication from
+JPEG headers", IEEE TIFS 2011; and their thumbnail work).
+
+A camera writes the thumbnail from the same capture as the main image. An editor that
+crops or retouches the main image and keeps the old EXIF block leaves a thumbnail that no
+longer matches it: a different aspect ratio (crop), or different content (retouch,
+composite, or EXIF transplanted from another photo). Cameras pad thumbnails to 160x120
+with black bars (3:2 sensors), so bars are removed before comparing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import warnings
+
+import numpy as np
+from PIL import Image
+
+# Rows/columns at the thumbnail's edges that are this dark and this flat are padding.
+BAR_MAX_MEAN = 24.0  # 8-bit grey level
+BAR_MAX_STD = 6.0  # 8-bit grey levels
+# Largest thumbnail we decode (EXIF limits the block to 64 KiB anyway).
+MAX_THUMB_SIDE_PX = 1024  # pixels
+# Content is compared on a small grey image: thumbnails are 160x120 and JPEG-blurred.
+COMPARE_SIDE_PX = 32  # pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class Thumb:
+    width: int
+    height: int
+    content_box: tuple[int, int, int, int]  # left, top, right, bottom after removing bars
+    grey: np.ndarray  # content only, float32
+
+    @property
+    def content_aspect(self) -> float:
+        left, top, right, bottom = self.content_box
+        return (right - left) / max(1, bottom - top)
+
+
+def load(thumb: bytes) -> Thumb | None:
+    """Decodes the thumbnail (a few KiB); None when it is not a readable image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(thumb))
+            if img.width > MAX_THUMB_SIDE_PX or img.height > MAX_THUMB_SIDE_PX or img.width < 8 or img.height < 8:
+                return None
+            grey = np.asarray(img.convert("L"), dtype=np.float32)
+    except Exception:  # noqa: BLE001 - a broken thumbnail is evidence, never a crash
+        return None
+    h, w = grey.shape
+    rows_bar = (grey.mean(axis=1) <= BAR_MAX_MEAN) & (grey.std(axis=1) <= BAR_MAX_STD)
+    cols_bar = (grey.mean(axis=0) <= BAR_MAX_MEAN) & (grey.std(axis=0) <= BAR_MAX_STD)
+    top = _leading(rows_bar)
+    bottom = h - _leading(rows_bar[::-1])
+    left = _leading(cols_bar)
+    right = w - _leading(cols_bar[::-1])
+    if bottom - top < h // 4 or right - left < w // 4:
+        top, bottom, left, right = 0, h, 0, w  # mostly dark: a dark photo, not bars
+    return Thumb(w, h, (left, top, right, bottom), grey[top:bottom, left:right])
+
+
+def _leading(flags: np.ndarray) -> int:
+    n = 0
+    for flag in flags:
+        if not flag:
+            break
+        n += 1
+    return n
+
+
+def aspect_log_ratio(main_w: int, main_h: int, thumb: Thumb) -> float:
+    """|ln(main aspect / thumbnail content aspect)|, accepting a 90-degree rotation."""
+    main = main_w / max(1, main_h)
+    t = thumb.content_aspect
+    return min(abs(math.log(main / t)), abs(math.log(main * t)))
+
+
+def _small(grey: np.ndarray) -> np.ndarray:
+    img = Image.fromarray(grey.astype(np.uint8), "L").resize((COMPARE_SIDE_PX, COMPARE_SIDE_PX), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32)
+    arr = arr - arr.mean()
+    norm = float(np.sqrt((arr * arr).sum()))
+    return arr / norm if norm > 1e-6 else arr
+
+
+def similarity(main_grey: np.ndarray, thumb: Thumb) -> float:
+    """Normalised correlation of the two images at 32x32 (1: same picture), trying the
+    thumbnail as stored and turned by 90 degrees either way."""
+    a = _small(main_grey)
+    small_thumb = _small(thumb.grey)
+    best = -1.0
+    for k in (0, 1, 3):
+        b = np.rot90(small_thumb, k)  # turning the 32x32 equals shrinking the turned thumbnail
+        if not a.any() or not b.any():
+            # A flat image correlates with nothing; equal means agree.
+            best = max(best, 1.0 if np.allclose(a, b) else 0.0)
+            continue
+        best = max(best, float((a * b).sum()))
+    return best

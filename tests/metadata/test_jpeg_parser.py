@@ -1,0 +1,64 @@
+"""The JPEG marker parser on Pillow-made files and hand-broken ones."""
+
+from PIL import Image
+
+from services.metadata import jpeg, quant
+from tests.metadata.builders import jpeg_bytes, pillow_exif, textured
+
+
+def test_marker_sequence_tables_and_frame():
+    data = jpeg_bytes(textured(64, 48), 75, exif=pillow_exif(make="Apple"), icc_profile=b"\x00" * 200)
+    s = jpeg.parse(data)
+    assert s.markers[0] == "SOI" and s.markers[-1] == "EOI"
+    assert {"APP1", "APP2", "DQT", "SOF0", "DHT", "SOS"} <= set(s.markers)
+    assert s.frame is not None and (s.frame.width, s.frame.height) == (64, 48)
+    assert s.subsampling == "4:2:0" and not s.progressive
+    assert s.exif is not None and s.exif[:4] in (b"II*\x00", b"MM\x00*")
+    assert s.icc == b"\x00" * 200
+    luma, chroma = s.luma_chroma_tables()
+    assert tuple(quant.scaled_table(quant.STD_LUMA, 75)) == luma
+    assert s.trailing_bytes == 0 and not s.truncated and not s.anomalies
+
+
+def test_subsampling_progressive_and_gray():
+    img = textured(64, 48)
+    assert jpeg.parse(jpeg_bytes(img, 90, subsampling=0)).subsampling == "4:4:4"
+    assert jpeg.parse(jpeg_bytes(img, 90, subsampling=1)).subsampling == "4:2:2"
+    assert jpeg.parse(jpeg_bytes(img, 90, progressive=True)).progressive
+    gray = jpeg.parse(jpeg_bytes(img.convert("L"), 90))
+    assert gray.subsampling == "gray" and gray.luma_chroma_tables()[1] is None
+
+
+def test_trailing_bytes_after_eoi():
+    data = jpeg_bytes(textured(32, 32)) + b"hidden payload" * 10
+    s = jpeg.parse(data)
+    assert s.trailing_bytes == 140 and s.eoi_offset == len(data) - 140
+
+
+def test_truncated_and_garbage_never_raise():
+    data = jpeg_bytes(textured(64, 64))
+    for cut in (3, 10, 100, len(data) // 2, len(data) - 1):
+        s = jpeg.parse(data[:cut])
+        assert s.truncated, cut
+    assert jpeg.parse(b"not a jpeg").anomalies == ["no SOI marker"]
+    # A segment length pointing past the end of the file.
+    bad = data[:2] + b"\xff\xe1\xff\xff" + b"\x00" * 10
+    s = jpeg.parse(bad)
+    assert s.truncated and "past the end" in s.anomalies[0]
+    # Stray bytes between segments are skipped and reported.
+    s = jpeg.parse(data[:2] + b"junk" + data[2:])
+    assert s.markers[-1] == "EOI" and "stray bytes" in s.anomalies[0]
+
+
+def test_photoshop_irb_writer():
+    writer = "Adobe Photoshop".encode("utf-16-be")
+    info = b"\x00\x00\x00\x01\x01" + len("Adobe Photoshop").to_bytes(4, "big") + writer + b"\x00" * 8
+    block = b"8BIM" + b"\x04\x21" + b"\x00\x00" + len(info).to_bytes(4, "big") + info
+    assert jpeg.photoshop_writer(block) == "Adobe Photoshop"
+    assert jpeg.photoshop_writer(b"8BIM\x04\x21\x00\x00\xff\xff\xff\xff") == ""
+
+
+def test_pillow_agrees_on_dimensions():
+    img = textured(123, 77)
+    s = jpeg.parse(jpeg_bytes(img))
+    assert (s.frame.width, s.frame.height) == Image.new("RGB", (123, 77)).size

@@ -1,0 +1,93 @@
+"""MetadataAnalyzer over real gRPC: a full response, and clear statuses for bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc
+from tests.metadata.builders import exif_with_thumbnail, jpeg_bytes, pillow_exif, textured
+
+TIMEOUT_S = 30  # seconds per call
+
+
+@pytest.fixture
+def server(server_factory):
+    return server_factory("metadata")
+
+
+def _analyze(server, data: bytes, **context):
+    with server.channel() as channel:
+        stub = metadata_pb2_grpc.MetadataAnalyzerStub(channel)
+        request = metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=data, filename="x.jpg"))
+        if context:
+            request.context.CopyFrom(common_pb2.Context(**context))
+        return stub.Analyze(request, timeout=TIMEOUT_S)
+
+
+def test_full_response(server):
+    img = textured(1600, 1200)
+    exif = pillow_exif(make="Apple", model="iPhone 3G", software="Adobe Photoshop CC", datetime="2009:02:01 10:00:00",
+                       datetime_original="2009:01:01 10:00:00", image_unique_id="ID42", gps=(1.0, 2.0),
+                       exif_width=1600, exif_height=1200, orientation=6)
+    r = _analyze(server, jpeg_bytes(img, 88, exif=exif))
+    assert (r.image.format, r.image.width, r.image.height, r.image.mode) == ("jpeg", 1600, 1200, "RGB")
+    assert r.image.size_bytes > 0
+    e = r.exif
+    assert (e.make, e.model, e.software) == ("Apple", "iPhone 3G", "Adobe Photoshop CC")
+    assert (e.datetime_original, e.exif_width, e.exif_height, e.orientation) == ("2009:01:01 10:00:00", 1600, 1200, 6)
+    assert e.gps_present and e.image_unique_id == "ID42" and e.tag_count >= 9 and not e.thumbnail_present
+    assert r.jpeg.estimated_quality == 88 and r.jpeg.standard_tables and r.jpeg.subsampling == "4:2:0"
+    assert r.jpeg.markers[0] == "SOI" and "APP1" in r.jpeg.markers and r.jpeg.markers[-1] == "EOI"
+    codes = {f.code: f for f in r.findings}
+    assert {"EDITING_SOFTWARE", "JPEG_SOFTWARE_TABLES", "GPS_PRESENT", "IMAGE_UNIQUE_ID_PRESENT",
+            "DATE_MODIFIED_AFTER_CAPTURE"} <= set(codes)
+    assert codes["EDITING_SOFTWARE"].source == "metadata" and codes["EDITING_SOFTWARE"].severity == common_pb2.MEDIUM
+    assert 0.0 < r.risk <= 1.0
+    assert len(r.fingerprints.sha256) == 64 and r.fingerprints.image_unique_id == "ID42"
+    assert r.analyzer_version.startswith("metadata-")
+
+
+def test_thumbnail_and_upload_time_from_context(server):
+    img = textured(640, 480)
+    exif = exif_with_thumbnail(jpeg_bytes(img.resize((160, 120))), dto="2030:01:01 00:00:00")
+    uploaded = timestamp_pb2.Timestamp()
+    uploaded.FromDatetime(dt.datetime(2031, 1, 1))
+    r = _analyze(server, jpeg_bytes(img, exif=exif), uploaded_at=uploaded)
+    assert r.exif.thumbnail_present
+    assert "DATE_IN_FUTURE" not in {f.code for f in r.findings}  # 2030 is before the 2031 upload
+    r = _analyze(server, jpeg_bytes(img, exif=exif))
+    assert "DATE_IN_FUTURE" in {f.code for f in r.findings}  # but after the server's clock
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "text"),
+    [
+        (b"", grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+        (b"hello, not an image", grpc.StatusCode.INVALID_ARGUMENT, "not a supported image"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", grpc.StatusCode.INVALID_ARGUMENT, "cannot read"),
+    ],
+)
+def test_bad_input_gets_a_clear_status(server, data, code, text):
+    with pytest.raises(grpc.RpcError) as err:
+        _analyze(server, data)
+    assert err.value.code() == code and text in err.value.details()
+
+
+def test_decompression_bomb_refused_from_the_header(server):
+    # A valid header declaring 60000x60000 (3.6 GP) with almost no data behind it.
+    data = bytearray(jpeg_bytes(textured(16, 16)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") + (60000).to_bytes(2, "big")
+    with pytest.raises(grpc.RpcError) as err:
+        _analyze(server, bytes(data))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "decompression-bomb" in err.value.details()
+    # Still serving.
+    assert _analyze(server, jpeg_bytes(textured(32, 32))).image.width == 32
+    with server.channel() as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
