@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="server torch threads (0: all cores)")
     args = p.parse_args(argv)
     levels = (1, 16) if args.quick else (1, 4, 16, 64)
-    seconds = args.seconds or (3.0 if args.quick else 8.0)
+    seconds = args.seconds or (2.5 if args.quick else 8.0)
     data = _image(args.size)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             server = Server(model_path, batch, delay, args.threads)
             try:
                 results[mode] = {}
+                # Untimed warm phase at every level: on CPU, oneDNN builds its kernels per
+                # batch shape on first use, which would otherwise land in the first level.
+                for c in levels:
+                    asyncio.run(_drive(server.port, data, c, 0.5 if args.quick else 1.0))
                 for c in levels:
                     r = _level(server, data, c, seconds)
                     results[mode][c] = r
