@@ -70,8 +70,9 @@ def placeholder_checkpoint() -> Checkpoint:
     )
 
 
-def resolve_checkpoint(model_path: str, default_path: pathlib.Path = DEFAULT_MODEL_PATH) -> Checkpoint:
+def resolve_checkpoint(model_path: str, default_path: pathlib.Path | None = None) -> Checkpoint:
     """The configured checkpoint; the packaged default; or the labelled placeholder."""
+    default_path = DEFAULT_MODEL_PATH if default_path is None else default_path  # read at call time
     if model_path:
         path = pathlib.Path(model_path)
         if not path.is_file():
