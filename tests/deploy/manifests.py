@@ -12,6 +12,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -84,7 +85,8 @@ def containers(workload: dict) -> list[dict]:
 
 
 def require_binary(name: str, hint: str) -> str:
-    path = shutil.which(name)
+    """A tool on PATH or in the running virtualenv's bin/ (pip-installed binaries)."""
+    path = shutil.which(name) or shutil.which(name, path=str(pathlib.Path(sys.executable).parent))
     if path is None:
         pytest.fail(f"{name} is required and is not installed: {hint}", pytrace=False)
     return path
