@@ -117,14 +117,19 @@ class _Pacer:
         self.interval_s = 1.0 / rps if rps > 0 else 0.0
         self.next_s = time.perf_counter()
 
-    async def wait(self) -> None:
-        if not self.interval_s:
-            return
+    async def wait(self, deadline_s: float) -> bool:
+        """Sleeps until this caller's send time; False when that is past the deadline
+        (then nothing is sent: idle workers must not stretch the measured duration)."""
         now = time.perf_counter()
+        if not self.interval_s:
+            return now < deadline_s
         slot = max(self.next_s, now)
+        if slot >= deadline_s:
+            return False
         self.next_s = slot + self.interval_s
         if slot > now:
             await asyncio.sleep(slot - now)
+        return True
 
 
 def _channel_options() -> list[tuple[str, object]]:
@@ -156,10 +161,7 @@ async def run_load(target: str, payloads: list[bytes], spec: LoadSpec) -> Result
         async def worker(index: int) -> None:
             nonlocal sent
             call = calls[index % len(calls)]
-            while True:
-                await pacer.wait()
-                if time.perf_counter() >= deadline:
-                    return
+            while await pacer.wait(deadline):
                 n = sent
                 sent += 1
                 t0 = time.perf_counter()
