@@ -269,3 +269,22 @@ def test_policies_select_existing_pods(docs):
     for policy in of_kind(docs, "NetworkPolicy"):
         selected = policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
         assert selected is None or selected in apps, policy["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_probes_ask_names_the_real_service_serves(server_factory, tmp_path, name):
+    """Start the real service and ask its health exactly what each rendered probe asks."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    overrides = {
+        "gateway": {"synthesis_addr": "127.0.0.1:1", "metadata_addr": "127.0.0.1:1"},
+        "metadata": {"registry_path": str(tmp_path / "registry.sqlite3")},
+        "synthesis": {"device": "cpu"},
+    }[name]
+    server = server_factory(name, **overrides)
+    (c,) = named(render("prod-gpu"), "Deployment", name)["spec"]["template"]["spec"]["containers"]
+    with server.channel() as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            request = health_pb2.HealthCheckRequest(service=c[probe]["grpc"]["service"])
+            assert stub.Check(request, timeout=5).status == health_pb2.HealthCheckResponse.SERVING, probe
