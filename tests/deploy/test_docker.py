@@ -80,7 +80,7 @@ def test_images_carry_the_default_model_and_the_right_torch():
     cpu = (DOCKER / "Dockerfile").read_text()
     cuda = (DOCKER / "Dockerfile.cuda").read_text()
     for text in (cpu, cuda):
-        assert 'models" / "default.pt"' in text and "assert m.is_file()" in text
+        assert "from services.synthesis import DEFAULT_MODEL_PATH as m" in text and "assert m.is_file()" in text
         assert "torch==2.14.1 torchvision==0.29.1" in text
     assert "https://download.pytorch.org/whl/cpu" in cpu
     assert "torch.version.cuda" in cuda and "NVIDIA_VISIBLE_DEVICES" in cuda
