@@ -145,7 +145,7 @@ def combine(
     decision = _decision_from_risk(policy, risk)
     for rule in policy.rules:
         if _fires(rule, codes, severities, score, missing):
-            reasons.append((_rule_reason(rule), 1.0))
+            reasons.append((_rule_reason(rule), 0.0))  # after the evidence of equal severity
             decision = max(decision, rule.decision)
     # A rule-raised decision lifts the risk to that decision's threshold, so a caller that
     # thresholds on risk and one that reads the decision never disagree.
