@@ -33,8 +33,8 @@ from services.gateway.verdict import combine
 log = logging.getLogger("imagetrust.gateway")
 
 # Seconds kept back from the caller's deadline to combine and send the verdict (combining
-# takes well under a millisecond; the rest absorbs scheduling jitter).
-RESPONSE_RESERVE_S = 0.01
+# takes well under a millisecond; the rest absorbs event-loop and network jitter).
+RESPONSE_RESERVE_S = 0.02
 _MAX_CAUSE_CHARS = 160  # characters of a backend's error kept in the reason
 # Backend codes that suggest the backend went away: probe its health now.
 _SUSPECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
