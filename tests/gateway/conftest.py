@@ -187,18 +187,24 @@ def _cert(subject_cn: str, key, issuer_cn: str, issuer_key, *, ca: bool, sans: t
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> dict[str, pathlib.Path]:
-    """A CA, a server certificate for localhost/127.0.0.1/imagetrust.internal, a client
-    certificate, and a second CA that signed nothing here (to show verification fails)."""
+    """A CA, a gateway certificate for localhost/127.0.0.1, a backend certificate for
+    backends.imagetrust.internal, a client certificate (used by callers and by the gateway
+    towards its backends), and a second CA that signed nothing here."""
     out = tmp_path_factory.mktemp("pki")
     ca_key, other_key = _key(), _key()
     ca = _cert("imagetrust-test-ca", ca_key, "imagetrust-test-ca", ca_key, ca=True)
     other_ca = _cert("other-ca", other_key, "other-ca", other_key, ca=True)
-    server_key, client_key = _key(), _key()
+    server_key, client_key, backend_key = _key(), _key(), _key()
     server = _cert("imagetrust.internal", server_key, "imagetrust-test-ca", ca_key, ca=False,
                    sans=("localhost", "127.0.0.1", "imagetrust.internal"))
+    # The backends' certificate names only a cluster DNS name, so the gateway must be told
+    # which name to verify (backend_tls_server_name) when it dials 127.0.0.1.
+    backend = _cert("backends.imagetrust.internal", backend_key, "imagetrust-test-ca", ca_key, ca=False,
+                    sans=("backends.imagetrust.internal",))
     client = _cert("market-app", client_key, "imagetrust-test-ca", ca_key, ca=False, client=True)
     files = {
         "ca": ca, "other_ca": other_ca, "server_cert": server, "server_key": _pem_key(server_key),
+        "backend_cert": backend, "backend_key": _pem_key(backend_key),
         "client_cert": client, "client_key": _pem_key(client_key),
     }
     paths = {}
