@@ -62,6 +62,8 @@ class _ScriptedServicer(synthesis_pb2_grpc.SynthesisDetectorServicer):
                 await asyncio.sleep(owner.delay_s)
         finally:
             owner.in_flight -= 1
+        if owner.invalid:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "cannot decode the jpeg image (truncated or corrupt?)")
         return synthesis_pb2.DetectResponse(
             score=self.owner.score, global_score=self.owner.score, model_version="scripted-1",
             model_arch="scripted", placeholder=False, device="cpu",
@@ -71,9 +73,10 @@ class _ScriptedServicer(synthesis_pb2_grpc.SynthesisDetectorServicer):
 class ScriptedSynthesis:
     """A real SynthesisDetector server that sleeps `delay_s` then answers `score`."""
 
-    def __init__(self, delay_s: float = 0.0, score: float = 0.0, port: int = 0) -> None:
+    def __init__(self, delay_s: float = 0.0, score: float = 0.0, port: int = 0, invalid: bool = False) -> None:
         self.delay_s = delay_s
         self.score = score
+        self.invalid = invalid  # answer INVALID_ARGUMENT, as a backend that cannot decode the image
         self.calls = 0
         self.request_ids: list[str] = []
         self.in_flight = 0

@@ -201,3 +201,13 @@ def test_both_backends_down_is_a_degraded_review_not_an_error(server_factory, jp
         response = client.check(jpeg)
     assert response.degraded and sorted(response.missing) == ["metadata", "synthesis"]
     assert response.decision == common_pb2.REVIEW  # by the nothing-checked rule
+
+
+def test_an_image_a_backend_calls_invalid_is_invalid_even_when_degraded(server_factory, scripted, jpeg):
+    rejecting = scripted(invalid=True)
+    gateway = server_factory("gateway", synthesis_addr=rejecting.address, metadata_addr=f"127.0.0.1:{free_port()}")
+    with Client(gateway.address) as client:
+        with pytest.raises(grpc.RpcError) as info:
+            client.check(jpeg)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "synthesis: cannot decode the jpeg image (truncated or corrupt?)"
