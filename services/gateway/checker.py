@@ -1,7 +1,7 @@
 """One check: validate once, fan out concurrently under one deadline budget, combine.
 
 Budget: an image gets `options.budget_ms` (or the server default), cut to the caller's
-deadline minus RESPONSE_RESERVE_S (time to combine and send the verdict). Both backends
+deadline minus a reserve (reserve_s: time to combine and send the verdict). Both backends
 run at the same time, so each gets that whole remaining budget, capped per backend by
 synthesis_budget_ms / metadata_budget_ms when set. A backend that does not answer within
 its share, errors, or is known down is left out: the verdict is degraded, never a failure.
@@ -32,9 +32,18 @@ from services.gateway.verdict import combine
 
 log = logging.getLogger("imagetrust.gateway")
 
-# Seconds kept back from the caller's deadline to combine and send the verdict (combining
-# takes well under a millisecond; the rest absorbs event-loop and network jitter).
-RESPONSE_RESERVE_S = 0.02
+# Kept back from the caller's deadline to combine and send the verdict: at least
+# RESPONSE_RESERVE_S seconds, or RESPONSE_RESERVE_FRACTION of the time left when that is
+# more. Combining takes well under a millisecond; the reserve absorbs what the server cannot
+# see: the request's time in transit (the deadline travels as a relative timeout) and
+# scheduling delays on a loaded node, which grow with load rather than staying fixed.
+RESPONSE_RESERVE_S = 0.02  # seconds
+RESPONSE_RESERVE_FRACTION = 0.1  # of the time left until the deadline
+
+
+def reserve_s(time_remaining: float) -> float:
+    return max(RESPONSE_RESERVE_S, RESPONSE_RESERVE_FRACTION * time_remaining)
+
 _MAX_CAUSE_CHARS = 160  # characters of a backend's error kept in the reason
 # Backend codes that suggest the backend went away: probe its health now.
 _SUSPECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -51,7 +60,7 @@ class Checker:
         """Seconds the backends may use for this image."""
         budget = (request.options.budget_ms or self.config.default_budget_ms) / 1000.0
         if time_remaining is not None:
-            budget = min(budget, time_remaining - RESPONSE_RESERVE_S)
+            budget = min(budget, time_remaining - reserve_s(time_remaining))
         if budget <= 0:
             raise DeadlineExceeded("the call's deadline passed before this image could be checked")
         return budget

@@ -145,13 +145,13 @@ def test_the_callers_deadline_bounds_the_budget(server_factory, scripted, jpeg):
     slow = scripted(delay_s=3.0, score=0.9)
     gateway = server_factory("gateway", synthesis_addr=slow.address, metadata_addr=metadata.address)
     with Client(gateway.address, timeout=0.8) as client:
-        # No budget_ms: the default (3 s) is cut to the 0.8 s deadline minus the reserve, so a
-        # degraded verdict arrives in time instead of DEADLINE_EXCEEDED.
+        # No budget_ms: the default (3 s) is cut to the 0.8 s deadline minus the reserve
+        # (10% of it), so a degraded verdict arrives in time instead of DEADLINE_EXCEEDED.
         response = client.check(jpeg)
     assert response.degraded and list(response.missing) == ["synthesis"]
     cause = next(r for r in response.reasons if r.code == "BACKEND_UNAVAILABLE").evidence["cause"]
     budget_ms = int(cause.split("budget of ")[1].split(" ms")[0])
-    assert 600 <= budget_ms < 800
+    assert 500 <= budget_ms <= 720
 
 
 def test_synthesis_cap_inside_the_budget(server_factory, scripted, jpeg):
