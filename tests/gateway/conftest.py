@@ -104,6 +104,10 @@ class ScriptedSynthesis:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self._call(self.health.set(SYNTHESIS_SERVICE, status))
+
     def stop(self) -> None:
         self._call(self.server.stop(0))
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -211,3 +211,23 @@ def test_an_image_a_backend_calls_invalid_is_invalid_even_when_degraded(server_f
             client.check(jpeg)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == "synthesis: cannot decode the jpeg image (truncated or corrupt?)"
+
+
+def test_a_not_serving_replica_leaves_the_rotation_and_returns(server_factory, scripted, jpeg):
+    metadata = server_factory("metadata")
+    draining, healthy = scripted(score=0.1), scripted(score=0.1)
+    gateway = server_factory("gateway", synthesis_addr=f"{draining.address},{healthy.address}", metadata_addr=metadata.address)
+    with Client(gateway.address) as client:
+        wait_until(lambda: not client.check(jpeg).degraded and draining.calls and healthy.calls, 10, "both replicas used")
+        draining.set_serving(False)  # as a pod does on SIGTERM
+        wait_until(lambda: _only_healthy_gets_calls(client, jpeg, draining), 10, "draining replica out of rotation")
+        draining.set_serving(True)
+        before = draining.calls
+        wait_until(lambda: not client.check(jpeg).degraded and draining.calls > before, 10, "replica back in rotation")
+
+
+def _only_healthy_gets_calls(client, jpeg, draining) -> bool:
+    before = draining.calls
+    responses = [client.check(jpeg) for _ in range(6)]
+    assert not any(r.degraded for r in responses)  # the other replica serves meanwhile
+    return draining.calls == before
