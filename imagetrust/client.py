@@ -5,8 +5,14 @@
         verdict = client.check(open("photo.jpg", "rb").read(), seller_id="s-1", listing_id="l-9")
         print(verdict.decision, verdict.risk, [r.code for r in verdict.reasons])
 
-Every call has a deadline (default 10 s). Check is retried by the channel on UNAVAILABLE
-only (the call never reached the server, so retrying cannot register a sighting twice).
+Production (TLS, mTLS, an API key, settings from the environment):
+
+    client = Client.from_env()   # IMAGETRUST_GATEWAY, IMAGETRUST_API_KEY, IMAGETRUST_TLS_CA, ...
+
+Every call has a deadline (default 10 s). Calls are retried by the channel on UNAVAILABLE
+only (the gateway was not reached or went away), up to `max_attempts` in total and within
+the call's deadline; a check is safe to repeat (registering the same image for the same
+listing twice records one sighting). docs/gateway.md documents the SDK for platform services.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 
 import grpc
 from grpc import aio
@@ -23,31 +29,73 @@ from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 10.0  # seconds per call
+DEFAULT_MAX_ATTEMPTS = 3  # calls per check, first try included (UNAVAILABLE only)
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # bytes; matches the servers' default limit
+API_KEY_HEADER = "x-api-key"
+REQUEST_ID_HEADER = "x-request-id"
 
-_SERVICE_CONFIG = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
+
+def service_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> str:
+    config: dict = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if max_attempts > 1:
+        config["methodConfig"] = [
             {
                 "name": [{"service": "imagetrust.v1.ImageTrust"}],
                 "retryPolicy": {
-                    "maxAttempts": 3,
+                    "maxAttempts": max_attempts,
                     "initialBackoff": "0.05s",
                     "maxBackoff": "0.5s",
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ],
-    }
-)
-_OPTIONS = [
-    ("grpc.service_config", _SERVICE_CONFIG),
-    ("grpc.enable_retries", 1),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
+        ]
+    return json.dumps(config)
+
+
+def channel_options(max_attempts: int = DEFAULT_MAX_ATTEMPTS, server_name: str = "") -> list[tuple[str, object]]:
+    options: list[tuple[str, object]] = [
+        ("grpc.service_config", service_config(max_attempts)),
+        ("grpc.enable_retries", 1 if max_attempts > 1 else 0),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ]
+    if server_name:
+        # Verify the server certificate for this name instead of the target's host.
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return options
+
+
+_OPTIONS = channel_options()  # kept for callers of the first SDK version
+
+
+def _pem(value: str | bytes | os.PathLike | None) -> bytes | None:
+    """PEM bytes from bytes, or from a file path; None for empty."""
+    if not value:
+        return None
+    if isinstance(value, bytes):
+        return value
+    return pathlib.Path(value).read_bytes()
+
+
+def channel_credentials(
+    ca: str | bytes | os.PathLike | None = None,
+    cert: str | bytes | os.PathLike | None = None,
+    key: str | bytes | os.PathLike | None = None,
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials from PEM files (paths) or bytes; None when nothing is set (plaintext).
+
+    ca: the CA bundle that signed the server's certificate; cert and key: this client's
+    certificate for mTLS (servers started with tls_client_ca require one).
+    """
+    if bool(cert) != bool(key):
+        raise ValueError("a client certificate and its key go together (mTLS)")
+    if not ca and not cert:
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(ca), private_key=_pem(key), certificate_chain=_pem(cert)
+    )
+
 
 ImageLike = bytes | str | os.PathLike
 
@@ -69,6 +117,9 @@ def build_request(
     register: bool = False,
     want_heatmap: bool = False,
     client_ref: str = "",
+    budget_ms: int = 0,
+    skip_synthesis: bool = False,
+    skip_metadata: bool = False,
 ) -> gateway_pb2.CheckRequest:
     return gateway_pb2.CheckRequest(
         image=_image(image),
@@ -76,7 +127,9 @@ def build_request(
             seller_id=seller_id, listing_id=listing_id, conversation_id=conversation_id, platform=platform
         ),
         register=register,
-        options=gateway_pb2.CheckOptions(want_heatmap=want_heatmap),
+        options=gateway_pb2.CheckOptions(
+            want_heatmap=want_heatmap, budget_ms=budget_ms, skip_synthesis=skip_synthesis, skip_metadata=skip_metadata
+        ),
         client_ref=client_ref,
     )
 
@@ -84,14 +137,32 @@ def build_request(
 def _metadata(api_key: str | None, request_id: str | None) -> tuple[tuple[str, str], ...]:
     md = []
     if api_key:
-        md.append(("x-api-key", api_key))
+        md.append((API_KEY_HEADER, api_key))
     if request_id:
-        md.append(("x-request-id", request_id))
+        md.append((REQUEST_ID_HEADER, request_id))
     return tuple(md)
 
 
-class Client:
-    """Blocking client. Thread-safe: share one per process."""
+def settings_from_env(environ: Mapping[str, str] | None = None) -> dict:
+    """Client keyword arguments from IMAGETRUST_GATEWAY, IMAGETRUST_API_KEY and
+    IMAGETRUST_CLIENT_{TLS_CA,TLS_CERT,TLS_KEY,TLS_SERVER_NAME,TIMEOUT_S} (names distinct
+    from the servers' own IMAGETRUST_TLS_* so one environment can hold both)."""
+    env = os.environ if environ is None else environ
+    settings: dict = {
+        "target": env.get("IMAGETRUST_GATEWAY", DEFAULT_TARGET),
+        "api_key": env.get("IMAGETRUST_API_KEY") or None,
+        "tls_ca": env.get("IMAGETRUST_CLIENT_TLS_CA") or None,
+        "tls_cert": env.get("IMAGETRUST_CLIENT_TLS_CERT") or None,
+        "tls_key": env.get("IMAGETRUST_CLIENT_TLS_KEY") or None,
+        "tls_server_name": env.get("IMAGETRUST_CLIENT_TLS_SERVER_NAME", ""),
+    }
+    if env.get("IMAGETRUST_CLIENT_TIMEOUT_S"):
+        settings["timeout"] = float(env["IMAGETRUST_CLIENT_TIMEOUT_S"])
+    return settings
+
+
+class _Base:
+    """Settings shared by the sync and asyncio clients."""
 
     def __init__(
         self,
@@ -100,26 +171,57 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT_S,
         credentials: grpc.ChannelCredentials | None = None,
         api_key: str | None = None,
+        tls_ca: str | bytes | os.PathLike | None = None,
+        tls_cert: str | bytes | os.PathLike | None = None,
+        tls_key: str | bytes | os.PathLike | None = None,
+        tls_server_name: str = "",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
+        """target: "host:port", "dns:///name:port" (balanced over its addresses) or any gRPC
+        target. timeout: default deadline per call, seconds. credentials, or tls_ca (+
+        tls_cert/tls_key for mTLS) as PEM paths or bytes: TLS; none of them: plaintext.
+        api_key: sent as x-api-key on every call. max_attempts: tries per call on UNAVAILABLE."""
+        if credentials is None:
+            credentials = channel_credentials(tls_ca, tls_cert, tls_key)
+        self.target = target
         self.timeout = timeout
         self.api_key = api_key
+        self._credentials = credentials
+        self._options = channel_options(max_attempts, tls_server_name)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides):
+        """A client configured from the environment (settings_from_env); overrides win."""
+        return cls(**{**settings_from_env(environ), **overrides})
+
+
+class Client(_Base):
+    """Blocking client. Thread-safe: share one per process."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, **kwargs) -> None:
+        super().__init__(target, **kwargs)
         self.channel = (
-            grpc.secure_channel(target, credentials, options=_OPTIONS)
-            if credentials
-            else grpc.insecure_channel(target, options=_OPTIONS)
+            grpc.secure_channel(target, self._credentials, options=self._options)
+            if self._credentials
+            else grpc.insecure_channel(target, options=self._options)
         )
         self.stub = gateway_pb2_grpc.ImageTrustStub(self.channel)
 
     def check(self, image: ImageLike, *, timeout: float | None = None, request_id: str | None = None, **fields) -> gateway_pb2.CheckResponse:
+        """Checks one image (bytes or a path); fields are build_request's keyword arguments."""
         return self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
     def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
         return self.stub.Check(request, timeout=timeout or self.timeout, metadata=_metadata(self.api_key, request_id))
 
     def check_stream(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> Iterator[gateway_pb2.CheckResponse]:
+        """One response per request, in order; a bad image gives a response with `error` set.
+        No deadline by default: a chat stream lives as long as the conversation."""
         return self.stub.CheckStream(iter(requests), timeout=timeout, metadata=_metadata(self.api_key, None))
 
     def check_batch(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> list[gateway_pb2.CheckResponse]:
+        """One response per request, in order, per-item errors; at most the server's
+        batch_max_items per call (default 256)."""
         response = self.stub.CheckBatch(
             gateway_pb2.CheckBatchRequest(requests=list(requests)),
             timeout=timeout or self.timeout, metadata=_metadata(self.api_key, None),
@@ -136,23 +238,15 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Base):
     """asyncio client; create and use it inside one running event loop."""
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        credentials: grpc.ChannelCredentials | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        self.timeout = timeout
-        self.api_key = api_key
+    def __init__(self, target: str = DEFAULT_TARGET, **kwargs) -> None:
+        super().__init__(target, **kwargs)
         self.channel = (
-            aio.secure_channel(target, credentials, options=_OPTIONS)
-            if credentials
-            else aio.insecure_channel(target, options=_OPTIONS)
+            aio.secure_channel(target, self._credentials, options=self._options)
+            if self._credentials
+            else aio.insecure_channel(target, options=self._options)
         )
         self.stub = gateway_pb2_grpc.ImageTrustStub(self.channel)
 
@@ -162,10 +256,22 @@ class AsyncClient:
     async def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
         return await self.stub.Check(request, timeout=timeout or self.timeout, metadata=_metadata(self.api_key, request_id))
 
-    async def check_stream(self, requests: AsyncIterator[gateway_pb2.CheckRequest] | Iterable[gateway_pb2.CheckRequest]) -> AsyncIterator[gateway_pb2.CheckResponse]:
-        call = self.stub.CheckStream(requests, metadata=_metadata(self.api_key, None))
+    async def check_stream(
+        self,
+        requests: AsyncIterator[gateway_pb2.CheckRequest] | Iterable[gateway_pb2.CheckRequest],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[gateway_pb2.CheckResponse]:
+        call = self.stub.CheckStream(requests, timeout=timeout, metadata=_metadata(self.api_key, None))
         async for response in call:
             yield response
+
+    async def check_batch(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> list[gateway_pb2.CheckResponse]:
+        response = await self.stub.CheckBatch(
+            gateway_pb2.CheckBatchRequest(requests=list(requests)),
+            timeout=timeout or self.timeout, metadata=_metadata(self.api_key, None),
+        )
+        return list(response.responses)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -1,43 +1,73 @@
-"""Channels to the backend services.
+"""Channels to the backend services, and the health watch that skips a dead backend.
 
-round_robin over every address a target resolves to (dns:///synthesis:50053 behind a
-headless Kubernetes Service), so a scaled-out Deployment is actually used: gRPC's default
-pick_first would pin every call to one pod.
+Load balancing: round_robin over every address a target resolves to (dns:///synthesis:50053
+behind a headless Kubernetes Service, or a comma-separated list of host:port replicas), so a
+scaled-out Deployment is actually used: gRPC's default pick_first would pin every call to
+one pod. Client-side health checking (healthCheckConfig) keeps draining or NOT_SERVING pods
+out of the rotation.
+
+Health watch: one background task per backend probes grpc.health.v1 Check through the same
+channel every `backend_health_interval_ms`. A probe goes only to pods the balancer considers
+healthy, so "down" means no pod answers SERVING. While a backend is down the checker skips
+it at once (a degraded verdict in microseconds instead of a wait for the deadline); the
+probes go on and bring it back as soon as it answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import json
+import logging
+import socket
+import time
 
+import grpc
 from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from imagetrust.v1 import metadata_pb2_grpc, synthesis_pb2_grpc
+from imagetrust.client import channel_credentials
+from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
 from services.common.config import GatewayConfig
+from services.gateway.metrics import GatewayMetrics
 
-# Retries only for UNAVAILABLE (the call never reached a servicer, so it is safe to repeat
-# even for Analyze with register=true, which is idempotent by (image, listing) anyway).
-_SERVICE_CONFIG = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": "imagetrust.v1.SynthesisDetector"}, {"service": "imagetrust.v1.MetadataAnalyzer"}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.02s",
-                    "maxBackoff": "0.2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
-)
+log = logging.getLogger("imagetrust.gateway.backends")
+
+_MAX_CAUSE_CHARS = 160  # characters of a gRPC error kept in reasons and logs
+
+SYNTHESIS_SERVICE = synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisDetector"].full_name
+METADATA_SERVICE = metadata_pb2.DESCRIPTOR.services_by_name["MetadataAnalyzer"].full_name
 
 
-def channel_options(config: GatewayConfig) -> list[tuple[str, object]]:
-    return [
-        ("grpc.service_config", _SERVICE_CONFIG),
+def service_config(health_service: str) -> str:
+    # Retries only for UNAVAILABLE: the call did not reach a servicer, or the connection broke.
+    # Detect is a pure function of the image; Analyze with register=true is idempotent by
+    # (image, listing) in the registry (issue 4), so repeating either cannot double-count.
+    # Attempts are bounded by the call's own deadline (the per-backend budget).
+    return json.dumps(
+        {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "healthCheckConfig": {"serviceName": health_service},
+            "methodConfig": [
+                {
+                    "name": [{"service": SYNTHESIS_SERVICE}, {"service": METADATA_SERVICE}],
+                    "retryPolicy": {
+                        "maxAttempts": 3,
+                        "initialBackoff": "0.02s",
+                        "maxBackoff": "0.2s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ],
+        }
+    )
+
+
+def channel_options(config: GatewayConfig, health_service: str) -> list[tuple[str, object]]:
+    options: list[tuple[str, object]] = [
+        ("grpc.service_config", service_config(health_service)),
         ("grpc.enable_retries", 1),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -46,16 +76,142 @@ def channel_options(config: GatewayConfig) -> list[tuple[str, object]]:
         ("grpc.max_reconnect_backoff_ms", 2000),
         ("grpc.keepalive_time_ms", 30_000),
     ]
+    if config.backend_tls_server_name:
+        options.append(("grpc.ssl_target_name_override", config.backend_tls_server_name))
+    return options
+
+
+def _literal(host: str) -> tuple[str, str]:
+    """('ipv4'|'ipv6', address) for an IP literal or a name resolved once now."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return "ipv4", "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        family, *_, sockaddr = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+        ip = ipaddress.ip_address(sockaddr[0])
+    return ("ipv6", f"[{ip}]") if ip.version == 6 else ("ipv4", str(ip))
+
+
+def grpc_target(addr: str) -> str:
+    """A gRPC target from a config address.
+
+    - "host:port" and "dns:///name:port" pass through (the DNS resolver re-resolves, so pods
+      added to a headless Service are picked up);
+    - "h1:p1,h2:p2,..." (several local replicas) becomes "ipv4:a1:p1,a2:p2", resolving names
+      once at start-up (use dns:/// for names whose addresses change).
+    """
+    addr = addr.strip()
+    if "," not in addr:
+        return addr
+    families, parts = set(), []
+    for item in (a.strip() for a in addr.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"backend address list item {item!r} is not host:port")
+        family, ip = _literal(host)
+        families.add(family)
+        parts.append(f"{ip}:{port}")
+    if len(families) != 1:
+        raise ValueError(f"backend address list {addr!r} mixes IPv4 and IPv6; use one family")
+    return f"{families.pop()}:{','.join(parts)}"
+
+
+class Backend:
+    """One backend service: a balanced channel, a stub, and whether it is up."""
+
+    def __init__(self, name: str, health_service: str, addr: str, config: GatewayConfig, metrics: GatewayMetrics) -> None:
+        self.name = name
+        self.health_service = health_service
+        self.target = grpc_target(addr)
+        self.interval_s = config.backend_health_interval_ms / 1000.0
+        self.probe_timeout_s = config.backend_health_timeout_ms / 1000.0
+        self.metrics = metrics
+        options = channel_options(config, health_service)
+        credentials = channel_credentials(config.backend_tls_ca, config.backend_tls_cert, config.backend_tls_key)
+        self.channel = (
+            aio.secure_channel(self.target, credentials, options=options)
+            if credentials is not None
+            else aio.insecure_channel(self.target, options=options)
+        )
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+        # None until the first probe: calls are tried, not skipped, while we do not know.
+        self.up: bool | None = None
+        self.down_cause = ""
+        self._down_since = 0.0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        metrics.backend_up.labels(name).set(1)
+
+    @property
+    def known_down(self) -> bool:
+        return self.up is False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name=f"health-{self.name}")
+
+    def suspect(self) -> None:
+        """A call failed as if the backend were gone: probe now rather than at the next tick."""
+        self._wake.set()
+
+    async def probe(self) -> tuple[bool, str]:
+        try:
+            reply = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=self.health_service), timeout=self.probe_timeout_s
+            )
+        except aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                # A server without grpc.health.v1: judge it by its calls, not by probes.
+                return True, ""
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return False, f"health probe unanswered after {self.probe_timeout_s * 1000:.0f} ms"
+            return False, f"health probe {exc.code().name}: {(exc.details() or '')[:_MAX_CAUSE_CHARS]}"
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            return False, f"health {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
+        return True, ""
+
+    def _set(self, up: bool, cause: str) -> None:
+        if up and self.up is False:
+            log.info("%s is back", self.name, extra={"backend": self.name, "down_s": round(time.monotonic() - self._down_since, 2)})
+        elif not up and self.up is not False:
+            self._down_since = time.monotonic()
+            log.warning("%s is down: %s; skipping it until it answers", self.name, cause, extra={"backend": self.name})
+        self.up, self.down_cause = up, cause
+        self.metrics.backend_up.labels(self.name).set(1 if up else 0)
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                up, cause = await self.probe()
+            except Exception as exc:  # noqa: BLE001 - the watch must outlive any surprise
+                up, cause = False, f"health probe failed: {exc!r}"
+            self._set(up, cause)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.channel.close()
 
 
 class Backends:
-    def __init__(self, config: GatewayConfig) -> None:
-        options = channel_options(config)
-        self.synthesis_channel = aio.insecure_channel(config.synthesis_addr, options=options)
-        self.metadata_channel = aio.insecure_channel(config.metadata_addr, options=options)
-        self.synthesis = synthesis_pb2_grpc.SynthesisDetectorStub(self.synthesis_channel)
-        self.metadata = metadata_pb2_grpc.MetadataAnalyzerStub(self.metadata_channel)
+    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
+        self.synthesis = Backend("synthesis", SYNTHESIS_SERVICE, config.synthesis_addr, config, metrics)
+        self.metadata = Backend("metadata", METADATA_SERVICE, config.metadata_addr, config, metrics)
+        self.synthesis_stub = synthesis_pb2_grpc.SynthesisDetectorStub(self.synthesis.channel)
+        self.metadata_stub = metadata_pb2_grpc.MetadataAnalyzerStub(self.metadata.channel)
+
+    def start(self) -> None:
+        self.synthesis.start()
+        self.metadata.start()
 
     async def close(self) -> None:
-        await self.synthesis_channel.close()
-        await self.metadata_channel.close()
+        await self.synthesis.close()
+        await self.metadata.close()

@@ -1,85 +1,141 @@
-"""One check: validate once, fan out concurrently under one deadline, combine."""
+"""One check: validate once, fan out concurrently under one deadline budget, combine.
+
+Budget: an image gets `options.budget_ms` (or the server default), cut to the caller's
+deadline minus a reserve (reserve_s: time to combine and send the verdict). Both backends
+run at the same time, so each gets that whole remaining budget, capped per backend by
+synthesis_budget_ms / metadata_budget_ms when set. A backend that does not answer within
+its share, errors, or is known down is left out: the verdict is degraded, never a failure.
+The only backend errors passed on are INVALID_ARGUMENT (the image itself is bad: the
+caller must know, and every backend would say the same).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
+from grpc import aio
 
-from imagetrust.v1 import gateway_pb2, metadata_pb2, synthesis_pb2
+from imagetrust.v1 import common_pb2, gateway_pb2, metadata_pb2, synthesis_pb2
 from services.common.config import GatewayConfig
-from services.common.errors import InvalidImage
-from services.common.imaging import sniff_format
+from services.common.errors import DeadlineExceeded, InvalidImage
+from services.common.imaging import probe
 from services.common.limits import check_bytes
 from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
-from services.gateway.backends import Backends
-from services.gateway.verdict import POLICY_VERSION, combine
+from services.gateway.backends import Backend, Backends
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.policy import PolicySet
+from services.gateway.verdict import combine
 
 log = logging.getLogger("imagetrust.gateway")
 
-# Seconds kept back from the caller's deadline to combine and send the verdict.
-RESPONSE_RESERVE_S = 0.02
+# Kept back from the caller's deadline to combine and send the verdict: at least
+# RESPONSE_RESERVE_S seconds, or RESPONSE_RESERVE_FRACTION of the time left when that is
+# more. Combining takes well under a millisecond; the reserve absorbs what the server cannot
+# see: the request's time in transit (the deadline travels as a relative timeout) and
+# scheduling delays on a loaded node, which grow with load rather than staying fixed.
+RESPONSE_RESERVE_S = 0.02  # seconds
+RESPONSE_RESERVE_FRACTION = 0.1  # of the time left until the deadline
+
+
+def reserve_s(time_remaining: float) -> float:
+    return max(RESPONSE_RESERVE_S, RESPONSE_RESERVE_FRACTION * time_remaining)
+
+_MAX_CAUSE_CHARS = 160  # characters of a backend's error kept in the reason
+# Backend codes that suggest the backend went away: probe its health now.
+_SUSPECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class Checker:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, policies: PolicySet, metrics: GatewayMetrics) -> None:
         self.config = config
+        self.policies = policies
+        self.metrics = metrics
         self.backends: Backends | None = None  # set by GatewayService.load()
 
-    def _budget_s(self, request: gateway_pb2.CheckRequest, time_remaining: float | None) -> float:
+    def budget_s(self, request: gateway_pb2.CheckRequest, time_remaining: float | None) -> float:
+        """Seconds the backends may use for this image."""
         budget = (request.options.budget_ms or self.config.default_budget_ms) / 1000.0
         if time_remaining is not None:
-            budget = min(budget, time_remaining - RESPONSE_RESERVE_S)
-        return max(budget, 0.001)
+            budget = min(budget, time_remaining - reserve_s(time_remaining))
+        if budget <= 0:
+            raise DeadlineExceeded("the call's deadline passed before this image could be checked")
+        return budget
 
-    async def check(self, request: gateway_pb2.CheckRequest, time_remaining: float | None) -> gateway_pb2.CheckResponse:
-        data = request.image.data
-        check_bytes(data, self.config.max_message_bytes)
-        if sniff_format(data) is None:
-            raise InvalidImage(
-                f"not a supported image (first bytes {data[:8].hex()}); send JPEG, PNG, WebP, TIFF or HEIC/HEIF"
-            )
-        request_id = request_id_var.get() or new_request_id()
-        budget = self._budget_s(request, time_remaining)
+    def _validate(self, image_data: bytes) -> None:
+        """Once, here, before any backend is called: size, format, declared dimensions."""
+        check_bytes(image_data, self.config.max_message_bytes)
+        probe(image_data, self.config.max_pixels)  # InvalidImage / TooLarge; header only
+
+    async def _call(
+        self, backend: Backend, call: Callable[[float], Awaitable], timeout_s: float
+    ) -> tuple[object | None, str]:
+        """(answer, "") or (None, why it is missing). Raises InvalidImage only."""
+        if backend.known_down:
+            self.metrics.backend_calls.labels(backend.name, "SKIPPED_DOWN").inc()
+            return None, f"down: {backend.down_cause}"
+        started = time.perf_counter()
+        try:
+            answer = await call(timeout_s)
+        except aio.AioRpcError as exc:
+            code = exc.code()
+            self.metrics.backend_calls.labels(backend.name, code.name).inc()
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidImage(f"{backend.name}: {exc.details()}") from None
+            if code in _SUSPECT_CODES:
+                backend.suspect()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                cause = f"no answer within its budget of {timeout_s * 1000:.0f} ms"
+            else:
+                cause = f"{code.name}: {(exc.details() or '')[:_MAX_CAUSE_CHARS]}"
+            log.warning("%s left out: %s", backend.name, cause, extra={"backend": backend.name})
+            return None, cause
+        self.metrics.backend_calls.labels(backend.name, "OK").inc()
+        self.metrics.backend_seconds.labels(backend.name).observe(time.perf_counter() - started)
+        return answer, ""
+
+    def _cap(self, budget_s: float, cap_ms: int) -> float:
+        return min(budget_s, cap_ms / 1000.0) if cap_ms else budget_s
+
+    async def check(
+        self, request: gateway_pb2.CheckRequest, time_remaining: float | None, request_id: str | None = None
+    ) -> gateway_pb2.CheckResponse:
+        self._validate(request.image.data)
+        budget = self.budget_s(request, time_remaining)
+        request_id = request_id or request_id_var.get() or new_request_id()
         metadata = ((REQUEST_ID_HEADER, request_id),)
-        calls: dict[str, asyncio.Task] = {}
+        backends = self.backends
+        calls: dict[str, Awaitable] = {}
         if not request.options.skip_synthesis:
-            calls["synthesis"] = asyncio.ensure_future(
-                self.backends.synthesis.Detect(
-                    synthesis_pb2.DetectRequest(image=request.image, want_heatmap=request.options.want_heatmap),
-                    timeout=budget, metadata=metadata,
-                )
+            detect = synthesis_pb2.DetectRequest(image=request.image, want_heatmap=request.options.want_heatmap)
+            calls["synthesis"] = self._call(
+                backends.synthesis,
+                lambda t: backends.synthesis_stub.Detect(detect, timeout=t, metadata=metadata),
+                self._cap(budget, self.config.synthesis_budget_ms),
             )
         if not request.options.skip_metadata:
-            calls["metadata"] = asyncio.ensure_future(
-                self.backends.metadata.Analyze(
-                    metadata_pb2.AnalyzeRequest(image=request.image, context=request.context, register=request.register),
-                    timeout=budget, metadata=metadata,
-                )
+            analyze = metadata_pb2.AnalyzeRequest(image=request.image, context=request.context, register=request.register)
+            calls["metadata"] = self._call(
+                backends.metadata,
+                lambda t: backends.metadata_stub.Analyze(analyze, timeout=t, metadata=metadata),
+                self._cap(budget, self.config.metadata_budget_ms),
             )
-        started = time.perf_counter()
-        results = await asyncio.gather(*calls.values(), return_exceptions=True)
-        answers: dict[str, object] = {}
-        missing: list[str] = []
-        for name, result in zip(calls, results):
-            if isinstance(result, grpc.aio.AioRpcError):
-                if result.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    # The image itself is bad: every backend would say so; tell the caller.
-                    raise InvalidImage(f"{name}: {result.details()}")
-                log.warning("%s failed: %s %s", name, result.code().name, result.details())
-                missing.append(name)
-            elif isinstance(result, BaseException):
-                log.warning("%s failed: %r", name, result)
-                missing.append(name)
-            else:
-                answers[name] = result
-        verdict = combine(answers.get("synthesis"), answers.get("metadata"), tuple(missing))
-        log.debug("fan-out done", extra={"elapsed_ms": round((time.perf_counter() - started) * 1000, 2)})
+        outcomes = await _gather_or_first_error(calls)
+        answers = {name: answer for name, (answer, _) in outcomes.items() if answer is not None}
+        missing = {name: cause for name, (answer, cause) in outcomes.items() if answer is None}
+
+        policy = self.policies.for_platform(request.context.platform)
+        verdict = combine(policy, answers.get("synthesis"), answers.get("metadata"), missing)
+        self.metrics.decisions.labels(
+            common_pb2.Decision.Name(verdict.decision), policy.platform or "default", "true" if missing else "false"
+        ).inc()
         response = gateway_pb2.CheckResponse(
             request_id=request_id, decision=verdict.decision, risk=verdict.risk, reasons=verdict.reasons,
-            degraded=bool(missing), missing=missing, policy_version=POLICY_VERSION, client_ref=request.client_ref,
+            degraded=bool(missing), missing=list(missing), policy_version=verdict.policy_version,
+            client_ref=request.client_ref,
         )
         if "synthesis" in answers:
             response.synthesis.CopyFrom(answers["synthesis"])
@@ -87,3 +143,21 @@ class Checker:
         if "metadata" in answers:
             response.metadata.CopyFrom(answers["metadata"])
         return response
+
+
+async def _gather_or_first_error(calls: dict[str, Awaitable]) -> dict[str, tuple[object | None, str]]:
+    """Runs the calls concurrently; on the first exception cancels the rest and raises it.
+    The tasks are cancelled too when the caller goes away (its task is cancelled)."""
+    tasks = {name: asyncio.ensure_future(coro) for name, coro in calls.items()}
+    try:
+        pending = set(tasks.values())
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()
+        return {name: task.result() for name, task in tasks.items()}
+    finally:
+        for task in tasks.values():
+            if not task.done():
+                task.cancel()

@@ -5,10 +5,13 @@ from __future__ import annotations
 from grpc import aio
 
 from imagetrust.v1 import gateway_pb2, gateway_pb2_grpc
+from services.common.auth import ApiKeyInterceptor, load_key_hashes
 from services.common.config import GatewayConfig
 from services.common.server import Service
 from services.gateway.backends import Backends
 from services.gateway.checker import Checker
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.policy import load_policy
 from services.gateway.servicer import ImageTrustServicer
 
 SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["ImageTrust"].full_name
@@ -20,14 +23,28 @@ class GatewayService(Service):
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.checker = Checker(config)
+        # Read and validated now, so a bad policy or keys file stops the start with a message.
+        self.policies = load_policy(config.policy_path)
+        self.api_keys = load_key_hashes(config.api_keys_file, config.api_key_hashes)
+        self.gateway_metrics = GatewayMetrics()  # replaced by one on the server's registry in attach()
+        self.checker = Checker(config, self.policies, self.gateway_metrics)
 
     def add_to_server(self, server: aio.Server) -> None:
-        gateway_pb2_grpc.add_ImageTrustServicer_to_server(ImageTrustServicer(self.checker), server)
+        gateway_pb2_grpc.add_ImageTrustServicer_to_server(ImageTrustServicer(self.checker, self.config), server)
+
+    def interceptors(self) -> list[aio.ServerInterceptor]:
+        return [ApiKeyInterceptor(self.api_keys)] if self.api_keys else []
+
+    def attach(self, health_, metrics) -> None:
+        super().attach(health_, metrics)
+        self.gateway_metrics = GatewayMetrics(metrics.registry)
+        self.checker.metrics = self.gateway_metrics
 
     async def load(self) -> None:
         # aio channels bind to the running event loop, so they are made here, not in __init__.
-        self.checker.backends = Backends(self.config)
+        backends = Backends(self.config, self.gateway_metrics)
+        backends.start()
+        self.checker.backends = backends
 
     async def close(self) -> None:
         if self.checker.backends is not None:

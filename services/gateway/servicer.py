@@ -2,39 +2,81 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
 from grpc import aio
 
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common.errors import ImageTrustError
+from services.common.config import GatewayConfig
+from services.common.errors import ImageTrustError, InvalidRequest
+from services.common.logging import new_request_id, request_id_var
 from services.gateway.checker import Checker
+from services.gateway.ordered import ordered_map
+
+log = logging.getLogger("imagetrust.gateway")
+
+# Seconds of a batch call's deadline kept to assemble and send the whole batch's response:
+# items still unchecked by then answer DEADLINE_EXCEEDED instead of the call failing.
+BATCH_RESERVE_S = 0.05
 
 
-def _item_error(request: gateway_pb2.CheckRequest, exc: ImageTrustError) -> gateway_pb2.CheckResponse:
+def _item_error(request: gateway_pb2.CheckRequest, request_id: str, code: grpc.StatusCode, message: str) -> gateway_pb2.CheckResponse:
     return gateway_pb2.CheckResponse(
-        client_ref=request.client_ref,
-        error=common_pb2.ItemError(code=exc.code.value[0], code_name=exc.code.name, message=exc.message),
+        request_id=request_id, client_ref=request.client_ref,
+        error=common_pb2.ItemError(code=code.value[0], code_name=code.name, message=message),
     )
 
 
 class ImageTrustServicer(gateway_pb2_grpc.ImageTrustServicer):
-    def __init__(self, checker: Checker) -> None:
+    def __init__(self, checker: Checker, config: GatewayConfig) -> None:
         self.checker = checker
+        self.config = config
+
+    async def _check_item(
+        self, index: int, request: gateway_pb2.CheckRequest, time_remaining: Callable[[], float | None]
+    ) -> gateway_pb2.CheckResponse:
+        """One image of a stream or batch: a verdict, or a response with `error` set."""
+        # Each item gets its own id, derived from the call's, so its backend calls and log
+        # lines can be told apart and still traced to the call.
+        request_id = f"{request_id_var.get() or new_request_id()}.{index}"
+        try:
+            return await self.checker.check(request, time_remaining(), request_id=request_id)
+        except ImageTrustError as exc:
+            return _item_error(request, request_id, exc.code, exc.message)
+        except Exception:  # noqa: BLE001 - one bad item must not end the stream or batch
+            log.exception("unhandled error checking item %d", index)
+            return _item_error(request, request_id, grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}")
 
     async def Check(self, request: gateway_pb2.CheckRequest, context: aio.ServicerContext):
         return await self.checker.check(request, context.time_remaining())
 
     async def CheckStream(self, request_iterator, context: aio.ServicerContext):
-        async for request in request_iterator:
-            try:
-                yield await self.checker.check(request, context.time_remaining())
-            except ImageTrustError as exc:
-                yield _item_error(request, exc)
+        async for response in ordered_map(
+            request_iterator, lambda i, r: self._check_item(i, r, context.time_remaining), self.config.stream_window
+        ):
+            yield response
 
     async def CheckBatch(self, request: gateway_pb2.CheckBatchRequest, context: aio.ServicerContext):
-        responses = []
-        for item in request.requests:
-            try:
-                responses.append(await self.checker.check(item, context.time_remaining()))
-            except ImageTrustError as exc:
-                responses.append(_item_error(item, exc))
+        count = len(request.requests)
+        if count > self.config.batch_max_items:
+            raise InvalidRequest(
+                f"batch has {count} images; the limit is {self.config.batch_max_items} per call: "
+                "split it into several CheckBatch calls"
+            )
+        slots = asyncio.Semaphore(self.config.batch_concurrency)
+        remaining = context.time_remaining()
+        end = None if remaining is None else time.monotonic() + remaining - BATCH_RESERVE_S
+
+        def time_remaining() -> float | None:
+            return None if end is None else end - time.monotonic()
+
+        async def bounded(index: int, item: gateway_pb2.CheckRequest) -> gateway_pb2.CheckResponse:
+            async with slots:
+                return await self._check_item(index, item, time_remaining)
+
+        responses = await asyncio.gather(*(bounded(i, item) for i, item in enumerate(request.requests)))
         return gateway_pb2.CheckBatchResponse(responses=responses)
