@@ -118,7 +118,8 @@ def test_a_real_score_drives_the_decision_end_to_end(server_factory, backends_mo
     with Client(gateway.address) as client:
         response = client.check(jpeg)
     assert response.decision == common_pb2.BLOCK
-    assert response.risk == pytest.approx(0.97, abs=1e-4)
+    # Noisy-OR: the real metadata findings can only add to the synthesis contribution.
+    assert 0.97 - 1e-4 <= response.risk <= 1.0
     assert response.model_version == "scripted-1"
     assert response.reasons[0].code == "SYNTHESIS_SCORE"
     assert "synthesis-certain" in [r.evidence.get("rule") for r in response.reasons]

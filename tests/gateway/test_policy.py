@@ -134,11 +134,11 @@ def test_unknown_finding_codes_use_the_severity_default():
 def test_contributions_combine_as_noisy_or_and_stay_in_range():
     verdict = combine(
         DEFAULT, synth(0.5),
-        meta(("THUMBNAIL_MISMATCH", common_pb2.HIGH), ("RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
+        meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
     )
-    assert verdict.risk == pytest.approx(1 - (1 - 0.5) * (1 - 0.4) * (1 - 0.3))
+    assert verdict.risk == pytest.approx(1 - (1 - 0.5) * (1 - 0.45) * (1 - 0.3))
     assert verdict.decision == REVIEW
-    many = combine(DEFAULT, synth(1.0), meta(*[("THUMBNAIL_MISMATCH", common_pb2.HIGH)] * 20), {})
+    many = combine(DEFAULT, synth(1.0), meta(*[("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH)] * 20), {})
     assert 0.0 <= many.risk <= 1.0
 
 
@@ -226,7 +226,7 @@ def test_platform_pro_seller_disables_a_rule_and_adds_one():
     assert "POLICY_RULE" not in codes(alone)  # one HIGH finding is not two MEDIUM-or-more
     backed = combine(
         pro, synth(0.0),
-        meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
+        meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
     )
     assert backed.decision >= REVIEW
     assert [r.evidence["rule"] for r in backed.reasons if r.code == "POLICY_RULE"] == ["pro-reused-high-risk"]
@@ -248,7 +248,7 @@ EXAMPLES = [
     # (name, platform, synthesis, metadata findings, missing, decision, risk)
     ("camera photo", "", synth(0.05), [("GPS_PRESENT", common_pb2.INFO)], {}, ALLOW, 0.0),
     ("web re-save", "", synth(0.25), [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)], {}, ALLOW, 0.46),
-    ("edited, odd size", "", synth(0.40), [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("RESOLUTION_MISMATCH", common_pb2.MEDIUM)], {}, REVIEW, 0.664),
+    ("edited, odd size", "", synth(0.40), [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)], {}, REVIEW, 0.664),
     ("reused photo", "", synth(0.10), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, REVIEW, 0.6),
     ("composite", "", synth(0.92), [], {}, BLOCK, 0.92),
     ("reused + manipulated", "", synth(0.62), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
