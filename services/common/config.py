@@ -150,6 +150,8 @@ class MetadataConfig(ServerConfig):
     registry_prefix: str = setting("imagetrust", "key prefix in Redis")
     # 0: keep sightings until deleted; platforms with retention rules set e.g. 180 days.
     registry_ttl_s: int = setting(0, "seconds a sighting is kept (0: forever)")
+    # 2 s: a Redis outage (and its recovery) shows in health within a probe period.
+    registry_health_interval_s: float = setting(2.0, "seconds between registry health pings")
 
 
 @dataclasses.dataclass(frozen=True)

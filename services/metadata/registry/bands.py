@@ -23,7 +23,7 @@ class Layout:
     radius: int  # bits a band may differ and still be probed
 
 
-# dHash 64: 4 bands of 16 bits; radius 2 means 1 + 16 + 120 = 137 probes per band, 548
+# pHash 64: 4 bands of 16 bits; radius 2 means 1 + 16 + 120 = 137 probes per band, 548
 # per search. A copy within THRESHOLD has at most 3 flips in its best band (pigeonhole), so
 # radius 2 is not a guarantee: its recall is measured in the robustness bench.
 LAYOUT = Layout(count=4, width=16, radius=2)
