@@ -44,10 +44,12 @@ SOCKET_TIMEOUT_S = 0.5  # seconds; a dead Redis must not stall Analyze past its 
 
 _SCRIPT = r"""
 -- KEYS: 1 counter, 2 sha bucket, 3 pixel bucket, 4 unique-id bucket, 5..4+nb own band
--- buckets, the rest the probed band buckets.
+-- buckets. The probed band buckets (within ARGV[12] bits of each own band value) are
+-- generated here rather than sent: 548 key names cost more to build and send than to read.
+-- They share the hash tag, so they live in the script's slot.
 -- ARGV: 1 sha field, 2 pixel field, 3 unique-id field ('' none), 4 perceptual hash,
 -- 5 register '1'/'0', 6 encoded sighting, 7 identity digest, 8 ttl s, 9 now s,
--- 10 band count, 11 key prefix
+-- 10 band count, 11 key prefix, 12 probe radius (0..2, 16-bit bands)
 local nb = tonumber(ARGV[10])
 local ttl = tonumber(ARGV[8])
 local now = tonumber(ARGV[9])
@@ -56,9 +58,25 @@ local pix_ids = redis.call('HGET', KEYS[3], ARGV[2]) or ''
 local uid_ids = ''
 if ARGV[3] ~= '' then uid_ids = redis.call('HGET', KEYS[4], ARGV[3]) or '' end
 local blobs = {}
-for i = 5 + nb, #KEYS do
-  local v = redis.call('GET', KEYS[i])
+local radius = tonumber(ARGV[12])
+local function probe(band_key_head, value)
+  local v = redis.call('GET', band_key_head .. struct.pack('>I2', value))
   if v then blobs[#blobs + 1] = v end
+end
+for i = 5, 4 + nb do
+  local key = KEYS[i]
+  local head = string.sub(key, 1, #key - 2)
+  local value = struct.unpack('>I2', key, #key - 1)
+  probe(head, value)
+  if radius >= 1 then
+    for a = 0, 15 do
+      local va = bit.bxor(value, bit.lshift(1, a))
+      probe(head, va)
+      if radius >= 2 then
+        for b = a + 1, 15 do probe(head, bit.bxor(va, bit.lshift(1, b))) end
+      end
+    end
+  end
 end
 local own = 0
 local snapshot = ''
@@ -114,7 +132,8 @@ class RedisRegistry(Registry):
             health_check_interval=0,
         )
         self._script = self.client.register_script(_SCRIPT)
-        self._masks = bands.probes(0, self.layout)
+        if self.layout.width != 16 or self.layout.radius > 2:
+            raise ValueError("the Redis script probes 16-bit bands within radius 0..2")
 
     def _band_key(self, band: int, value: int) -> bytes:
         return self.prefix + b"b" + bytes([band]) + struct.pack(">H", value)
@@ -131,13 +150,12 @@ class RedisRegistry(Registry):
         p = self.prefix
         uid_bucket = p + b"xu" + (keys.unique_id[:2] if keys.unique_id else b"\0\0")
         own = [self._band_key(i, v) for i, v in enumerate(keys.bands)]
-        probed = [self._band_key(i, v ^ m) for i, v in enumerate(keys.bands) for m in self._masks]
         reply = self._call(
             self._script,
-            keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *own, *probed],
+            keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *own],
             args=[keys.sha[2:], keys.pixels[2:], keys.unique_id[2:] if keys.unique_id else b"",
                   keys.perceptual, b"1" if register else b"0", encode_sighting(sighting),
-                  identity_digest(sighting), self.ttl_s, int(now), len(own), p],
+                  identity_digest(sighting), self.ttl_s, int(now), len(own), p, self.layout.radius],
         )
         sha_id, pix_ids, uid_ids, blob, _own, snapshot = reply
         record = ID_BYTES + len(keys.perceptual)
