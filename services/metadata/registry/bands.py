@@ -22,11 +22,18 @@ class Layout:
     width: int  # bits per band
     radius: int  # bits a band may differ and still be probed
 
+    @property
+    def probes(self) -> int:
+        """Bucket keys read per search: every value within `radius` bits, per band."""
+        return self.count * len(_flip_masks(self.width, self.radius))
+
 
 # pHash 64: 4 bands of 16 bits; radius 2 means 1 + 16 + 120 = 137 probes per band, 548
 # per search. A copy within THRESHOLD has at most 3 flips in its best band (pigeonhole), so
 # radius 2 is not a guarantee: its recall is measured in the robustness bench.
 LAYOUT = Layout(count=4, width=16, radius=2)
+# Layouts measured against LAYOUT (bench_registry_robustness, bench_registry_scale).
+ALTERNATIVES = (Layout(4, 16, 0), Layout(4, 16, 1), Layout(4, 16, 2))
 # Hamming distance (bits of 64) at or below which two images are near duplicates.
 THRESHOLD = 12
 

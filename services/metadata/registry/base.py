@@ -142,8 +142,9 @@ class Registry(abc.ABC):
         """The strongest match kind per image id; near duplicates verified on full distance."""
         kinds: dict[int, tuple[MatchKind, int]] = {}
         if len(raw.candidate_ids):
+            # Byte-wise popcount of the XOR: ~10k candidates verify in well under a millisecond.
             query = np.frombuffer(keys.perceptual, np.uint8)
-            dist = np.unpackbits(raw.candidate_hashes ^ query, axis=1).sum(axis=1)
+            dist = np.bitwise_count(raw.candidate_hashes ^ query).sum(axis=1, dtype=np.int32)
             for image_id, d in zip(raw.candidate_ids[dist <= self.threshold].tolist(),
                                    dist[dist <= self.threshold].tolist()):
                 if image_id not in kinds or d < kinds[image_id][1]:
