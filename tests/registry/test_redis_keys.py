@@ -27,3 +27,38 @@ def test_ttl_sets_expiry_on_every_written_key(redis_server):
     client = redis.Redis.from_url(redis_server.url)
     ttls = {k: client.ttl(k) for k in client.keys("*")}
     assert all(0 < t <= 3600 for k, t in ttls.items() if not k.endswith(b":n")), ttls
+
+
+def test_scale_bench_loader_writes_exactly_what_registrations_write(redis_server):
+    """bench_registry_scale loads 1M fingerprints in bulk; its memory figures only hold if the
+    bulk layout is byte for byte what the Lua script leaves after the same registrations."""
+    import numpy as np
+
+    from bench.bench_registry_scale import bench_sighting, load
+    from services.metadata.fingerprints import Fingerprints
+
+    n = 300
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    hashes[:, ::2] = rng.integers(0, 2, (n, 4))  # 256 values per band: buckets hold several images
+    shas = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    pixels = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    shas[:, :2], pixels[:, :2] = rng.integers(0, 3, (n, 2)), rng.integers(0, 3, (n, 2))  # shared index buckets
+    live, bulk = RedisRegistry(redis_server.url, prefix="live"), RedisRegistry(redis_server.url, prefix="bulk")
+    for i in range(n):
+        fp = Fingerprints(sha256=shas[i].tobytes() + bytes(16), pixel_sha256=pixels[i].tobytes() + bytes(16),
+                          perceptual=hashes[i].tobytes())
+        live.lookup(fp, bench_sighting(i + 1), register=True)
+    client = redis.Redis.from_url(redis_server.url)
+    load(bulk, client, hashes, shas, pixels)
+
+    def content(prefix: bytes) -> dict:
+        out = {}
+        for key in client.scan_iter(prefix + b"*"):
+            kind = client.type(key)
+            out[key[len(prefix):]] = client.hgetall(key) if kind == b"hash" else client.get(key)
+        return out
+
+    written = content(b"{live}:")
+    assert len(written) > 100 and any(len(v) > 12 for k, v in written.items() if k.startswith(b"b"))
+    assert content(b"{bulk}:") == written
