@@ -90,7 +90,7 @@ def band_columns(hashes: np.ndarray, layout: bands.Layout) -> np.ndarray:
     """bands.split for every row at once: (bands, N) int64."""
     values = np.ascontiguousarray(hashes).view(">u8").ravel().astype(np.uint64)
     mask = np.uint64((1 << layout.width) - 1)
-    return np.array([((values >> np.uint64(64 - (b + 1) * layout.width)) & mask).astype(np.int64)
+    return np.array([((values >> np.uint64(64 - layout.skip - (b + 1) * layout.width)) & mask).astype(np.int64)
                      for b in range(layout.count)])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from services.metadata.registry import bands
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_backend import RedisRegistry
 from tests.registry.conftest import make_fp
@@ -17,8 +18,8 @@ def test_every_key_carries_the_prefix_hash_tag_and_prefixes_are_isolated(redis_s
     assert len(a.lookup(make_fp(1, uid="X"), Sighting("bob", "l2"), register=False).matches) == 1
     keys = redis.Redis.from_url(redis_server.url).keys("*")
     assert keys and all(k.startswith(b"{tenant-a}:") for k in keys)
-    # 1 counter + sha, pixel, unique-id buckets + 4 band buckets + 1 sightings bucket
-    assert len(keys) == 9
+    # 1 counter + sha, pixel, unique-id buckets + one bucket per band + 1 sightings bucket
+    assert len(keys) == 5 + bands.LAYOUT.count
 
 
 def test_ttl_sets_expiry_on_every_written_key(redis_server):

@@ -5,8 +5,8 @@ copy is a candidate when at least one of its bands is within `radius` bits of th
 hash's band, found by probing every value within that radius. Candidates are then checked
 on the full distance, so the index only decides recall and speed, never correctness.
 The layout was chosen by measurement (docs/registry.md): it finds every transformed copy
-within THRESHOLD in the robustness bench, and keeps buckets large enough for compact
-Redis sets yet small enough that a search verifies a few hundred candidates at 1M images.
+within THRESHOLD in the robustness bench with few bucket reads per search (the cost that
+dominates in Redis); candidates are many (thousands at 1M images) but cheap to verify.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Layout:
     count: int  # bands
     width: int  # bits per band
     radius: int  # bits a band may differ and still be probed
+    skip: int = 0  # leading hash bits left out of the bands (pHash's first bit is always 1)
 
     @property
     def probes(self) -> int:
@@ -28,12 +29,16 @@ class Layout:
         return self.count * len(_flip_masks(self.width, self.radius))
 
 
-# pHash 64: 4 bands of 16 bits; radius 2 means 1 + 16 + 120 = 137 probes per band, 548
-# per search. A copy within THRESHOLD has at most 3 flips in its best band (pigeonhole), so
-# radius 2 is not a guarantee: its recall is measured in the robustness bench.
-LAYOUT = Layout(count=4, width=16, radius=2)
-# Layouts measured against LAYOUT (bench_registry_robustness, bench_registry_scale).
-ALTERNATIVES = (Layout(4, 16, 0), Layout(4, 16, 1), Layout(4, 16, 2))
+# pHash 64: bit 0 (the DC term, always above the median) carries no information and is
+# skipped; bits 1..60 form 5 bands of 12 bits, probed within radius 1: 5 x (1 + 12) = 65
+# bucket reads per search. Measured (docs/registry.md): it finds every transformed copy
+# within THRESHOLD (index recall 1.0, as the previous 4 x 16 / radius 2 with 548 reads),
+# while 4 x 16 / radius 1 (68 reads) loses 0.7 % of them. In Redis a search costs per
+# bucket read far more than per candidate byte, so fewer, fuller buckets win: at 1M images
+# a 12-bit bucket holds ~250 entries (3 KB), all verified client-side with numpy.
+LAYOUT = Layout(count=5, width=12, radius=1, skip=1)
+# Layouts LAYOUT was measured against (bench_registry_robustness prints their recall).
+ALTERNATIVES = (Layout(4, 16, 2), Layout(4, 16, 1), Layout(4, 15, 1, skip=1), Layout(5, 12, 0, skip=1))
 # Hamming distance (bits of 64) at or below which two images are near duplicates.
 THRESHOLD = 12
 
@@ -42,10 +47,10 @@ def split(hash_: bytes, layout: Layout = LAYOUT) -> list[int]:
     """The band values of a hash, most significant band first."""
     value = int.from_bytes(hash_, "big")
     total = len(hash_) * 8
-    if layout.count * layout.width > total:
-        raise ValueError(f"layout needs {layout.count * layout.width} bits, hash has {total}")
+    if layout.skip + layout.count * layout.width > total:
+        raise ValueError(f"layout needs {layout.skip + layout.count * layout.width} bits, hash has {total}")
     mask = (1 << layout.width) - 1
-    return [(value >> (total - (i + 1) * layout.width)) & mask for i in range(layout.count)]
+    return [(value >> (total - layout.skip - (i + 1) * layout.width)) & mask for i in range(layout.count)]
 
 
 @lru_cache(maxsize=8)

@@ -49,7 +49,7 @@ _SCRIPT = r"""
 -- They share the hash tag, so they live in the script's slot.
 -- ARGV: 1 sha field, 2 pixel field, 3 unique-id field ('' none), 4 perceptual hash,
 -- 5 register '1'/'0', 6 encoded sighting, 7 identity digest, 8 ttl s, 9 now s,
--- 10 band count, 11 key prefix, 12 probe radius (0..2, 16-bit bands)
+-- 10 band count, 11 key prefix, 12 probe radius (0..2), 13 band width (bits, <= 16)
 local nb = tonumber(ARGV[10])
 local ttl = tonumber(ARGV[8])
 local now = tonumber(ARGV[9])
@@ -58,6 +58,7 @@ local pix_ids = redis.call('HGET', KEYS[3], ARGV[2]) or ''
 local uid_ids = ''
 if ARGV[3] ~= '' then uid_ids = redis.call('HGET', KEYS[4], ARGV[3]) or '' end
 local radius = tonumber(ARGV[12])
+local top = tonumber(ARGV[13]) - 1
 -- Every probed bucket name, then ONE MGET: a redis.call per bucket costs far more than a
 -- key inside one MGET (docs/registry.md, measured). own[i] = position of band i's own bucket.
 local names, own_at = {}, {}
@@ -68,11 +69,11 @@ for i = 5, 4 + nb do
   names[#names + 1] = key
   own_at[i] = #names
   if radius >= 1 then
-    for a = 0, 15 do
+    for a = 0, top do
       local va = bit.bxor(value, bit.lshift(1, a))
       names[#names + 1] = head .. struct.pack('>I2', va)
       if radius >= 2 then
-        for b = a + 1, 15 do names[#names + 1] = head .. struct.pack('>I2', bit.bxor(va, bit.lshift(1, b))) end
+        for b = a + 1, top do names[#names + 1] = head .. struct.pack('>I2', bit.bxor(va, bit.lshift(1, b))) end
       end
     end
   end
@@ -140,8 +141,8 @@ class RedisRegistry(Registry):
             health_check_interval=0,
         )
         self._script = self.client.register_script(_SCRIPT)
-        if self.layout.width != 16 or self.layout.radius > 2:
-            raise ValueError("the Redis script probes 16-bit bands within radius 0..2")
+        if self.layout.width > 16 or self.layout.radius > 2:
+            raise ValueError("the Redis script probes bands of <= 16 bits (2-byte values) within radius 0..2")
 
     def _band_key(self, band: int, value: int) -> bytes:
         return self.prefix + b"b" + bytes([band]) + struct.pack(">H", value)
@@ -163,7 +164,7 @@ class RedisRegistry(Registry):
             keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *own],
             args=[keys.sha[2:], keys.pixels[2:], keys.unique_id[2:] if keys.unique_id else b"",
                   keys.perceptual, b"1" if register else b"0", encode_sighting(sighting),
-                  identity_digest(sighting), self.ttl_s, int(now), len(own), p, self.layout.radius],
+                  identity_digest(sighting), self.ttl_s, int(now), len(own), p, self.layout.radius, self.layout.width],
         )
         sha_id, pix_ids, uid_ids, blob, _own, snapshot = reply
         record = ID_BYTES + len(keys.perceptual)
