@@ -205,10 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="fingerprints to load")
     parser.add_argument("--quick", action="store_true", help="50,000 fingerprints, 300 queries (well under a minute)")
+    parser.add_argument("--layout", default="", help="another band layout to measure, COUNTxWIDTHrRADIUSsSKIP "
+                        "(e.g. 4x15r1s1); default bands.LAYOUT")
     args = parser.parse_args(argv)
     n = 50_000 if args.quick else args.n
     queries = QUICK_QUERIES if args.quick else QUERIES
     layout = bands.LAYOUT
+    if args.layout:
+        count, rest = args.layout.split("x")
+        width, rest = rest.split("r")
+        radius, skip = rest.split("s")
+        layout = bands.Layout(int(count), int(width), int(radius), int(skip))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; layout {layout.count} bands x "
           f"{layout.width} bits, probe radius {layout.radius} ({layout.probes} probed buckets), threshold "
           f"{bands.THRESHOLD}; N = {n:,}")
@@ -231,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         proc, port = start_redis(workdir)
         try:
             client = redis.Redis(port=port)
-            reg = RedisRegistry(f"redis://127.0.0.1:{port}/0", prefix="bench")
+            reg = RedisRegistry(f"redis://127.0.0.1:{port}/0", prefix="bench", layout=layout)
             before = client.info("memory")["used_memory"]
             t0 = time.perf_counter()
             load(reg, client, hashes, shas, pixels)

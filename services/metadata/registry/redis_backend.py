@@ -7,14 +7,17 @@ live in one Redis Cluster slot, as Cluster requires of a script):
   P xs <sha[0:2]>          HASH    sha[2:16] -> image id            (same bytes)
   P xp <pix[0:2]>          HASH    pix[2:16] -> packed ids (4 B each) (same pixels)
   P xu <uid[0:2]>          HASH    uid[2:16] -> packed ids          (same ImageUniqueID)
-  P b <band> <value:2B>    STRING  packed records (id 4 B + perceptual hash 8 B)
+  P b <band> <value:2B>    STRING  packed records (id 4 B + perceptual hash 8 B), in id order
   P s <id // 128 : 4B>     HASH    id % 128 -> packed sightings (see base.encode_sighting)
 
 Why this shape: memory. Bucketing by the first two digest bytes and by id // 128 keeps
 each hash small enough for Redis' compact listpack encoding (<= 128 fields, values <= 64
-bytes), so an entry costs its bytes plus a few, not a ~60-byte top-level key; band buckets
-carry the candidates' hashes inline, so a near-duplicate search is one script that GETs
-548 buckets and returns them in one reply, and the client verifies distances with numpy.
+bytes), so an entry costs its bytes plus a few, not a ~60-byte top-level key. Band
+buckets are plain strings of fixed-width records, written with GET + SET (exact size;
+APPEND would over-allocate up to 2x), and carry the candidates' hashes inline: a
+near-duplicate search is ONE MGET of the 65 probed buckets inside the script, returned as
+one reply, and the client verifies the distances with numpy. Measured: a bucket read
+costs far more than the bytes it returns, so the layout (bands.LAYOUT) minimises reads.
 All digests are binary (16 of SHA-256's 32 bytes: 128 bits).
 
 Retention: with a TTL, every key a registration writes gets EXPIRE ttl (refreshed on each
@@ -22,8 +25,10 @@ write), and sightings older than the TTL are dropped from results and pruned whe
 their image is written again. A bucket shared with newer images lives on until it goes
 idle, so memory is reclaimed per bucket, while results honour the TTL exactly.
 
-Cluster: one hash tag means one slot per registry; to spread over nodes, run one registry
-(prefix) per shard. That sharding is NOT implemented here (see docs/registry.md).
+Cluster: one hash tag means one slot per registry (prefix), because the atomic step must
+touch the exact indexes, the probed buckets and the new image's keys in one script, and a
+script's keys must share a slot. Several registries (prefixes) spread over nodes; one
+registry does not (see docs/registry.md for why and the sizing).
 """
 
 from __future__ import annotations
