@@ -15,7 +15,7 @@ each hash small enough for Redis' compact listpack encoding (<= 128 fields, valu
 bytes), so an entry costs its bytes plus a few, not a ~60-byte top-level key. Band
 buckets are plain strings of fixed-width records, written with GET + SET (exact size;
 APPEND would over-allocate up to 2x), and carry the candidates' hashes inline: a
-near-duplicate search is ONE MGET of the 65 probed buckets inside the script, returned as
+near-duplicate search is ONE MGET of the 64 probed buckets inside the script, returned as
 one reply, and the client verifies the distances with numpy. Measured: a bucket read
 costs far more than the bytes it returns, so the layout (bands.LAYOUT) minimises reads.
 All digests are binary (16 of SHA-256's 32 bytes: 128 bits).
