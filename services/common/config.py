@@ -193,6 +193,8 @@ class MetadataConfig(ServerConfig):
     # 24 MP: covers 12-16 MP phone photos, whose JPEG is decoded at 1/8 scale for the
     # comparison (tens of ms); 48-200 MP full-resolution modes skip it.
     thumbnail_max_pixels: int = setting(24_000_000, "largest image compared with its EXIF thumbnail, pixels")
+    # 2 s: a Redis outage (and its recovery) shows in health within a probe period.
+    registry_health_interval_s: float = setting(2.0, "seconds between registry health pings")
 
 
 @dataclasses.dataclass(frozen=True)

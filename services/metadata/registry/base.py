@@ -1,0 +1,156 @@
+"""The registry interface and the logic both backends share.
+
+A backend only does the atomic part (look up every key, and when registering add the
+image and its sighting in the same transaction) and returns raw ids and candidate hashes;
+verifying near-duplicate distances, applying the retention TTL to sightings, ranking,
+capping and turning matches into findings happen here, once, for both backends.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import struct
+import time
+
+import numpy as np
+
+from services.metadata.fingerprints import Fingerprints
+from services.metadata.registry import bands
+from services.metadata.registry.model import LookupResult, Match, MatchKind, Sighting, findings, rank
+
+DIGEST_BYTES = 16  # bytes of SHA-256 kept in the exact indexes: 128 bits, collision-free at any realistic size
+ID_BYTES = 4  # bytes per image id in packed lists (4 billion images per registry)
+_SEP = "\x1f"  # ASCII unit separator between the sighting's strings in a packed record
+
+
+class RegistryUnavailable(Exception):
+    """The store cannot be reached; the analysis answers without the registry part."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    """The lookup keys of one image, in the form the backends index."""
+
+    sha: bytes  # DIGEST_BYTES of the file's SHA-256
+    pixels: bytes  # DIGEST_BYTES of the pixel SHA-256
+    unique_id: bytes  # DIGEST_BYTES of SHA-256(ImageUniqueID), b"" when absent
+    perceptual: bytes  # the perceptual hash
+    bands: tuple[int, ...]
+
+    @classmethod
+    def of(cls, fp: Fingerprints, layout: bands.Layout) -> Keys:
+        uid = hashlib.sha256(fp.image_unique_id.encode()).digest()[:DIGEST_BYTES] if fp.image_unique_id else b""
+        return cls(fp.sha256[:DIGEST_BYTES], fp.pixel_sha256[:DIGEST_BYTES], uid, fp.perceptual,
+                   tuple(bands.split(fp.perceptual, layout)))
+
+
+@dataclasses.dataclass
+class Raw:
+    """What a backend found, before verification."""
+
+    sha_ids: list[int]
+    pixel_ids: list[int]
+    unique_id_ids: list[int]
+    candidate_ids: np.ndarray  # uint32
+    candidate_hashes: np.ndarray  # uint8, one row per candidate
+    # Sightings read inside the atomic step (the same-bytes image's, before this one was
+    # added), so concurrent registrations each see exactly those that committed before.
+    snapshot: dict[int, list[Sighting]] = dataclasses.field(default_factory=dict)
+
+
+def identity_digest(s: Sighting) -> bytes:
+    return hashlib.blake2b(_SEP.join(s.identity).encode(), digest_size=8).digest()
+
+
+def encode_sighting(s: Sighting) -> bytes:
+    """identity digest (8) | seen_at seconds (uint32) | payload length (uint16) | payload."""
+    payload = _SEP.join(part.replace(_SEP, " ") for part in s.identity).encode()[:65535]
+    return identity_digest(s) + struct.pack(">IH", int(s.seen_at), len(payload)) + payload
+
+
+def decode_sightings(blob: bytes) -> list[Sighting]:
+    out, pos = [], 0
+    while pos + 14 <= len(blob):
+        seen_at, length = struct.unpack_from(">IH", blob, pos + 8)
+        parts = blob[pos + 14:pos + 14 + length].decode(errors="replace").split(_SEP)
+        parts += [""] * (4 - len(parts))
+        out.append(Sighting(*parts[:4], seen_at=float(seen_at)))
+        pos += 14 + length
+    return out
+
+
+def unpack_ids(blob: bytes | None) -> list[int]:
+    if not blob:
+        return []
+    return list(struct.unpack(f">{len(blob) // ID_BYTES}I", blob[: len(blob) // ID_BYTES * ID_BYTES]))
+
+
+class Registry(abc.ABC):
+    backend: str = ""
+
+    def __init__(self, ttl_s: int = 0, threshold: int = bands.THRESHOLD, layout: bands.Layout = bands.LAYOUT) -> None:
+        self.ttl_s = ttl_s
+        self.threshold = threshold
+        self.layout = layout
+
+    # --- what a backend implements -------------------------------------------------------
+    @abc.abstractmethod
+    def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
+        """Atomically: every exact and banded lookup, and when `register` the image (new
+        keys only) and the sighting (unless its identity is already there)."""
+
+    @abc.abstractmethod
+    def _sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:
+        """Stored sightings per image id (expired ones may still be included)."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raises RegistryUnavailable when the store cannot be reached."""
+
+    def close(self) -> None:
+        """Releases connections."""
+
+    # --- shared -----------------------------------------------------------------------------
+    def lookup(self, fp: Fingerprints, sighting: Sighting, register: bool) -> LookupResult:
+        now = time.time()
+        if not sighting.seen_at:
+            sighting = dataclasses.replace(sighting, seen_at=now)
+        keys = Keys.of(fp, self.layout)
+        try:
+            raw = self._register_and_lookup(keys, sighting, register, now)
+            kinds = self._classify(raw, keys)
+            rest = sorted(set(kinds) - set(raw.snapshot))
+            stored = {**(self._sightings(rest) if rest else {}), **raw.snapshot}
+        except RegistryUnavailable as exc:
+            return LookupResult(self.backend, available=False, error=str(exc))
+        oldest = now - self.ttl_s if self.ttl_s > 0 else float("-inf")
+        matches = [
+            Match(kind, s, distance)
+            for image_id, (kind, distance) in kinds.items()
+            for s in stored.get(image_id, ())
+            if s.seen_at >= oldest
+        ]
+        ranked = rank(matches, sighting)
+        return LookupResult(
+            self.backend, True, ranked, registered=register,
+            findings=findings(ranked, sighting, fp.image_unique_id),
+        )
+
+    def _classify(self, raw: Raw, keys: Keys) -> dict[int, tuple[MatchKind, int]]:
+        """The strongest match kind per image id; near duplicates verified on full distance."""
+        kinds: dict[int, tuple[MatchKind, int]] = {}
+        if len(raw.candidate_ids):
+            # Byte-wise popcount of the XOR: ~10k candidates verify in well under a millisecond.
+            query = np.frombuffer(keys.perceptual, np.uint8)
+            dist = np.bitwise_count(raw.candidate_hashes ^ query).sum(axis=1, dtype=np.int32)
+            for image_id, d in zip(raw.candidate_ids[dist <= self.threshold].tolist(),
+                                   dist[dist <= self.threshold].tolist()):
+                if image_id not in kinds or d < kinds[image_id][1]:
+                    kinds[image_id] = (MatchKind.NEAR_DUPLICATE, int(d))
+        for ids, kind in ((raw.unique_id_ids, MatchKind.UNIQUE_ID), (raw.pixel_ids, MatchKind.SAME_PIXELS),
+                          (raw.sha_ids, MatchKind.SAME_BYTES)):
+            for image_id in ids:
+                kinds[image_id] = (kind, 0)
+        return kinds

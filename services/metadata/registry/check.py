@@ -1,0 +1,32 @@
+"""The registry step of an analysis: fingerprint the upload, then look it up (and register)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+from services.common.errors import InvalidImage
+from services.metadata import fingerprints
+from services.metadata.registry.base import Registry
+from services.metadata.registry.model import LookupResult, Sighting
+
+@dataclasses.dataclass(frozen=True)
+class RegistryCheck:
+    fingerprints: fingerprints.Fingerprints | None  # None: the pixels could not be decoded
+    sha256: bytes
+    result: LookupResult
+
+
+def run(data: bytes, sighting: Sighting, register: bool, registry: Registry | None, max_pixels: int) -> RegistryCheck:
+    sha = hashlib.sha256(data).digest()
+    backend = registry.backend if registry is not None else ""
+    try:
+        fp = fingerprints.compute(data, max_pixels)
+    except InvalidImage as exc:
+        # A file whose header parses but whose pixels do not (truncated, corrupt) still gets
+        # its metadata analysis; it just cannot be matched on content.
+        return RegistryCheck(None, sha, LookupResult(backend, available=False, error=f"cannot fingerprint: {exc}"))
+    if registry is None:
+        return RegistryCheck(fp, sha, LookupResult("", available=False, error="registry not configured"))
+    return RegistryCheck(fp, sha, registry.lookup(fp, sighting, register))
+
