@@ -1,0 +1,52 @@
+"""`python -m bench [--full] [NAME ...]`: runs the benchmarks one after another.
+
+Each benchmark prints ratios measured side by side in one run; this runner only sequences
+them (never in parallel: they would measure each other). Quick mode by default, so
+`make bench` finishes in a few minutes; --full runs the sizes the README's figures come from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+BENCHMARKS = (
+    "bench_metadata",               # metadata analysis vs exiftool batch mode
+    "bench_registry_robustness",    # perceptual-hash recall vs false matches
+    "bench_registry_scale",         # Redis memory, exact/near-dup latency vs linear scan
+    "bench_synthesis",              # dynamic batching vs one at a time
+    "bench_gateway",                # gateway vs slowest backend, fan-out vs sequential, kill/restart
+    "bench_loadgen",                # ghz-style load through the gateway
+    "bench_replicas",               # throughput vs synthesis replica count
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="full sizes (tens of minutes; 1M fingerprints)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="any of: " + ", ".join(BENCHMARKS))
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    failed = []
+    for name in args.names or BENCHMARKS:
+        command = [sys.executable, "-m", f"bench.{name}"]
+        if not args.full:
+            command.append("--quick")
+        elif name == "bench_registry_scale":
+            command += ["--n", "1000000"]
+        print(f"\n=== {name} ({' '.join(command[2:])})", flush=True)
+        started = time.monotonic()
+        if subprocess.run(command).returncode != 0:
+            failed.append(name)
+        print(f"=== {name}: {time.monotonic() - started:.0f} s", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
