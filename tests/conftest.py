@@ -12,6 +12,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -90,6 +91,10 @@ def start_server(name: str, **overrides) -> RunningServer:
 
     spec = SERVICES[name]
     base = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "log_format": "text"}
+    if name == "metadata" and not overrides.get("redis_url"):
+        # A registry of its own per server: never the user's default file, never shared
+        # between tests.
+        base["registry_path"] = tempfile.mkdtemp(prefix="imagetrust-registry-") + "/registry.sqlite3"
     config = load(spec.config_class, environ={}, **{**base, **overrides})
     return RunningServer(build(name, config), config)
 

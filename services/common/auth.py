@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 import grpc
 from grpc import aio
 
+from services.common.interceptors import split_method
+
 API_KEY_HEADER = "x-api-key"
 # Services callable without a key: probes and API discovery.
 EXEMPT_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"})
@@ -100,7 +102,7 @@ class ApiKeyInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service = handler_call_details.method.split("/")[1] if handler_call_details.method.count("/") >= 2 else ""
+        service, _ = split_method(handler_call_details.method)
         if service in EXEMPT_SERVICES:
             return handler
         presented = ""

@@ -27,7 +27,7 @@ log = logging.getLogger("imagetrust.access")
 _QUIET_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
 
 
-def _split_method(full_method: str) -> tuple[str, str]:
+def split_method(full_method: str) -> tuple[str, str]:
     # "/imagetrust.v1.ImageTrust/Check" -> ("imagetrust.v1.ImageTrust", "Check")
     _, service, method = full_method.split("/", 2)
     return service, method
@@ -65,7 +65,7 @@ class ServerInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service, method = _split_method(handler_call_details.method)
+        service, method = split_method(handler_call_details.method)
         call = _Call(self._metrics, service, method, handler_call_details)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(

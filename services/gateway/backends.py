@@ -81,6 +81,10 @@ def channel_options(config: GatewayConfig, health_service: str) -> list[tuple[st
     return options
 
 
+# gRPC name-resolver schemes: a target starting with one is passed to gRPC as it is.
+_RESOLVER_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
+
+
 def _literal(host: str) -> tuple[str, str]:
     """('ipv4'|'ipv6', address) for an IP literal or a name resolved once now."""
     host = host.strip("[]")
@@ -103,8 +107,8 @@ def grpc_target(addr: str) -> str:
       once at start-up (use dns:/// for names whose addresses change).
     """
     addr = addr.strip()
-    if "," not in addr:
-        return addr
+    if "," not in addr or addr.startswith(_RESOLVER_SCHEMES):
+        return addr  # one address, or already a gRPC target with its own resolver
     families, parts = set(), []
     for item in (a.strip() for a in addr.split(",")):
         if not item:

@@ -160,6 +160,8 @@ def test_grpc_target_forms():
     assert grpc_target("dns:///synthesis.imagetrust.svc:50053") == "dns:///synthesis.imagetrust.svc:50053"
     assert grpc_target("10.0.0.1:1, 10.0.0.2:2") == "ipv4:10.0.0.1:1,10.0.0.2:2"
     assert grpc_target("[::1]:1,[::1]:2") == "ipv6:[::1]:1,[::1]:2"
+    # Already a gRPC target with its resolver scheme: passed through untouched.
+    assert grpc_target("ipv4:127.0.0.1:1,127.0.0.1:2") == "ipv4:127.0.0.1:1,127.0.0.1:2"
     with pytest.raises(ValueError, match="not host:port"):
         grpc_target("10.0.0.1,10.0.0.2:2")
 
