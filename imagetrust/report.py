@@ -38,7 +38,12 @@ def table(rows: Sequence[tuple[str, gateway_pb2.CheckResponse | None, str | None
         if response is None:
             lines.append((path, "ERROR", "-", "-", "-", "-", error or ""))
             continue
-        synth = f"{response.synthesis.score:.2f}" if response.HasField("synthesis") else "-"
+        if not response.HasField("synthesis"):
+            synth = "-"
+        elif response.synthesis.placeholder:
+            synth = "n/a"  # an untrained placeholder model: its number means nothing
+        else:
+            synth = f"{response.synthesis.score:.2f}"
         meta = f"{response.metadata.risk:.2f}" if response.HasField("metadata") else "-"
         degraded = ",".join(response.missing) if response.degraded else "no"
         lines.append(

@@ -43,6 +43,16 @@ def test_check_prints_a_table_with_a_row_per_file(gateway) -> None:
     assert "img/s" in result.stderr or "3/3" in result.stderr, "a progress bar for many files"
 
 
+def test_table_never_shows_a_placeholder_model_score_as_a_number() -> None:
+    from imagetrust import report
+    from imagetrust.v1 import gateway_pb2, synthesis_pb2
+
+    placeholder = gateway_pb2.CheckResponse(synthesis=synthesis_pb2.DetectResponse(score=0.43, placeholder=True))
+    real = gateway_pb2.CheckResponse(synthesis=synthesis_pb2.DetectResponse(score=0.43))
+    assert report.table([("a.jpg", placeholder, None)]).splitlines()[1].split()[3] == "n/a"
+    assert report.table([("a.jpg", real, None)]).splitlines()[1].split()[3] == "0.43"
+
+
 def test_check_json_lines_for_scripts(gateway) -> None:
     path = str(SAMPLES / "camera_original.jpg")
     result = run_cli("check", "--addr", gateway.address, "--json", "--seller-id", "s-1", path)
