@@ -48,6 +48,8 @@ def load(thumb: bytes) -> Thumb | None:
             img = Image.open(io.BytesIO(thumb))
             if img.width > MAX_THUMB_SIDE_PX or img.height > MAX_THUMB_SIDE_PX or img.width < 8 or img.height < 8:
                 return None
+            if img.format == "JPEG":
+                img.draft("L", img.size)  # libjpeg hands out its Y plane: no colour conversion
             grey = np.asarray(img.convert("L"), dtype=np.float32)
     except Exception:  # noqa: BLE001 - a broken thumbnail is evidence, never a crash
         return None
@@ -80,7 +82,7 @@ def aspect_log_ratio(main_w: int, main_h: int, thumb: Thumb) -> float:
 
 
 def _small(grey: np.ndarray) -> np.ndarray:
-    img = Image.fromarray(grey.astype(np.uint8), "L").resize((COMPARE_SIDE_PX, COMPARE_SIDE_PX), Image.BILINEAR)
+    img = Image.fromarray(grey.astype(np.uint8, copy=False), "L").resize((COMPARE_SIDE_PX, COMPARE_SIDE_PX), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.float32)
     arr = arr - arr.mean()
     norm = float(np.sqrt((arr * arr).sum()))
