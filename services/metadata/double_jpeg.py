@@ -69,9 +69,12 @@ def blocks_of(luma: np.ndarray) -> np.ndarray:
     by0 = max(0, (bh - side) // 2) if bh > side else 0
     bx0 = max(0, (bw - side) // 2) if bw > side else 0
     by1, bx1 = min(bh, by0 + side), min(bw, bx0 + side)
-    region = luma[by0 * 8 : by1 * 8, bx0 * 8 : bx1 * 8].astype(np.float32) - 128.0
+    region = luma[by0 * 8 : by1 * 8, bx0 * 8 : bx1 * 8]
     nb_y, nb_x = by1 - by0, bx1 - bx0
-    return region.reshape(nb_y, 8, nb_x, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    # Regrouped as uint8 (the cheap copy), converted once. JPEG's -128 level shift is
+    # left out: it only moves the DC term, and every examined frequency is AC (its basis
+    # sums to zero), so those coefficients are the same.
+    return region.reshape(nb_y, 8, nb_x, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8).astype(np.float32)
 
 
 def analyse(luma: np.ndarray, qtable: tuple[int, ...]) -> DoubleJpegResult:
