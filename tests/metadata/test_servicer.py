@@ -16,8 +16,10 @@ TIMEOUT_S = 30  # seconds per call
 
 
 @pytest.fixture
-def server(server_factory):
-    return server_factory("metadata")
+def server(server_factory, tmp_path):
+    # Own registry file: the default (~/.local/share/imagetrust) is shared by every run on
+    # the machine, so earlier runs' sightings would add registry findings here.
+    return server_factory("metadata", registry_path=str(tmp_path / "registry.sqlite3"))
 
 
 def _analyze(server, data: bytes, **context):
