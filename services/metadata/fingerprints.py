@@ -167,10 +167,13 @@ def hamming(a: bytes, b: bytes) -> int:
     return int.from_bytes(a, "big").__xor__(int.from_bytes(b, "big")).bit_count()
 
 
-def compute(data: bytes, max_pixels: int) -> Fingerprints:
-    """All fingerprints of an uploaded file. Raises InvalidImage / TooLarge like decoding."""
+def compute(data: bytes, max_pixels: int, sha256: bytes | None = None) -> Fingerprints:
+    """All fingerprints of an uploaded file. Raises InvalidImage / TooLarge like decoding.
+
+    sha256: the bytes' digest when the caller already has it (a whole-file pass saved).
+    """
     return Fingerprints(
-        sha256=hashlib.sha256(data).digest(),
+        sha256=sha256 if sha256 is not None else hashlib.sha256(data).digest(),
         pixel_sha256=pixel_sha256(data, max_pixels),
         perceptual=phash64(display_pixels(data, max_pixels)),
         image_unique_id=image_unique_id(data),

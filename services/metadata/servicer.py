@@ -111,7 +111,7 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         response = to_proto(result)
         rc = await asyncio.to_thread(
             registry_check.run, request.image.data, sighting_from_proto(request.context), request.register,
-            self.registry, self.config.max_pixels,
+            self.registry, self.config.max_pixels, bytes.fromhex(result.sha256),
         )
         if self.monitor is not None and rc.fingerprints is not None:
             await self.monitor.observe(rc.result.available, rc.result.error)

@@ -17,11 +17,15 @@ class RegistryCheck:
     result: LookupResult
 
 
-def run(data: bytes, sighting: Sighting, register: bool, registry: Registry | None, max_pixels: int) -> RegistryCheck:
-    sha = hashlib.sha256(data).digest()
+def run(
+    data: bytes, sighting: Sighting, register: bool, registry: Registry | None, max_pixels: int,
+    sha256: bytes | None = None,
+) -> RegistryCheck:
+    """sha256: the bytes' digest when the analysis already computed it."""
+    sha = sha256 if sha256 is not None else hashlib.sha256(data).digest()
     backend = registry.backend if registry is not None else ""
     try:
-        fp = fingerprints.compute(data, max_pixels)
+        fp = fingerprints.compute(data, max_pixels, sha256=sha)
     except InvalidImage as exc:
         # A file whose header parses but whose pixels do not (truncated, corrupt) still gets
         # its metadata analysis; it just cannot be matched on content.
