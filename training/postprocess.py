@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from services.common.imaging import decode_rgb
+
 _KERNELS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
             "lanczos": cv2.INTER_LANCZOS4}
 
@@ -80,11 +82,14 @@ def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
     return out.getvalue()
 
 
+# 120 MP: the serving default (ServerConfig.max_pixels); our samples are far below it.
+_MAX_PIXELS = 120_000_000  # pixels
+
+
 def decode(data: bytes) -> np.ndarray:
-    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if rgb is None:  # cv2 builds without WebP: Pillow reads it
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    return np.ascontiguousarray(rgb[..., ::-1])
+    """Decodes with the SERVING decoder (Pillow via services.common.imaging): libjpeg
+    builds differ in chroma upsampling, so training pixels must come from the same one."""
+    return np.asarray(decode_rgb(data, _MAX_PIXELS))
 
 
 def apply(rgb: np.ndarray, mask: np.ndarray, params: Params) -> tuple[bytes, np.ndarray, np.ndarray]:

@@ -1,0 +1,91 @@
+"""Training views: what one training example shows the model, made with the SERVING code.
+
+Serving feeds a model two kinds of input per image (services.synthesis.preprocess.prepare):
+the global view (whole image squashed to input_size) and native-resolution tiles. Training
+feeds it the same two kinds, built by the same functions (global_view, tiles), so there is
+no training-only preprocessing that could drift from serving.
+
+Targets: "binary" is the paper's label (1 composite, 0 authentic). "soft" is continuous:
+the tampered-area fraction f of the view, mapped to min(1, f / SOFT_SATURATION). A view
+with >= 5 % of its pixels pasted is fully a composite; below that the target falls off
+linearly (a 1 % sliver: 0.2), the regression-style score of the bank lab's article, and a
+tile that the paste does not reach gets 0 even when the image is a composite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from services.synthesis import preprocess
+from training import dataset, postprocess
+
+SOFT_SATURATION = 0.05  # tampered fraction of a view at which the soft target reaches 1
+CENTRE_ON_MASK_P = 0.7  # probability that a composite's tile is placed over the paste
+TARGETS = ("binary", "soft")
+
+
+def soft_target(fraction: float) -> float:
+    return float(min(1.0, fraction / SOFT_SATURATION))
+
+
+class ViewDataset(torch.utils.data.Dataset):
+    """Item i: one view of generator sample (offset + i) -> (input, target, label).
+
+    offset moves the window over the endless generator: a recipe that wants fresh
+    composites every epoch sets offset = epoch * len(self); the paper's recipe keeps 0
+    (a fixed dataset, as the paper pickled one).
+    """
+
+    def __init__(self, generator: dataset.CompositeGenerator, length: int, *,
+                 spec: preprocess.PreprocessSpec, tile_size: int, global_p: float, target: str,
+                 recompress_p: float = 0.0, flip: bool = False, seed: int = 0) -> None:
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}")
+        if global_p < 1.0 and tile_size <= 0:
+            raise ValueError("tile views need tile_size > 0 (or global_p = 1)")
+        self.generator, self.length, self.spec = generator, length, spec
+        self.tile_size, self.global_p, self.target = tile_size, global_p, target
+        self.recompress_p, self.flip, self.seed = recompress_p, flip, seed
+        self.offset = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = self.offset + i
+        sample = self.generator[index]
+        rng = np.random.default_rng([self.seed, index, 7])  # view stream, apart from the generator's
+        image, mask = sample.image, sample.mask
+        # Draws are unconditional (same count for both labels), as in the generator.
+        recompress, quality = rng.random() < self.recompress_p, int(rng.integers(60, 96))
+        use_global, flip = rng.random() < self.global_p, self.flip and rng.random() < 0.5
+        if recompress:  # a second JPEG generation (re-uploads), for both labels alike
+            image = postprocess.decode(postprocess.encode(image, "cv2-jpeg", quality))
+        if flip:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        image = np.ascontiguousarray(image)
+        if use_global:
+            x = preprocess.global_view(image, self.spec)
+            fraction = float(mask.mean())
+        else:
+            x, fraction = self._tile(image, np.ascontiguousarray(mask), rng)
+        y = float(sample.label) if self.target == "binary" else soft_target(fraction)
+        return x, torch.tensor(y, dtype=torch.float32), torch.tensor(sample.label, dtype=torch.float32)
+
+    def _tile(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        t = self.tile_size
+        h, w = mask.shape
+        on_mask = rng.random() < CENTRE_ON_MASK_P
+        ys, xs = np.nonzero(mask)
+        if on_mask and ys.size:
+            k = int(rng.integers(ys.size))
+            cy, cx = ys[k] + int(rng.integers(-t // 4, t // 4 + 1)), xs[k] + int(rng.integers(-t // 4, t // 4 + 1))
+            y0, x0 = int(np.clip(cy - t // 2, 0, max(0, h - t))), int(np.clip(cx - t // 2, 0, max(0, w - t)))
+        else:
+            y0, x0 = int(rng.integers(0, max(0, h - t) + 1)), int(rng.integers(0, max(0, w - t) + 1))
+        grid = preprocess.TileGrid(1, 1, (y0,), (x0,), t)
+        x = preprocess.tiles(image, grid, self.spec)[0]
+        # The fraction over the tile as the model sees it (padding, if any, is authentic).
+        fraction = float(mask[y0:y0 + t, x0:x0 + t].sum()) / float(t * t)
+        return x, fraction
