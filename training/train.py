@@ -45,7 +45,7 @@ RECIPES: dict[str, dict] = {
         arch="resnet50", arch_kwargs={}, input_size=224, tile_size=0, global_p=1.0, target="binary",
         epochs=100, batch_size=32, lr=1e-3, weight_decay=0.0, optimizer="adam", schedule="constant",
         patience=3, val_fraction=0.3, train_samples=2000, val_samples=400, fresh_samples=False,
-        recompress_p=0.0, flip=False,
+        recompress_p=0.0, flip=False, views_per_sample=1,
     ),
     # Ours: the compact forensic net (SRM + Bayar high-pass front end) on native-resolution
     # 128 px tiles (256 px measured 4x slower per view on the 2-core CPU) plus the global view, soft targets from the tampered fraction, fresh
@@ -53,9 +53,9 @@ RECIPES: dict[str, dict] = {
     # a cosine schedule. Budgeted for ~45 min on a 2-core CPU (see docs/training.md).
     "ours": dict(
         arch="forensic", arch_kwargs={}, input_size=128, tile_size=128, global_p=0.2, target="soft",
-        epochs=12, batch_size=32, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
+        epochs=8, batch_size=32, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
         patience=4, val_fraction=0.15, train_samples=1280, val_samples=256, fresh_samples=True,
-        recompress_p=0.3, flip=True,
+        recompress_p=0.3, flip=True, views_per_sample=2,
     ),
 }
 CALIBRATION_IMAGES = 240  # validation images scored through the serving path to fit the rule
@@ -85,6 +85,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="new composites every epoch (true) or one fixed dataset (false)")
     p.add_argument("--recompress-p", type=float, help="probability of a second JPEG generation")
     p.add_argument("--flip", type=lambda s: s.lower() in ("1", "true", "yes"))
+    p.add_argument("--views-per-sample", type=int, help="views (tiles/global) taken from each generated sample")
     p.add_argument("--max-photos", type=int, default=0, help="use only this many BSDS photos (tests)")
     p.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES)
     p.add_argument("--time-limit-min", type=float, default=0.0, help="stop training after this many minutes (0: none)")
@@ -211,13 +212,18 @@ def _specs(args):
     return pre, tiling
 
 
-def _loader(ds, args, shuffle: bool):
+def _loader(ds, args, shuffle: bool, train: bool):
     sampler = None
-    if args.distributed and shuffle:
-        sampler = torch.utils.data.distributed.DistributedSampler(ds, shuffle=True, seed=args.seed)
+    if args.distributed and train:
+        # Each rank reads its own part; unshuffled parts are contiguous, so a rank still
+        # reads the views of one sample together.
+        sampler = torch.utils.data.distributed.DistributedSampler(ds, shuffle=shuffle, seed=args.seed)
+        if not shuffle:
+            per_rank = len(ds) // args.world_size
+            sampler = range(args.rank * per_rank, (args.rank + 1) * per_rank)
     return torch.utils.data.DataLoader(
         ds, batch_size=args.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-        num_workers=args.workers, pin_memory=args.torch_device.type == "cuda", drop_last=shuffle,
+        num_workers=args.workers, pin_memory=args.torch_device.type == "cuda", drop_last=train,
         generator=torch.Generator().manual_seed(args.seed),
     )
 
@@ -255,11 +261,16 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
     view_args = dict(spec=pre, tile_size=tiling.tile_size, global_p=args.global_p if tiling.enabled else 1.0,
                      target=args.target)
     train_ds = views.ViewDataset(dataset.CompositeGenerator(train_photos, seed=args.seed), args.train_samples,
-                                 recompress_p=args.recompress_p, flip=args.flip, seed=args.seed, **view_args)
+                                 recompress_p=args.recompress_p, flip=args.flip, seed=args.seed,
+                                 views_per_sample=args.views_per_sample, **view_args)
     # Validation views never change between epochs: early stopping compares like with like.
     val_gen = dataset.CompositeGenerator(val_photos, seed=args.seed + 1)
-    val_ds = views.ViewDataset(val_gen, args.val_samples, seed=args.seed + 1, **view_args)
-    train_loader, val_loader = _loader(train_ds, args, True), _loader(val_ds, args, False)
+    val_ds = views.ViewDataset(val_gen, args.val_samples, seed=args.seed + 1, views_per_sample=args.views_per_sample,
+                               **view_args)
+    # Fresh samples are already random per index: read them in order (views of one sample
+    # are consecutive). A fixed dataset (the paper's) is shuffled every epoch.
+    train_loader = _loader(train_ds, args, shuffle=not args.fresh_samples, train=True)
+    val_loader = _loader(val_ds, args, shuffle=False, train=False)
 
     model = build_model(args.arch, **args.arch_kwargs).to(args.torch_device)
     if args.distributed:
@@ -283,7 +294,7 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
               f"{args.train_samples} views/epoch, device {args.torch_device}, world {args.world_size}", flush=True)
     for epoch in range(args.epochs):
         if args.fresh_samples:
-            train_ds.offset = epoch * args.train_samples * max(1, args.world_size)
+            train_ds.offset = epoch * args.train_samples
         if isinstance(train_loader.sampler, torch.utils.data.distributed.DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         t_epoch = time.monotonic()

@@ -30,16 +30,20 @@ def soft_target(fraction: float) -> float:
 
 
 class ViewDataset(torch.utils.data.Dataset):
-    """Item i: one view of generator sample (offset + i) -> (input, target, label).
+    """Item i: view g = offset + i of generator sample g // views_per_sample -> (input, target, label).
 
     offset moves the window over the endless generator: a recipe that wants fresh
     composites every epoch sets offset = epoch * len(self); the paper's recipe keeps 0
-    (a fixed dataset, as the paper pickled one).
+    (a fixed dataset, as the paper pickled one). views_per_sample > 1 takes several views
+    (different tiles, or the global view) of one generated sample: making a composite costs
+    more CPU than a forward/backward pass of the forensic net on a tile. Consecutive items
+    share a sample, so read them in order (the generator is already random per index).
     """
 
     def __init__(self, generator: dataset.CompositeGenerator, length: int, *,
                  spec: preprocess.PreprocessSpec, tile_size: int, global_p: float, target: str,
-                 recompress_p: float = 0.0, flip: bool = False, seed: int = 0) -> None:
+                 recompress_p: float = 0.0, flip: bool = False, seed: int = 0,
+                 views_per_sample: int = 1) -> None:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}")
         if global_p < 1.0 and tile_size <= 0:
@@ -47,14 +51,21 @@ class ViewDataset(torch.utils.data.Dataset):
         self.generator, self.length, self.spec = generator, length, spec
         self.tile_size, self.global_p, self.target = tile_size, global_p, target
         self.recompress_p, self.flip, self.seed = recompress_p, flip, seed
+        self.views_per_sample = max(1, views_per_sample)
         self.offset = 0
+        self._last: tuple[int, dataset.Sample] | None = None  # per worker process
+
+    def _sample(self, index: int) -> dataset.Sample:
+        if self._last is None or self._last[0] != index:
+            self._last = (index, self.generator[index])
+        return self._last[1]
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = self.offset + i
-        sample = self.generator[index]
+        sample = self._sample(index // self.views_per_sample)
         rng = np.random.default_rng([self.seed, index, 7])  # view stream, apart from the generator's
         image, mask = sample.image, sample.mask
         # Draws are unconditional (same count for both labels), as in the generator.
