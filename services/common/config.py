@@ -158,9 +158,25 @@ class SynthesisConfig(ServerConfig):
     metrics_port: int = setting(9093, "Prometheus /metrics HTTP port (-1: off)")
     model_path: str = setting("", "checkpoint file (empty: the default model shipped in the package)")
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:N")
-    max_batch_size: int = setting(16, "images per forward pass")
+    # An image is 1 global view + up to max_tiles tiles (16 by default): model inputs, not
+    # images, are what a forward pass batches.
+    max_batch_size: int = setting(16, "model inputs (global views and tiles) per forward pass")
     # 5 ms: long enough to gather concurrent requests into one batch, short next to a
     # forward pass (tens of ms on CPU).
     max_queue_delay_ms: float = setting(5.0, "longest wait to fill a batch, ms")
-    max_queue_size: int = setting(256, "queued images; more get RESOURCE_EXHAUSTED")
+    max_queue_size: int = setting(256, "queued model inputs; more get RESOURCE_EXHAUSTED")
     decode_workers: int = setting(2, "threads decoding images off the event loop")
+    # 0: every core the process may use (sched_getaffinity), which is what a CPU pod's
+    # limit grants; set lower when decode threads should keep a core for themselves.
+    torch_threads: int = setting(0, "intra-op threads for CPU inference (0: all available cores)")
+    precision: str = setting("auto", "CUDA autocast: auto (bf16 where supported, else fp16), bf16, fp16, fp32")
+    # 2 passes per batch shape and size: the first allocates and (on CUDA) autotunes
+    # kernels, the second confirms the steady state before health turns SERVING.
+    warmup_iterations: int = setting(2, "warm-up forward passes per input shape and batch size")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_batch_size < 1 or self.max_queue_size < 1 or self.max_queue_delay_ms < 0:
+            raise ValueError("max_batch_size and max_queue_size must be >= 1, max_queue_delay_ms >= 0")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError("precision must be auto, bf16, fp16 or fp32")

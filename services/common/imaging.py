@@ -13,7 +13,7 @@ import warnings
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from services.common.errors import InvalidImage
+from services.common.errors import InvalidImage, TooLarge
 from services.common.limits import check_dimensions
 
 try:  # HEIC/HEIF (iPhone uploads) through libheif.
@@ -95,7 +95,7 @@ def decode_rgb(data: bytes, max_pixels: int, *, draft_size: tuple[int, int] | No
         img.load()
         img = ImageOps.exif_transpose(img) or img
         return to_rgb(img)
-    except InvalidImage:
+    except (InvalidImage, TooLarge):  # ours already: keep the status (bombs are RESOURCE_EXHAUSTED)
         raise
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
         raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {exc}") from exc

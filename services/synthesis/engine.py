@@ -1,19 +1,44 @@
-"""Synthesis scoring engine.
+"""The synthesis engine (Triton python-backend style: load(), detect(), close()).
 
-PLACEHOLDER: until the trained model lands (issues 5 and 6) this engine only decodes and
-validates the image and answers score 0 with `placeholder` set, so the plumbing (limits,
-errors, health, metrics, shutdown) can be built and tested end to end.
+detect(): bytes -> limits -> decode (EXIF orientation applied) and preprocess on a thread
+pool -> the dynamic batcher (global view + tiles, batched across requests) -> calibrated
+scores combined by the checkpoint's local/global rule -> Detection.
+
+Which model: SynthesisConfig.model_path, else the packaged DEFAULT_MODEL_PATH. If neither
+exists, an untrained "forensic" network with a fixed seed stands in, with a WARNING
+log and placeholder=True in every response, so `imagetrust up` works before the trained
+default lands; the gateway ignores placeholder scores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import pathlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import torch
+from prometheus_client import CollectorRegistry, Info
+
 from services.common.config import SynthesisConfig
+from services.common.errors import DeadlineExceeded, NotReady, Overloaded
 from services.common.imaging import decode_rgb
 from services.common.limits import check_bytes
+from services.synthesis import DEFAULT_MODEL_PATH
+from services.synthesis.batcher import BatcherMetrics, DynamicBatcher
+from services.synthesis.checkpoint import Checkpoint, default_specs, load_checkpoint
+from services.synthesis.models import build_model
+from services.synthesis.predictor import Predictor, configure_cpu_threads, resolve_device
+from services.synthesis.preprocess import Prepared, prepare
+from services.synthesis.scoring import CalibrationSpec, combine
+
+log = logging.getLogger("imagetrust.synthesis.engine")
+
+PLACEHOLDER_ARCH = "forensic"
+PLACEHOLDER_SEED = 0  # fixed: the placeholder answers the same on every pod and restart
+PLACEHOLDER_VERSION = "placeholder-untrained-forensic"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,25 +57,131 @@ class Detection:
     tile_size: int = 0
 
 
-class PlaceholderEngine:
-    """Decodes off the event loop and returns a labelled non-score."""
+def placeholder_checkpoint() -> Checkpoint:
+    """An untrained forensic model with the recommended specs, labelled placeholder."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PLACEHOLDER_SEED)
+        model = build_model(PLACEHOLDER_ARCH)
+    pre, tiling = default_specs(PLACEHOLDER_ARCH)
+    return Checkpoint(
+        arch=PLACEHOLDER_ARCH, arch_kwargs={}, state_dict=model.state_dict(), preprocessing=pre,
+        tiling=tiling, calibration=CalibrationSpec(), model_version=PLACEHOLDER_VERSION, placeholder=True,
+        training={"note": "untrained placeholder: scores carry no information"},
+    )
 
+
+def resolve_checkpoint(model_path: str, default_path: pathlib.Path | None = None) -> Checkpoint:
+    """The configured checkpoint; the packaged default; or the labelled placeholder."""
+    default_path = DEFAULT_MODEL_PATH if default_path is None else default_path  # read at call time
+    if model_path:
+        path = pathlib.Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"synthesis model_path {path} does not exist (unset it to use the default model)")
+        return load_checkpoint(path)
+    if default_path.is_file():
+        return load_checkpoint(default_path)
+    log.warning(
+        "no trained synthesis model: %s does not exist and model_path is unset; serving an UNTRAINED "
+        "placeholder (responses have placeholder=true; the gateway ignores their scores)", default_path,
+    )
+    return placeholder_checkpoint()
+
+
+class SynthesisEngine:
     def __init__(self, config: SynthesisConfig) -> None:
         self.config = config
-        self._pool = ThreadPoolExecutor(max_workers=config.decode_workers, thread_name_prefix="decode")
+        self._decode_pool = ThreadPoolExecutor(max_workers=config.decode_workers, thread_name_prefix="decode")
+        self.checkpoint: Checkpoint | None = None
+        self.predictor: Predictor | None = None
+        self.batcher: DynamicBatcher | None = None
+        self._description = ""
 
-    async def load(self) -> None:
-        return None
+    async def load(self, registry: CollectorRegistry | None = None) -> None:
+        """Loads the checkpoint, warms the model up, then starts the inference thread.
 
-    async def detect(self, data: bytes, want_heatmap: bool = False) -> Detection:
-        check_bytes(data, self.config.max_message_bytes)
+        Runs off the event loop (health keeps answering NOT_SERVING meanwhile).
+        """
         loop = asyncio.get_running_loop()
-        img = await loop.run_in_executor(self._pool, decode_rgb, data, self.config.max_pixels)
+        await loop.run_in_executor(None, self._load_model)
+        assert self.checkpoint is not None and self.predictor is not None
+        self.batcher = DynamicBatcher(
+            self.predictor.forward,
+            max_batch_size=self.config.max_batch_size,
+            max_queue_delay_s=self.config.max_queue_delay_ms / 1000.0,
+            max_queue_size=self.config.max_queue_size,
+            metrics=BatcherMetrics(registry),
+        )
+        Info("imagetrust_synthesis_model", "The served synthesis model.", registry=registry).info({
+            "model_version": self.checkpoint.model_version,
+            "arch": self.checkpoint.arch,
+            "device": self.predictor.device_name,
+            "precision": self.predictor.precision_name,
+            "placeholder": str(self.checkpoint.placeholder).lower(),
+            "preprocessing": self._description,
+        })
+        self.batcher.start()
+        log.info(
+            "synthesis model ready",
+            extra={"model_version": self.checkpoint.model_version, "arch": self.checkpoint.arch,
+                   "device": self.predictor.device_name, "precision": self.predictor.precision_name,
+                   "torch_threads": torch.get_num_threads(), "placeholder": self.checkpoint.placeholder},
+        )
+
+    def _load_model(self) -> None:
+        device = resolve_device(self.config.device)
+        if device.type == "cpu":
+            configure_cpu_threads(self.config.torch_threads)
+        ckpt = resolve_checkpoint(self.config.model_path)
+        tiles = ckpt.tiling.max_tiles if ckpt.tiling.enabled else 0
+        if 1 + tiles > self.config.max_queue_size:
+            raise ValueError(
+                f"max_queue_size {self.config.max_queue_size} cannot hold one image "
+                f"(1 global view + up to {tiles} tiles)"
+            )
+        predictor = Predictor(ckpt, device, self.config.precision)
+        predictor.reserve(self.config.max_batch_size)
+        size = ckpt.preprocessing.input_size
+        shapes = [(3, size, size)]
+        if ckpt.tiling.enabled and ckpt.tiling.tile_size != size:
+            shapes.append((3, ckpt.tiling.tile_size, ckpt.tiling.tile_size))
+        started = time.monotonic()
+        predictor.warm_up(shapes, [1, self.config.max_batch_size], self.config.warmup_iterations)
+        log.info("synthesis warm-up done", extra={"seconds": round(time.monotonic() - started, 3)})
+        self.checkpoint, self.predictor = ckpt, predictor
+        self._description = ckpt.describe()
+
+    def _decode_prepare(self, data: bytes) -> Prepared:
+        assert self.checkpoint is not None
+        image = decode_rgb(data, self.config.max_pixels)
+        return prepare(image, self.checkpoint.preprocessing, self.checkpoint.tiling)
+
+    async def detect(self, data: bytes, want_heatmap: bool = False, time_remaining: float | None = None) -> Detection:
+        """Scores one image. time_remaining: the caller's deadline in seconds (None: none)."""
+        check_bytes(data, self.config.max_message_bytes)
+        if self.batcher is None or self.checkpoint is None or self.predictor is None:
+            raise NotReady("the synthesis model is still loading; retry shortly")
+        deadline = None if time_remaining is None else time.monotonic() + time_remaining
+        if deadline is not None and time_remaining <= 0:
+            raise DeadlineExceeded("the deadline passed before the image was decoded")
+        if self.batcher.depth >= self.batcher.max_queue_size:
+            # Refuse before spending a decode on an image the queue cannot take.
+            raise Overloaded(f"synthesis queue full ({self.batcher.depth} model inputs queued); retry with backoff")
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
+        logits = await self.batcher.submit(prepared.items(), deadline)
+        ckpt = self.checkpoint
+        scores = combine(logits, prepared.grid, ckpt.tiling, ckpt.calibration)
         return Detection(
-            score=0.0, global_score=0.0, local_score=0.0, width=img.width, height=img.height,
-            model_version="placeholder-0", model_arch="none", preprocessing="none",
-            device="cpu", placeholder=True,
+            score=scores.score, global_score=scores.global_score, local_score=scores.local_score,
+            width=prepared.width, height=prepared.height, model_version=ckpt.model_version,
+            model_arch=ckpt.arch, preprocessing=self._description, device=self.predictor.device_name,
+            placeholder=ckpt.placeholder,
+            heatmap=scores.heatmap if want_heatmap else None,
+            tile_size=prepared.grid.tile_size if (want_heatmap and prepared.grid is not None) else 0,
         )
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.batcher is not None:
+            batcher = self.batcher
+            await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)

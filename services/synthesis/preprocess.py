@@ -59,7 +59,8 @@ class PreprocessSpec:
         colour = self.colour_space
         if colour != "rgb":
             colour += f"(L x{self.lightness_gain:g}, S x{self.saturation_gain:g})"
-        return f"{self.input_size}px global, {colour}, mean {list(self.mean)} std {list(self.std)}"
+        fmt = lambda vs: "[" + ", ".join(f"{v:.4g}" for v in vs) + "]"  # noqa: E731
+        return f"{self.input_size}px global, {colour}, mean {fmt(self.mean)} std {fmt(self.std)}"
 
 
 @dataclasses.dataclass(frozen=True)

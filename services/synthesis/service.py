@@ -7,7 +7,7 @@ from grpc import aio
 from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
 from services.common.config import SynthesisConfig
 from services.common.server import Service
-from services.synthesis.engine import PlaceholderEngine
+from services.synthesis.engine import SynthesisEngine
 from services.synthesis.servicer import SynthesisServicer
 
 SERVICE_NAME = synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisDetector"].full_name
@@ -19,13 +19,15 @@ class SynthesisService(Service):
 
     def __init__(self, config: SynthesisConfig) -> None:
         self.config = config
-        self.engine = PlaceholderEngine(config)
+        self.engine = SynthesisEngine(config)
 
     def add_to_server(self, server: aio.Server) -> None:
         synthesis_pb2_grpc.add_SynthesisDetectorServicer_to_server(SynthesisServicer(self.engine), server)
 
     async def load(self) -> None:
-        await self.engine.load()
+        # attach() ran first: the engine's metrics go on this server's registry.
+        metrics = getattr(self, "metrics", None)
+        await self.engine.load(metrics.registry if metrics is not None else None)
 
     async def close(self) -> None:
         await self.engine.close()

@@ -27,4 +27,5 @@ class SynthesisServicer(synthesis_pb2_grpc.SynthesisDetectorServicer):
         self.engine = engine
 
     async def Detect(self, request: synthesis_pb2.DetectRequest, context: aio.ServicerContext):
-        return to_proto(await self.engine.detect(request.image.data, request.want_heatmap))
+        detection = await self.engine.detect(request.image.data, request.want_heatmap, context.time_remaining())
+        return to_proto(detection)

@@ -1,0 +1,268 @@
+"""A dynamic batcher in the manner of Triton's: many requests, one forward pass.
+
+Requests put their model inputs on one bounded queue. A dedicated inference thread takes
+the oldest input and waits until either `max_batch_size` inputs are queued or the oldest
+has waited `max_queue_delay`; then it runs one forward pass over up to `max_batch_size`
+inputs of the same shape and routes each output back to the request it came from.
+
+One image is several model inputs (its global view and its tiles), so inputs, not
+requests, are the unit of batching: a batch mixes inputs of different requests, and a
+request's inputs may span two batches; its future resolves when its last input is done.
+
+Admission control and deadlines:
+- the queue holds at most `max_queue_size` inputs; a request that does not fit is
+  refused at once with Overloaded (RESOURCE_EXHAUSTED), so clients back off and the
+  autoscaler (queue depth gauge) reacts, instead of latency growing without bound;
+- a request whose deadline has passed is dropped when its inputs reach the head of the
+  queue, before any compute is spent on it (DeadlineExceeded); so is a cancelled one.
+
+The event loop only enqueues and awaits futures: stacking, the forward pass and routing
+run on the inference thread, so the loop keeps serving health and new calls meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.common.errors import DeadlineExceeded, NotReady, Overloaded
+
+log = logging.getLogger("imagetrust.synthesis.batcher")
+
+# Seconds: queue waits are around the batching delay (ms); CPU batches take 10 ms to seconds.
+WAIT_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+COMPUTE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Inputs per batch: powers of two up to the largest batch a GPU pod would run.
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class BatcherMetrics:
+    """The batcher's Prometheus metrics, on the server's own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.queue_depth = Gauge(
+            "imagetrust_synthesis_queue_depth",
+            "Model inputs waiting for a batch (global views + tiles); scale out on this.",
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "imagetrust_synthesis_batch_size", "Model inputs per forward pass.",
+            buckets=BATCH_SIZE_BUCKETS, registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "imagetrust_synthesis_queue_wait_seconds", "Time a model input waited in the queue, seconds.",
+            buckets=WAIT_BUCKETS_S, registry=registry,
+        )
+        self.compute = Histogram(
+            "imagetrust_synthesis_compute_seconds", "Time of one forward pass (stack, copy, model, copy back), seconds.",
+            buckets=COMPUTE_BUCKETS_S, registry=registry,
+        )
+        self.dropped = Counter(
+            "imagetrust_synthesis_dropped_requests",
+            "Requests not computed, by reason (queue_full, deadline, cancelled, error).",
+            ("reason",), registry=registry,
+        )
+
+
+@dataclasses.dataclass(eq=False)
+class _Request:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    deadline: float | None  # time.monotonic() seconds, None: no deadline
+    results: list[float]
+    remaining: int
+    dead: bool = False  # failed, timed out or cancelled: its queued inputs are skipped
+
+    def fail(self, exc: BaseException) -> None:
+        self.dead = True
+        self.loop.call_soon_threadsafe(_set_exception, self.future, exc)
+
+
+@dataclasses.dataclass(eq=False)
+class _Input:
+    request: _Request
+    index: int
+    tensor: torch.Tensor
+    enqueued: float  # time.monotonic() seconds
+
+
+def _set_exception(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _set_result(future: asyncio.Future, value: list[float]) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+class DynamicBatcher:
+    """Batches model inputs across requests. `run_batch(inputs) -> logits` runs one forward
+    pass over a list of same-shaped (C, H, W) CPU tensors and returns N values (the
+    engine stacks them, into pinned memory on CUDA)."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[torch.Tensor]], torch.Tensor],
+        *,
+        max_batch_size: int,
+        max_queue_delay_s: float,
+        max_queue_size: int,
+        metrics: BatcherMetrics | None = None,
+        name: str = "synthesis-infer",
+    ) -> None:
+        if max_batch_size < 1 or max_queue_size < 1 or max_queue_delay_s < 0:
+            raise ValueError("max_batch_size and max_queue_size must be >= 1, max_queue_delay_s >= 0")
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_size = max_queue_size
+        self.metrics = metrics or BatcherMetrics(None)
+        self._queue: collections.deque[_Input] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, inputs: Sequence[torch.Tensor], deadline: float | None = None) -> list[float]:
+        """Queues one request's inputs; returns their outputs in the same order.
+
+        deadline is a time.monotonic() instant. Raises Overloaded when the inputs do not
+        fit in the queue, DeadlineExceeded when the deadline passes before compute.
+        """
+        if not inputs:
+            raise ValueError("a request needs at least one model input")
+        if len(inputs) > self.max_queue_size:
+            raise Overloaded(
+                f"one image needs {len(inputs)} model inputs, more than the queue holds ({self.max_queue_size})"
+            )
+        now = time.monotonic()
+        if deadline is not None and deadline <= now:
+            self.metrics.dropped.labels("deadline").inc()
+            raise DeadlineExceeded("the deadline passed before the image was queued for the model")
+        loop = asyncio.get_running_loop()
+        request = _Request(loop, loop.create_future(), deadline, [0.0] * len(inputs), len(inputs))
+        with self._cond:
+            if self._closed:
+                raise NotReady("the synthesis model is shutting down")
+            if len(self._queue) + len(inputs) > self.max_queue_size:
+                self.metrics.dropped.labels("queue_full").inc()
+                raise Overloaded(
+                    f"synthesis queue full ({len(self._queue)} of {self.max_queue_size} model inputs queued); "
+                    "retry with backoff"
+                )
+            self._queue.extend(_Input(request, i, t, now) for i, t in enumerate(inputs))
+            self.metrics.queue_depth.set(len(self._queue))
+            self._cond.notify()
+        try:
+            return await request.future
+        except asyncio.CancelledError:
+            if not request.dead:
+                request.dead = True  # the client went away: skip its inputs
+                self.metrics.dropped.labels("cancelled").inc()
+            raise
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stops after the queued work; later submits get NotReady."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    # --- inference thread -----------------------------------------------------------------
+
+    def _take_batch(self) -> list[_Input] | None:
+        """Waits for a batch to form (under the lock); None when closed and drained."""
+        while True:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            # Triton's rule: wait for a full batch, but no longer than the delay after the
+            # oldest input arrived.
+            flush_at = self._queue[0].enqueued + self.max_queue_delay_s
+            while not self._closed and len(self._queue) < self.max_batch_size:
+                left = flush_at - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch = self._collect(time.monotonic())
+            self.metrics.queue_depth.set(len(self._queue))
+            if batch:
+                return batch
+
+    def _collect(self, now: float) -> list[_Input]:
+        """Up to max_batch_size live inputs shaped like the first live one; drops the dead
+        and the expired on the way (before compute)."""
+        batch: list[_Input] = []
+        keep: collections.deque[_Input] = collections.deque()
+        shape = None
+        for item in self._queue:
+            req = item.request
+            if req.dead:
+                continue
+            if req.deadline is not None and req.deadline <= now:
+                self.metrics.dropped.labels("deadline").inc()
+                req.fail(DeadlineExceeded(
+                    f"deadline passed after {now - item.enqueued:.3f} s in the synthesis queue, before compute"
+                ))
+                continue
+            if len(batch) < self.max_batch_size and (shape is None or item.tensor.shape == shape):
+                shape = item.tensor.shape
+                batch.append(item)
+            else:
+                keep.append(item)
+        self._queue = keep
+        return batch
+
+    def _worker(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self._cond:
+                batch = self._take_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Input]) -> None:
+        start = time.monotonic()
+        for item in batch:
+            self.metrics.queue_wait.observe(start - item.enqueued)
+        self.metrics.batch_size.observe(len(batch))
+        try:
+            out = self._run_batch([item.tensor for item in batch])
+            values = out.reshape(-1).tolist()
+            if len(values) != len(batch):
+                raise RuntimeError(f"model returned {len(values)} outputs for a batch of {len(batch)}")
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the thread
+            log.exception("forward pass failed for a batch of %d", len(batch))
+            for req in {item.request for item in batch}:
+                if not req.dead:
+                    self.metrics.dropped.labels("error").inc()
+                    req.fail(exc)
+            return
+        finally:
+            self.metrics.compute.observe(time.monotonic() - start)
+        for item, value in zip(batch, values):
+            req = item.request
+            if req.dead:
+                continue
+            req.results[item.index] = value
+            req.remaining -= 1
+            if req.remaining == 0:
+                req.loop.call_soon_threadsafe(_set_result, req.future, req.results)

@@ -1,0 +1,136 @@
+"""The dynamic batcher on its own: batches form, results go back to the right request,
+the queue is bounded, expired requests are dropped before compute.
+
+The forward function here is a real computation (each input's mean), gated by an event
+where a test needs the inference thread busy at a known moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import torch
+from prometheus_client import CollectorRegistry
+
+from services.common.errors import DeadlineExceeded, Overloaded
+from services.synthesis.batcher import BatcherMetrics, DynamicBatcher
+
+GATE_TIMEOUT_S = 10.0  # seconds a gated forward waits at most (a hung test fails, never hangs)
+
+
+class GatedForward:
+    """Returns each input's mean; blocks on `gate` while `hold` is set; records batches."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[float]] = []
+
+    def __call__(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        self.entered.set()
+        assert self.gate.wait(GATE_TIMEOUT_S), "test never opened the gate"
+        out = torch.stack(inputs).flatten(1).mean(1)
+        self.batches.append(out.tolist())
+        return out
+
+
+def _batcher(forward, registry, **kw) -> DynamicBatcher:
+    params = {"max_batch_size": 8, "max_queue_delay_s": 0.05, "max_queue_size": 64, **kw}
+    b = DynamicBatcher(forward, metrics=BatcherMetrics(registry), **params)
+    b.start()
+    return b
+
+
+def _inputs(value: float, n: int = 1, shape=(3, 4, 4)) -> list[torch.Tensor]:
+    return [torch.full(shape, value + i) for i in range(n)]
+
+
+def test_batches_form_and_results_route_back():
+    registry = CollectorRegistry()
+    fwd = GatedForward()
+    fwd.gate.set()
+    batcher = _batcher(fwd, registry)
+
+    async def main():
+        # 12 concurrent requests of 3 inputs each (a global view + 2 tiles, say).
+        return await asyncio.gather(*(batcher.submit(_inputs(100.0 * r, 3)) for r in range(12)))
+
+    results = asyncio.run(main())
+    batcher.close()
+    for r, values in enumerate(results):
+        assert values == [100.0 * r, 100.0 * r + 1, 100.0 * r + 2]
+    count = registry.get_sample_value("imagetrust_synthesis_batch_size_count")
+    total = registry.get_sample_value("imagetrust_synthesis_batch_size_sum")
+    assert total == 36
+    assert count < 36 / 2, f"{count} forward passes for 36 inputs: batching did not happen"
+    assert max(len(b) for b in fwd.batches) <= 8
+    assert registry.get_sample_value("imagetrust_synthesis_queue_depth") == 0
+
+
+def test_mixed_shapes_are_batched_separately():
+    fwd = GatedForward()
+    fwd.gate.set()
+    batcher = _batcher(fwd, CollectorRegistry())
+
+    async def main():
+        return await asyncio.gather(
+            batcher.submit(_inputs(1.0, 2, (3, 4, 4))), batcher.submit(_inputs(5.0, 2, (3, 8, 8))),
+        )
+
+    assert asyncio.run(main()) == [[1.0, 2.0], [5.0, 6.0]]
+    batcher.close()
+
+
+def test_full_queue_refuses_and_expired_request_is_dropped_before_compute():
+    registry = CollectorRegistry()
+    fwd = GatedForward()
+    batcher = _batcher(fwd, registry, max_batch_size=2, max_queue_delay_s=0.0, max_queue_size=4)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(_inputs(1.0, 2)))
+        while not fwd.entered.is_set():  # the inference thread now holds the first batch
+            await asyncio.sleep(0.005)
+        expiring = asyncio.ensure_future(batcher.submit(_inputs(50.0, 2), deadline=time.monotonic() + 0.05))
+        queued = asyncio.ensure_future(batcher.submit(_inputs(7.0, 2)))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded, match="queue full"):
+            await batcher.submit(_inputs(9.0, 1))  # 4 queued of 4
+        await asyncio.sleep(0.1)  # the expiring request's deadline passes while queued
+        fwd.gate.set()
+        assert await first == [1.0, 2.0]
+        with pytest.raises(DeadlineExceeded, match="before compute"):
+            await expiring
+        assert await queued == [7.0, 8.0]
+
+    asyncio.run(main())
+    batcher.close()
+    computed = [v for batch in fwd.batches for v in batch]
+    assert 50.0 not in computed and 51.0 not in computed  # never reached the model
+    assert registry.get_sample_value("imagetrust_synthesis_dropped_requests_total", {"reason": "deadline"}) == 1
+    assert registry.get_sample_value("imagetrust_synthesis_dropped_requests_total", {"reason": "queue_full"}) == 1
+
+
+def test_past_deadline_refused_at_submit_and_forward_error_fails_only_its_batch():
+    calls = {"n": 0}
+
+    def flaky(inputs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return torch.stack(inputs).flatten(1).mean(1)
+
+    batcher = _batcher(flaky, CollectorRegistry(), max_queue_delay_s=0.0)
+
+    async def main():
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(_inputs(1.0), deadline=time.monotonic() - 1)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(_inputs(1.0))
+        assert await batcher.submit(_inputs(3.0)) == [3.0]  # the thread survived
+
+    asyncio.run(main())
+    batcher.close()
