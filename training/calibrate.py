@@ -55,7 +55,7 @@ def fit_platt(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
         return loss
 
     opt.step(closure)
-    return scoring.CalibrationSpec(method="platt", a=float(log_a.exp()), b=float(b))
+    return scoring.CalibrationSpec(method="platt", a=float(log_a.detach().exp()), b=float(b.detach()))
 
 
 def choose_rule(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
