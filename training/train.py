@@ -45,17 +45,19 @@ RECIPES: dict[str, dict] = {
         arch="resnet50", arch_kwargs={}, input_size=224, tile_size=0, global_p=1.0, target="binary",
         epochs=100, batch_size=32, lr=1e-3, weight_decay=0.0, optimizer="adam", schedule="constant",
         patience=3, val_fraction=0.3, train_samples=2000, val_samples=400, fresh_samples=False,
-        recompress_p=0.0, flip=False, views_per_sample=1,
+        recompress_p=0.0, flip=False, views_per_sample=1, max_tiles=16,
     ),
     # Ours: the compact forensic net (SRM + Bayar high-pass front end) on native-resolution
-    # 128 px tiles (256 px measured 4x slower per view on the 2-core CPU) plus the global view, soft targets from the tampered fraction, fresh
+    # 64 px tiles (up to 40: a 481x321 photo is covered whole; 4x cheaper per view than
+    # 128 px, so 4x more steps fit the CPU budget: a 128 px run learned nothing in 320
+    # steps, see docs/training.md) plus the global view, soft targets from the tampered fraction, fresh
     # composites every epoch, a second JPEG generation and flips as augmentation; AdamW with
     # a cosine schedule. Budgeted for ~45 min on a 2-core CPU (see docs/training.md).
     "ours": dict(
-        arch="forensic", arch_kwargs={}, input_size=128, tile_size=128, global_p=0.2, target="soft",
-        epochs=8, batch_size=32, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
-        patience=4, val_fraction=0.15, train_samples=1280, val_samples=256, fresh_samples=True,
-        recompress_p=0.3, flip=True, views_per_sample=2,
+        arch="forensic", arch_kwargs={}, input_size=64, tile_size=64, max_tiles=40, global_p=0.1, target="soft",
+        epochs=14, batch_size=64, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
+        patience=4, val_fraction=0.15, train_samples=2560, val_samples=512, fresh_samples=True,
+        recompress_p=0.3, flip=True, views_per_sample=4,
     ),
 }
 CALIBRATION_IMAGES = 240  # validation images scored through the serving path to fit the rule
@@ -69,6 +71,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--arch-kwargs", type=json.loads, help='JSON, e.g. \'{"width": 12}\'')
     p.add_argument("--input-size", type=int, help="px, global view edge")
     p.add_argument("--tile-size", type=int, help="px, native tiles (0: global view only)")
+    p.add_argument("--max-tiles", type=int, help="tiles scored per image at most (serving)")
     p.add_argument("--global-p", type=float, help="share of training views that are global views")
     p.add_argument("--target", choices=views.TARGETS, help="binary labels or soft (area-fraction) targets")
     p.add_argument("--epochs", type=int)
@@ -206,7 +209,7 @@ def _specs(args):
         pre, tiling = ckpt_mod.paper_specs(args.input_size)
     if args.tile_size > 0:
         base = tiling if tiling.enabled else ckpt_mod.default_specs("forensic")[1]
-        tiling = dataclasses.replace(base, tile_size=args.tile_size, stride=args.tile_size)
+        tiling = dataclasses.replace(base, tile_size=args.tile_size, stride=args.tile_size, max_tiles=args.max_tiles)
     else:
         tiling = dataclasses.replace(tiling, tile_size=0)
     return pre, tiling

@@ -5,11 +5,16 @@ the global view (whole image squashed to input_size) and native-resolution tiles
 feeds it the same two kinds, built by the same functions (global_view, tiles), so there is
 no training-only preprocessing that could drift from serving.
 
-Targets: "binary" is the paper's label (1 composite, 0 authentic). "soft" is continuous:
-the tampered-area fraction f of the view, mapped to min(1, f / SOFT_SATURATION). A view
-with >= 5 % of its pixels pasted is fully a composite; below that the target falls off
-linearly (a 1 % sliver: 0.2), the regression-style score of the bank lab's article, and a
-tile that the paste does not reach gets 0 even when the image is a composite.
+Targets: "binary" is the paper's label (1 composite, 0 authentic). "soft" is continuous,
+from the tampered-area fraction f of the view: min(1, min(f, 1 - f) / SOFT_SATURATION),
+i.e. how much SPLICE EVIDENCE the view holds. A view with >= 5 % of its pixels pasted
+(and >= 5 % original) shows both sides of a paste boundary and is fully a composite;
+slivers fall off linearly (1 %: 0.2), the regression-style score of the bank lab's
+article. A tile the paste does not reach gets 0, and so does a tile lying wholly INSIDE a
+large pasted object: on its own it is an authentic-looking piece of another photo, and
+labelling it 1 taught the first (128 px, f-only target) run nothing in 320 steps (label
+noise); the image score is the top tiles' mean, so boundary tiles carry the decision.
+Composite tiles are centred on the paste BOUNDARY (with jitter) most of the time.
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ from services.synthesis import preprocess
 from training import dataset, postprocess
 
 SOFT_SATURATION = 0.05  # tampered fraction of a view at which the soft target reaches 1
-CENTRE_ON_MASK_P = 0.7  # probability that a composite's tile is placed over the paste
+CENTRE_ON_MASK_P = 0.7  # probability that a composite's tile is centred near the paste boundary
 TARGETS = ("binary", "soft")
 
 
 def soft_target(fraction: float) -> float:
-    return float(min(1.0, fraction / SOFT_SATURATION))
+    return float(min(1.0, min(fraction, 1.0 - fraction) / SOFT_SATURATION))
 
 
 class ViewDataset(torch.utils.data.Dataset):
@@ -88,7 +93,10 @@ class ViewDataset(torch.utils.data.Dataset):
         t = self.tile_size
         h, w = mask.shape
         on_mask = rng.random() < CENTRE_ON_MASK_P
-        ys, xs = np.nonzero(mask)
+        # Boundary pixels of the paste: in the mask with a 4-neighbour outside it.
+        inner = mask.copy()
+        inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+        ys, xs = np.nonzero(mask & ~inner)
         if on_mask and ys.size:
             k = int(rng.integers(ys.size))
             cy, cx = ys[k] + int(rng.integers(-t // 4, t // 4 + 1)), xs[k] + int(rng.integers(-t // 4, t // 4 + 1))
