@@ -17,6 +17,9 @@ from services.synthesis import preprocess, scoring
 from training import metrics, serving_path
 
 GLOBAL_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # candidate weights of the global score
+# Candidate local aggregates (name, top_k): with many small tiles, averaging a few more of
+# the top tiles can be steadier than the top two.
+LOCAL_RULES = (("top_k_mean", 2), ("top_k_mean", 4), ("top_k_mean", 8), ("max", 1), ("mean", 1))
 PLATT_STEPS = 300  # LBFGS iterations at most; two parameters converge in a few dozen
 
 
@@ -60,12 +63,16 @@ def fit_platt(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
 
 def choose_rule(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
                 tiling: preprocess.TilingSpec) -> tuple[preprocess.TilingSpec, dict[str, float]]:
-    """The global weight with the best validation ROC-AUC (ties: the current weight)."""
+    """The global weight and local aggregate with the best validation ROC-AUC (ties: the
+    current rule first)."""
     if not tiling.enabled:
         return tiling, {}
-    aucs = {}
-    for w in GLOBAL_WEIGHTS:
-        candidate = dataclasses.replace(tiling, global_weight=w)
-        aucs[f"{w:g}"] = metrics.roc_auc(serving_path.combine(raw, candidate, scoring.CalibrationSpec()), labels)
-    best = max(GLOBAL_WEIGHTS, key=lambda w: (round(aucs[f"{w:g}"], 4), w == tiling.global_weight))
-    return dataclasses.replace(tiling, global_weight=best), aucs
+    aucs, candidates = {}, []
+    for agg, k in LOCAL_RULES:
+        for w in GLOBAL_WEIGHTS:
+            candidate = dataclasses.replace(tiling, global_weight=w, local_aggregate=agg, top_k=k)
+            key = f"{agg}{k if agg == 'top_k_mean' else ''} w{w:g}"
+            aucs[key] = metrics.roc_auc(serving_path.combine(raw, candidate, scoring.CalibrationSpec()), labels)
+            candidates.append((round(aucs[key], 4), candidate == tiling, candidate))
+    best = max(candidates, key=lambda c: (c[0], c[1]))[2]
+    return best, aucs
