@@ -56,7 +56,7 @@ RECIPES: dict[str, dict] = {
     "ours": dict(
         arch="forensic", arch_kwargs={}, input_size=64, tile_size=64, max_tiles=40, global_p=0.1, target="soft",
         epochs=40, batch_size=64, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
-        patience=4, val_fraction=0.15, train_samples=2560, val_samples=512, fresh_samples=True,
+        patience=10, val_fraction=0.15, train_samples=2560, val_samples=512, fresh_samples=True,
         recompress_p=0.3, flip=True, views_per_sample=4,
     ),
 }
