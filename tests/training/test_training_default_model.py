@@ -33,3 +33,13 @@ def test_default_model_scores_heldout_composites_above_authentic(bsds):
     labels = np.array([s.label for s in samples])
     assert ((scores >= 0) & (scores <= 1)).all()
     assert scores[labels == 1].mean() > scores[labels == 0].mean()
+
+
+def test_service_serves_the_default_model_without_configuration(server_factory, bsds):
+    from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
+
+    server = server_factory("synthesis", torch_threads=1)  # model_path empty: the default
+    stub = synthesis_pb2_grpc.SynthesisDetectorStub(server.channel())
+    sample = dataset.CompositeGenerator(bsds_mod.list_photos("val", bsds)[:4], seed=0, generator="heldout")[0]
+    r = stub.Detect(synthesis_pb2.DetectRequest(image=common_pb2.Image(data=sample.data)), timeout=60.0)
+    assert not r.placeholder and r.model_version == load_checkpoint(DEFAULT_MODEL_PATH).model_version
