@@ -1,0 +1,74 @@
+"""Scores encoded images exactly as the synthesis service does, for evaluation.
+
+decode (services.common.imaging.decode_rgb, the service's decoder) -> prepare (global view
++ native tiles, services.synthesis.preprocess) -> one forward pass per input shape ->
+combine (calibration + local/global rule, services.synthesis.scoring). Only the batching
+differs from the live service, and batching does not change a model's outputs in eval mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from services.common.imaging import decode_rgb
+from services.synthesis import preprocess, scoring
+from services.synthesis.checkpoint import Checkpoint
+
+MAX_PIXELS = 120_000_000  # pixels: the service's default decode limit
+BATCH = 32  # model inputs per forward pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageLogits:
+    """Raw logits of one image: [global, tiles...], and its tile grid. Kept raw so that
+    the local/global rule and calibration can be refitted without another forward pass."""
+
+    logits: tuple[float, ...]
+    grid: preprocess.TileGrid | None
+
+
+def _forward(model: nn.Module, inputs: list[torch.Tensor], device: torch.device) -> list[float]:
+    out: list[float] = []
+    with torch.inference_mode():
+        for i in range(0, len(inputs), BATCH):
+            out.extend(model(torch.stack(inputs[i:i + BATCH]).to(device)).float().cpu().tolist())
+    return out
+
+
+def image_logits(model: nn.Module, ckpt_pre: preprocess.PreprocessSpec, tiling: preprocess.TilingSpec,
+                 images: Iterable[bytes | np.ndarray], device: torch.device | str = "cpu") -> list[ImageLogits]:
+    """Logits of every model input of every image (bytes are decoded like the service does)."""
+    device = torch.device(device)
+    prepared = []
+    for item in images:
+        rgb = np.asarray(decode_rgb(item, MAX_PIXELS)) if isinstance(item, (bytes, bytearray)) else item
+        prepared.append(preprocess.prepare(rgb, ckpt_pre, tiling))
+    # Group same-shaped inputs (all global views; tiles of one size) into batches.
+    flat = [(i, j, x) for i, p in enumerate(prepared) for j, x in enumerate(p.items())]
+    by_shape: dict[tuple[int, ...], list[tuple[int, int, torch.Tensor]]] = {}
+    for entry in flat:
+        by_shape.setdefault(tuple(entry[2].shape), []).append(entry)
+    logits: list[list[float]] = [[0.0] * len(p.items()) for p in prepared]
+    for entries in by_shape.values():
+        for (i, j, _), z in zip(entries, _forward(model, [e[2] for e in entries], device)):
+            logits[i][j] = z
+    return [ImageLogits(tuple(z), p.grid) for z, p in zip(logits, prepared)]
+
+
+def combine(raw: Sequence[ImageLogits], tiling: preprocess.TilingSpec,
+            calibration: scoring.CalibrationSpec) -> np.ndarray:
+    """The service's final scores (scoring.combine) for precomputed logits."""
+    return np.array([scoring.combine(list(r.logits), r.grid, tiling, calibration).score for r in raw])
+
+
+def score(ckpt: Checkpoint, images: Iterable[bytes | np.ndarray], device: torch.device | str = "cpu",
+          model: nn.Module | None = None) -> np.ndarray:
+    """Final scores in [0, 1] of images under the checkpoint's own preprocessing and rule."""
+    model = model if model is not None else ckpt.build(device)
+    raw = image_logits(model, ckpt.preprocessing, ckpt.tiling, images, device)
+    return combine(raw, ckpt.tiling, ckpt.calibration)
