@@ -203,13 +203,17 @@ class SynthesisConfig(ServerConfig):
     metrics_port: int = setting(9093, "Prometheus /metrics HTTP port (-1: off)")
     model_path: str = setting("", "checkpoint file (empty: the default model shipped in the package)")
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:N")
-    # An image is 1 global view + up to max_tiles tiles (16 by default): model inputs, not
-    # images, are what a forward pass batches.
-    max_batch_size: int = setting(16, "model inputs (global views and tiles) per forward pass")
+    # An image is 1 global view + up to the checkpoint's max_tiles tiles (40 for the shipped
+    # model): model inputs, not images, are what a forward pass batches. 32: measured best of
+    # 4/8/32/1024 on CPU with the shipped model (bench_synthesis: 1.87x one-at-a-time at
+    # concurrency 16; 1024 drops to 1.26x as batches outgrow the caches). GPUs want more.
+    max_batch_size: int = setting(32, "model inputs (global views and tiles) per forward pass")
     # 5 ms: long enough to gather concurrent requests into one batch, short next to a
     # forward pass (tens of ms on CPU).
     max_queue_delay_ms: float = setting(5.0, "longest wait to fill a batch, ms")
-    max_queue_size: int = setting(256, "queued model inputs; more get RESOURCE_EXHAUSTED")
+    # 2048 inputs: about 50 large photos of the shipped model (41 inputs each) may wait; at
+    # 256 only 6 could, so a modest burst was refused. ~100 MB of tensors at most.
+    max_queue_size: int = setting(2048, "queued model inputs; more get RESOURCE_EXHAUSTED")
     decode_workers: int = setting(2, "threads decoding images off the event loop")
     # 0: every core the process may use (sched_getaffinity), which is what a CPU pod's
     # limit grants; set lower when decode threads should keep a core for themselves.
