@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from imagetrust.client import Client, build_request
-from imagetrust.suite import wait_serving
+from imagetrust.suite import stop_processes, wait_serving
 from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,14 +84,7 @@ def suite(sim: bool, tmp: str) -> Iterator[dict]:
         )
         yield {"ports": ports, "procs": procs, "env": env, "sim": sim}
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())
 
 
 def _percentiles(samples_ms: list[float]) -> tuple[float, float]:

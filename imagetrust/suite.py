@@ -69,6 +69,18 @@ def wait_serving(port: int, proc: subprocess.Popen, timeout_s: float = READY_TIM
     raise TimeoutError(f"service on port {port} not SERVING after {timeout_s:.0f} s")
 
 
+def stop_processes(procs, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM every service (they drain in parallel), then wait; kill what outlives timeout_s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @contextlib.contextmanager
 def running_suite(ports: Ports, log_dir: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Ports]:
     """Starts metadata, synthesis and gateway; stops them (SIGTERM, drain) on exit."""
@@ -97,13 +109,6 @@ def running_suite(ports: Ports, log_dir: str | None = None, extra_env: dict[str,
             wait_serving(ports.grpc(name), procs[name])
         yield ports
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs.values())
         for f in logs:
             f.close()
