@@ -24,7 +24,7 @@ READY_TIMEOUT_S = 180.0
 POLL_INTERVAL_S = 0.2  # seconds between health probes while waiting
 STOP_TIMEOUT_S = 30.0  # seconds a child may take to drain after SIGTERM
 
-ORDER = ("metadata", "synthesis", "gateway")  # backends first, so the gateway finds them
+BACKENDS = ("metadata", "synthesis")
 
 
 def free_port() -> int:
@@ -81,6 +81,26 @@ def stop_processes(procs, timeout_s: float = STOP_TIMEOUT_S) -> None:
             proc.kill()
 
 
+def _service_args(name: str, ports: Ports) -> list[str]:
+    args = [
+        sys.executable, "-m", f"services.{name}",
+        "--port", str(ports.grpc(name)), "--metrics-port", str(ports.metrics(name)),
+    ]
+    if name == "gateway":
+        args += ["--synthesis-addr", f"127.0.0.1:{ports.synthesis}", "--metadata-addr", f"127.0.0.1:{ports.metadata}"]
+    return args
+
+
+def _log_to(log_dir: str | None, name: str, opened: list) -> dict:
+    """Popen stdout/stderr: the terminal, or <log_dir>/<name>.log (appended to `opened`)."""
+    if log_dir is None:
+        return {}
+    os.makedirs(log_dir, exist_ok=True)
+    log = open(os.path.join(log_dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed by running_suite
+    opened.append(log)
+    return {"stdout": log, "stderr": log}
+
+
 @contextlib.contextmanager
 def running_suite(ports: Ports, log_dir: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Ports]:
     """Starts metadata, synthesis and gateway; stops them (SIGTERM, drain) on exit."""
@@ -89,24 +109,16 @@ def running_suite(ports: Ports, log_dir: str | None = None, extra_env: dict[str,
     procs: dict[str, subprocess.Popen] = {}
     logs = []
     try:
-        for name in ORDER:
-            args = [
-                sys.executable, "-m", f"services.{name}",
-                "--port", str(ports.grpc(name)), "--metrics-port", str(ports.metrics(name)),
-            ]
-            if name == "gateway":
-                args += [
-                    "--synthesis-addr", f"127.0.0.1:{ports.synthesis}",
-                    "--metadata-addr", f"127.0.0.1:{ports.metadata}",
-                ]
-            stderr = None
-            if log_dir is not None:
-                os.makedirs(log_dir, exist_ok=True)
-                stderr = open(os.path.join(log_dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed below
-                logs.append(stderr)
-            procs[name] = subprocess.Popen(args, env=env, stderr=stderr, stdout=stderr)
-        for name in ORDER:
-            wait_serving(ports.grpc(name), procs[name])
+        # The backends start together (synthesis's torch import dominates); the gateway
+        # only once both are SERVING, so its health watcher never starts by marking a
+        # still-loading backend down and the first checks are complete, not degraded.
+        for stage in (BACKENDS, ("gateway",)):
+            for name in stage:
+                procs[name] = subprocess.Popen(
+                    _service_args(name, ports), env=env, **_log_to(log_dir, name, logs)
+                )
+            for name in stage:
+                wait_serving(ports.grpc(name), procs[name])
         yield ports
     finally:
         stop_processes(procs.values())

@@ -91,3 +91,6 @@ def test_demo_brings_the_suite_up_and_prints_verdicts() -> None:
     rows = result.stdout.strip().splitlines()[1:]
     assert {row.split()[0].rsplit("/", 1)[1] for row in rows} == {p.name for p in SAMPLES.glob("*.jpg")}
     assert all(row.split()[1] in ("ALLOW", "REVIEW", "BLOCK") for row in rows)
+    # Every backend answered: the gateway starts only once the backends are SERVING.
+    assert all(row.split()[5] == "no" for row in rows), result.stdout
+    assert all(row.split()[3] != "-" for row in rows), "a synthesis score for every image"
