@@ -204,13 +204,18 @@ class SynthesisConfig(ServerConfig):
     model_path: str = setting("", "checkpoint file (empty: the default model shipped in the package)")
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:N")
     # An image is 1 global view + up to the checkpoint's max_tiles tiles (40 for the shipped
-    # model): model inputs, not images, are what a forward pass batches. 32: measured best of
-    # 4/8/32/1024 on CPU with the shipped model (bench_synthesis: 1.87x one-at-a-time at
-    # concurrency 16; 1024 drops to 1.26x as batches outgrow the caches). GPUs want more.
-    max_batch_size: int = setting(32, "model inputs (global views and tiles) per forward pass")
+    # model): model inputs, not images, are what a forward pass batches. 64: with the shipped
+    # model on CPU, 48-64 ran 0.58 ms per input at concurrency 16 against 0.96 ms at 32 (a
+    # slower oneDNN kernel choice), 0.77 at 128 and 1.26 at 1024 (batches outgrow the caches);
+    # 64 also holds one large photo's 41 inputs in one pass. GPUs want more.
+    max_batch_size: int = setting(64, "model inputs (global views and tiles) per forward pass")
     # 5 ms: long enough to gather concurrent requests into one batch, short next to a
     # forward pass (tens of ms on CPU).
     max_queue_delay_ms: float = setting(5.0, "longest wait to fill a batch, ms")
+    # Off = Triton without dynamic batching: a forward pass holds one request's inputs (its
+    # tiles still batch together). The benchmark's baseline; also an option when requests
+    # already carry enough inputs to fill the device.
+    dynamic_batching: bool = setting(True, "batch model inputs across requests (off: one request per forward pass)")
     # 2048 inputs: about 50 large photos of the shipped model (41 inputs each) may wait; at
     # 256 only 6 could, so a modest burst was refused. ~100 MB of tensors at most.
     max_queue_size: int = setting(2048, "queued model inputs; more get RESOURCE_EXHAUSTED")

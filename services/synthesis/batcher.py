@@ -9,6 +9,11 @@ One image is several model inputs (its global view and its tiles), so inputs, no
 requests, are the unit of batching: a batch mixes inputs of different requests, and a
 request's inputs may span two batches; its future resolves when its last input is done.
 
+With `across_requests=False` (Triton's model without dynamic batching) a forward pass
+holds the inputs of ONE request only (up to `max_batch_size` of them, the rest in the
+next pass) and never waits: the honest "one request at a time" baseline, since one
+image's tiles batch with each other anyway.
+
 Admission control and deadlines:
 - the queue holds at most `max_queue_size` inputs; a request that does not fit is
   refused at once with Overloaded (RESOURCE_EXHAUSTED), so clients back off and the
@@ -118,6 +123,7 @@ class DynamicBatcher:
         max_queue_size: int,
         metrics: BatcherMetrics | None = None,
         name: str = "synthesis-infer",
+        across_requests: bool = True,
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or max_queue_delay_s < 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1, max_queue_delay_s >= 0")
@@ -125,6 +131,7 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
+        self.across_requests = across_requests
         self.metrics = metrics or BatcherMetrics(None)
         self._queue: collections.deque[_Input] = collections.deque()
         self._cond = threading.Condition()
@@ -196,7 +203,7 @@ class DynamicBatcher:
             # Triton's rule: wait for a full batch, but no longer than the delay after the
             # oldest input arrived.
             flush_at = self._queue[0].enqueued + self.max_queue_delay_s
-            while not self._closed and len(self._queue) < self.max_batch_size:
+            while self.across_requests and not self._closed and len(self._queue) < self.max_batch_size:
                 left = flush_at - time.monotonic()
                 if left <= 0:
                     break
@@ -207,11 +214,12 @@ class DynamicBatcher:
                 return batch
 
     def _collect(self, now: float) -> list[_Input]:
-        """Up to max_batch_size live inputs shaped like the first live one; drops the dead
-        and the expired on the way (before compute)."""
-        batch: list[_Input] = []
-        keep: collections.deque[_Input] = collections.deque()
-        shape = None
+        """Up to max_batch_size live inputs shaped like the first live one, in WHOLE requests:
+        a request whose inputs would not all fit waits for the next pass (unless the pass is
+        empty and it alone exceeds max_batch_size). Split requests would wait for two passes
+        (measured: with 37-input photos and batches of 64, splitting made every call span
+        two passes). Drops the dead and the expired on the way (before compute)."""
+        live: list[_Input] = []
         for item in self._queue:
             req = item.request
             if req.dead:
@@ -222,8 +230,23 @@ class DynamicBatcher:
                     f"deadline passed after {now - item.enqueued:.3f} s in the synthesis queue, before compute"
                 ))
                 continue
-            if len(batch) < self.max_batch_size and (shape is None or item.tensor.shape == shape):
-                shape = item.tensor.shape
+            live.append(item)
+        if not live:
+            self._queue = collections.deque()
+            return []
+        shape = live[0].tensor.shape
+        pending = collections.Counter(id(item.request) for item in live if item.tensor.shape == shape)
+        batch: list[_Input] = []
+        keep: collections.deque[_Input] = collections.deque()
+        admitted: dict[int, bool] = {}
+        for item in live:
+            key = id(item.request)
+            if item.tensor.shape == shape and key not in admitted:
+                room = self.max_batch_size - len(batch)
+                whole = pending[key] <= room
+                admitted[key] = room > 0 and (whole or not batch) and (
+                    self.across_requests or not batch)
+            if item.tensor.shape == shape and admitted[key] and len(batch) < self.max_batch_size:
                 batch.append(item)
             else:
                 keep.append(item)

@@ -110,6 +110,7 @@ class SynthesisEngine:
             max_queue_delay_s=self.config.max_queue_delay_ms / 1000.0,
             max_queue_size=self.config.max_queue_size,
             metrics=BatcherMetrics(registry),
+            across_requests=self.config.dynamic_batching,
         )
         Info("imagetrust_synthesis_model", "The served synthesis model.", registry=registry).info({
             "model_version": self.checkpoint.model_version,

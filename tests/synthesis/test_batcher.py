@@ -70,6 +70,57 @@ def test_batches_form_and_results_route_back():
     assert registry.get_sample_value("imagetrust_synthesis_queue_depth") == 0
 
 
+def test_a_pass_takes_whole_requests():
+    """Requests are not split across passes when they fit in one: 4 queued requests of 3
+    inputs with max_batch_size 8 run as 6 + 6 (two whole requests each), not 8 + 4; a
+    request larger than max_batch_size alone is split; a small one may fill the gap."""
+    registry = CollectorRegistry()
+    fwd = GatedForward()
+    batcher = _batcher(fwd, registry, max_batch_size=8)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(_inputs(0.0, 1)))
+        await asyncio.get_running_loop().run_in_executor(None, fwd.entered.wait, GATE_TIMEOUT_S)
+        sizes = (3, 3, 3, 3, 10, 2)
+        rest = [asyncio.ensure_future(batcher.submit(_inputs(100.0 * r, n))) for r, n in enumerate(sizes, 1)]
+        await asyncio.sleep(0.05)
+        fwd.gate.set()
+        return await asyncio.gather(first, *rest), sizes
+
+    results, sizes = asyncio.run(main())
+    batcher.close()
+    for r, (values, n) in enumerate(zip(results[1:], sizes), 1):
+        assert values == [100.0 * r + i for i in range(n)]
+    # [first] | r1 r2 + r6 (2 fills the gap) | r3 r4 | r5 split 8 + 2
+    assert [len(b) for b in fwd.batches] == [1, 8, 6, 8, 2]
+
+
+def test_without_dynamic_batching_a_pass_holds_one_request():
+    """The per-request mode (the benchmark's "one request at a time"): requests queued
+    together still get one forward pass each, a request's own inputs stay together, and one
+    larger than max_batch_size spans passes."""
+    registry = CollectorRegistry()
+    fwd = GatedForward()
+    batcher = _batcher(fwd, registry, max_batch_size=4, across_requests=False)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(_inputs(0.0, 1)))
+        # Hold the inference thread inside the first pass until the others have queued.
+        await asyncio.get_running_loop().run_in_executor(None, fwd.entered.wait, GATE_TIMEOUT_S)
+        rest = [asyncio.ensure_future(batcher.submit(_inputs(100.0 * r, n))) for r, n in ((1, 3), (2, 3), (3, 6))]
+        await asyncio.sleep(0.05)
+        fwd.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert results == [[0.0], [100.0, 101.0, 102.0], [200.0, 201.0, 202.0],
+                       [300.0, 301.0, 302.0, 303.0, 304.0, 305.0]]
+    # 13 inputs queued at once would fill 4 passes of 4 across requests; one request per
+    # pass takes 5: [first], [r1 x3], [r2 x3], [r3 x4], [r3 x2].
+    assert [len(b) for b in fwd.batches] == [1, 3, 3, 4, 2]
+
+
 def test_mixed_shapes_are_batched_separately():
     fwd = GatedForward()
     fwd.gate.set()
