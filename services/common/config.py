@@ -116,6 +116,8 @@ class ServerConfig:
     tls_cert: str = setting("", "PEM server certificate chain (empty: plaintext)")
     tls_key: str = setting("", "PEM private key for tls_cert")
     tls_client_ca: str = setting("", "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)")
+    # 5 s: a renewal lands hours to days before expiry; a handshake must not stat files each time.
+    tls_reload_interval_s: float = setting(5.0, "seconds between checks of the TLS files for a rotated certificate")
     log_level: str = setting("INFO", "logging level")
     log_format: str = setting("json", "log format: json or text")
 

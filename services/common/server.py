@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import pathlib
 import signal
 
 import grpc
@@ -24,6 +23,7 @@ from services.common.config import ServerConfig
 from services.common.health import Health
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import Metrics
+from services.common.tls import CertificateFiles
 
 log = logging.getLogger("imagetrust.server")
 
@@ -77,12 +77,9 @@ def server_options(config: ServerConfig) -> list[tuple[str, int]]:
 def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     if not config.tls_cert:
         return None
-    cert = pathlib.Path(config.tls_cert).read_bytes()
-    key = pathlib.Path(config.tls_key).read_bytes()
-    client_ca = pathlib.Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
-    )
+    # Re-read on rotation (cert-manager renewals) without a restart: services/common/tls.py.
+    return CertificateFiles(config.tls_cert, config.tls_key, config.tls_client_ca,
+                            config.tls_reload_interval_s).credentials()
 
 
 class ServerRuntime:
