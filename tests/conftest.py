@@ -19,7 +19,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+import redis
 
+from bench.redis_local import LocalCluster, start_cluster
 from services.common.config import load
 from services.common.server import ServerRuntime
 
@@ -150,6 +152,28 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     yield server
     server.process.terminate()
     server.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session(tmp_path_factory) -> Iterator[LocalCluster]:
+    """One real 3-node Redis Cluster (no replicas) for the whole session: forming one takes
+    ~2.5 s (redis-cli waits for the nodes to agree)."""
+    require_tool("redis-server", "apt-get install redis-server (scripts/setup.sh does this)")
+    require_tool("redis-cli", "apt-get install redis-tools (scripts/setup.sh does this)")
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session: LocalCluster) -> LocalCluster:
+    """The session's cluster, emptied: every test starts from no keys on any node."""
+    for port in redis_cluster_session.ports:
+        redis.Redis(port=port).flushall()
+    return redis_cluster_session
 
 
 @pytest.fixture(scope="session")

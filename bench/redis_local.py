@@ -1,0 +1,112 @@
+"""A throw-away local Redis Cluster on free loopback ports, for the tests and the benchmarks.
+
+`start_cluster` starts NODES `redis-server --cluster-enabled yes` processes (no persistence,
+files in a work directory), joins them with `redis-cli --cluster create` (no replicas) and
+waits until every node reports cluster_state:ok. Missing tools or a cluster that does not
+form raise RuntimeError with the reason; the caller decides how to fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import socket
+import subprocess
+import time
+
+NODES = 3  # primaries: the smallest cluster `redis-cli --cluster create` accepts
+NODE_TIMEOUT_MS = 2000  # cluster-node-timeout, ms: a dead node is marked failed after this
+START_TIMEOUT_S = 20.0  # seconds for the nodes to answer and the cluster to report ok
+POLL_S = 0.05  # seconds between readiness checks
+BUS_OFFSET = 10000  # a cluster node also listens on port + 10000 (the cluster bus)
+
+
+@dataclasses.dataclass
+class LocalCluster:
+    ports: list[int]
+    processes: list[subprocess.Popen]
+
+    @property
+    def url(self) -> str:
+        """A seed node; the cluster client discovers the others."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_node_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too and below 65536."""
+    while True:
+        port = free_port()
+        if port + BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+
+
+def _ask(port: int, command: bytes) -> bytes:
+    """One inline command over a raw socket (no client library: this runs before any)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+        s.sendall(command + b"\r\n")
+        return s.recv(65536)
+
+
+def _wait(port: int, command: bytes, want: bytes, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            if want in _ask(port, command):
+                return True
+        except OSError:
+            pass
+        time.sleep(POLL_S)
+    return False
+
+
+def start_cluster(workdir: pathlib.Path, nodes: int = NODES) -> LocalCluster:
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        raise RuntimeError("redis-server and redis-cli are required: apt-get install redis-server redis-tools")
+    cluster = LocalCluster([free_node_port() for _ in range(nodes)], [])
+    try:
+        for port in cluster.ports:
+            node_dir = workdir / f"node-{port}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            cluster.processes.append(subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                 "--save", "", "--appendonly", "no", "--dir", str(node_dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        if not all(_wait(port, b"PING", b"+PONG", deadline) for port in cluster.ports):
+            raise RuntimeError(f"redis-server did not start on ports {cluster.ports}")
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports), "--cluster-replicas", "0",
+             "--cluster-yes"], capture_output=True, text=True, timeout=START_TIMEOUT_S)
+        if created.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]} {created.stderr[-500:]}")
+        if not all(_wait(port, b"CLUSTER INFO", b"cluster_state:ok", deadline) for port in cluster.ports):
+            raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
