@@ -25,23 +25,40 @@ BUS_OFFSET = 10000  # a cluster node also listens on port + 10000 (the cluster b
 @dataclasses.dataclass
 class LocalCluster:
     ports: list[int]
-    processes: list[subprocess.Popen]
+    processes: list[subprocess.Popen | None]
+    workdir: pathlib.Path
+    server: str  # the redis-server binary
 
     @property
     def url(self) -> str:
         """A seed node; the cluster client discovers the others."""
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
-    def stop(self) -> None:
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.processes:
+    def start_node(self, index: int) -> None:
+        """Starts node `index` (again): same port and directory, so it keeps its cluster
+        identity and slots from nodes.conf (its data is gone: no persistence)."""
+        node_dir = self.workdir / f"node-{self.ports[index]}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        self.processes[index] = subprocess.Popen(_node_command(self.server, self.ports[index], node_dir),
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop_node(self, index: int) -> None:
+        proc = self.processes[index]
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+    def wait_ok(self, deadline: float) -> None:
+        if not all(_wait(port, b"CLUSTER INFO", b"cluster_state:ok", deadline) for port in self.ports):
+            raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
+
+    def stop(self) -> None:
+        for index in range(len(self.processes)):
+            self.stop_node(index)
 
 
 def free_port() -> int:
@@ -82,30 +99,35 @@ def _wait(port: int, command: bytes, want: bytes, deadline: float) -> bool:
     return False
 
 
+def _node_command(server: str, port: int, node_dir: pathlib.Path) -> list[str]:
+    return [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            "--save", "", "--appendonly", "no", "--dir", str(node_dir)]
+
+
 def start_cluster(workdir: pathlib.Path, nodes: int = NODES) -> LocalCluster:
+    """nodes >= 3: joined by redis-cli --cluster create; 1: one node given every slot (a
+    cluster of one, for tests that stop and restart it)."""
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
         raise RuntimeError("redis-server and redis-cli are required: apt-get install redis-server redis-tools")
-    cluster = LocalCluster([free_node_port() for _ in range(nodes)], [])
+    cluster = LocalCluster([free_node_port() for _ in range(nodes)], [], workdir, server)
     try:
-        for port in cluster.ports:
-            node_dir = workdir / f"node-{port}"
-            node_dir.mkdir(parents=True, exist_ok=True)
-            cluster.processes.append(subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                 "--save", "", "--appendonly", "no", "--dir", str(node_dir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for index in range(nodes):
+            cluster.processes.append(None)
+            cluster.start_node(index)
         deadline = time.monotonic() + START_TIMEOUT_S
         if not all(_wait(port, b"PING", b"+PONG", deadline) for port in cluster.ports):
             raise RuntimeError(f"redis-server did not start on ports {cluster.ports}")
-        created = subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports), "--cluster-replicas", "0",
-             "--cluster-yes"], capture_output=True, text=True, timeout=START_TIMEOUT_S)
-        if created.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]} {created.stderr[-500:]}")
-        if not all(_wait(port, b"CLUSTER INFO", b"cluster_state:ok", deadline) for port in cluster.ports):
-            raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
+        if nodes == 1:
+            _ask(cluster.ports[0], b"CLUSTER ADDSLOTSRANGE 0 16383")
+        else:
+            created = subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports), "--cluster-replicas", "0",
+                 "--cluster-yes"], capture_output=True, text=True, timeout=START_TIMEOUT_S)
+            if created.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]} {created.stderr[-500:]}")
+        cluster.wait_ok(deadline)
     except BaseException:
         cluster.stop()
         raise

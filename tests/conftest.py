@@ -125,12 +125,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-def start_redis(tmp_path: pathlib.Path) -> RedisServer:
+def start_redis(tmp_path: pathlib.Path, port: int = 0, appendonly: bool = False) -> RedisServer:
+    """port 0: a free one. appendonly: every write fsynced to an AOF in tmp_path, so a
+    server started again on the same directory has every acknowledged write."""
     binary = require_tool("redis-server", "apt-get install redis-server (scripts/setup.sh does this)")
-    port = free_port()
+    port = port or free_port()
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability, "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + REDIS_START_TIMEOUT_S

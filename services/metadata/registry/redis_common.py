@@ -53,7 +53,7 @@ def call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RegistryUnavailable(f"redis unreachable: {exc}") from exc
-    except redis.RedisError as exc:  # ResponseError, ClusterDownError, RedisClusterException, ...
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:  # the latter: no node reachable
         raise RegistryUnavailable(f"redis error: {exc}") from exc
 
 
