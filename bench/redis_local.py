@@ -56,6 +56,26 @@ class LocalCluster:
         if not all(_wait(port, b"CLUSTER INFO", b"cluster_state:ok", deadline) for port in self.ports):
             raise RuntimeError("the local Redis Cluster did not reach cluster_state:ok")
 
+    def move_slot(self, slot: int) -> int:
+        """Moves a hash slot, with its keys, to the next node (as resharding does), telling
+        only the two nodes involved: clients with the old slot table get MOVED. Returns the
+        new owner's port."""
+        import redis
+
+        nodes = {port: redis.Redis(port=port) for port in self.ports}
+        ids = {port: node.execute_command("CLUSTER MYID").decode() for port, node in nodes.items()}
+        source = next(port for port, node in nodes.items() if node.execute_command("CLUSTER COUNTKEYSINSLOT", slot)
+                      or slot in _owned(node, ids[port]))
+        target = self.ports[(self.ports.index(source) + 1) % len(self.ports)]
+        nodes[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
+        nodes[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
+        keys = nodes[source].execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        if keys:
+            nodes[source].execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for port in (target, source):
+            nodes[port].execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target])
+        return target
+
     def stop(self) -> None:
         for index in range(len(self.processes)):
             self.stop_node(index)
@@ -97,6 +117,12 @@ def _wait(port: int, command: bytes, want: bytes, deadline: float) -> bool:
             pass
         time.sleep(POLL_S)
     return False
+
+
+def _owned(node, node_id: str) -> set[int]:
+    """The slots a node serves, from its CLUSTER SLOTS view."""
+    return {slot for start, end, primary, *_ in node.execute_command("CLUSTER SLOTS")
+            if primary[2].decode() == node_id for slot in range(start, end + 1)}
 
 
 def _node_command(server: str, port: int, node_dir: pathlib.Path) -> list[str]:

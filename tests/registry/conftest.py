@@ -32,6 +32,14 @@ def make_fp(seed: int, *, flips: int = 0, base: int | None = None, uid: str = ""
     )
 
 
+def key_contents(client, prefix: bytes) -> dict:
+    """Every key under prefix (prefix cut off) -> its value (strings) or field map (hashes)."""
+    out = {}
+    for key in client.scan_iter(prefix + b"*"):
+        out[key[len(prefix):]] = client.hgetall(key) if client.type(key) == b"hash" else client.get(key)
+    return out
+
+
 @pytest.fixture
 def open_registry(request, tmp_path):
     """Opens registries of the parametrised backend (several may share one store)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import redis
 
@@ -14,7 +15,7 @@ from services.metadata.registry.base import RegistryUnavailable
 from services.metadata.registry.model import MatchKind, Sighting
 from services.metadata.registry.redis_cluster_backend import RedisClusterRegistry
 from tests.conftest import start_redis
-from tests.registry.conftest import make_fp
+from tests.registry.conftest import key_contents, make_fp
 
 SPREAD_IMAGES = 200  # registrations whose keys must land on every node
 MAX_NODE_SHARE = 0.6  # no node may hold more than this fraction of the keys
@@ -125,4 +126,48 @@ def test_a_cluster_node_down_is_unavailable_then_recovers(redis_cluster):
     reg.ping()
     back = reg.lookup(make_fp(42), Sighting("carol", "c-1"), register=True)
     assert back.available and back.registered
+    reg.close()
+
+
+def test_cluster_bench_loader_writes_exactly_what_registrations_write(redis_server):
+    """bench_registry_cluster loads 200k fingerprints in bulk; its memory figures only hold if
+    the bulk layout is byte for byte what the scripts leave after the same registrations."""
+    from bench.bench_registry_cluster import load_sharded
+    from bench.bench_registry_scale import bench_sighting
+    from services.metadata.fingerprints import Fingerprints
+
+    n = 300
+    rng = np.random.default_rng(4)
+    hashes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    hashes[:, ::2] = rng.integers(0, 2, (n, 4))  # few values per band: buckets hold several images
+    shas = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    pixels = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    shas[:, :2], pixels[:, :2] = rng.integers(0, 2, (n, 2)), rng.integers(0, 3, (n, 2))  # shared shards and buckets
+    live = RedisClusterRegistry(redis_server.url, prefix="live", cluster=False)
+    bulk = RedisClusterRegistry(redis_server.url, prefix="bulk", cluster=False)
+    for i in range(n):
+        fp = Fingerprints(sha256=shas[i].tobytes() + bytes(16), pixel_sha256=pixels[i].tobytes() + bytes(16),
+                          perceptual=hashes[i].tobytes())
+        live.lookup(fp, bench_sighting(i + 1), register=True)
+    load_sharded(bulk, hashes, shas, pixels)
+    client = redis.Redis.from_url(redis_server.url)
+    written = key_contents(client, b"{live:")
+    assert len(written) > 50 and any(len(v) > 12 for k, v in written.items() if k.startswith(b"b:"))
+    assert any(b"s" in k and len(v) > 1 for k, v in written.items())  # a sightings hash of several images
+    assert key_contents(client, b"{bulk:") == written
+
+
+def test_a_slot_moved_to_another_node_is_followed(redis_cluster):
+    """Resharding or a failover moves slots: the registry's node table goes stale, the node
+    answers MOVED, and the batch is resent through redis-py's cluster pipeline."""
+    reg = RedisClusterRegistry(redis_cluster.url, prefix="moved")
+    fp = make_fp(50)
+    reg.lookup(fp, Sighting("alice", "a-1"), register=True)
+    sha_key = reg.keys.sha_key(fp.sha256[:16])
+    slot = redis.Redis(port=redis_cluster.ports[0]).cluster("KEYSLOT", sha_key)
+    before = reg.client.get_node_from_key(sha_key).port
+    assert redis_cluster.move_slot(slot) != before
+    again = reg.lookup(fp, Sighting("bob", "b-1"), register=True)
+    assert again.available and [m.sighting.seller_id for m in again.matches] == ["alice"]
+    assert reg.client.get_node_from_key(sha_key).port != before  # the client learned the new owner
     reg.close()
