@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", f"bench.{name}"]
         if not args.full:
             command.append("--quick")
-        elif name == "bench_registry_scale":
+        elif name in ("bench_registry_scale", "bench_registry_cluster"):
             command += ["--n", "1000000"]
         print(f"\n=== {name} ({' '.join(command[2:])})", flush=True)
         started = time.monotonic()

@@ -28,7 +28,8 @@ idle, so memory is reclaimed per bucket, while results honour the TTL exactly.
 Cluster: one hash tag means one slot per registry (prefix), because the atomic step must
 touch the exact indexes, the probed buckets and the new image's keys in one script, and a
 script's keys must share a slot. Several registries (prefixes) spread over nodes; one
-registry does not (see docs/registry.md for why and the sizing).
+registry does not. For one registry over every node, redis_cluster_backend.py shards the
+keys and splits the step into single-slot steps (docs/registry.md: what each guarantees).
 """
 
 from __future__ import annotations
