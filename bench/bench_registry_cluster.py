@@ -95,7 +95,8 @@ def load_sharded(reg: RedisClusterRegistry, hashes: np.ndarray, shas: np.ndarray
         out.flush()
     for _value, rows in _groups(shard << LOCAL_BITS | local // SIGHTING_BUCKET):
         key, _field = keys.sightings_slot(int(ids[rows[0]]))
-        out.hset(key, mapping={str(local[r] % SIGHTING_BUCKET): encode_sighting(sightings(r + 1)) for r in rows.tolist()})
+        out.hset(key, mapping={str(local[r] % SIGHTING_BUCKET): encode_sighting(sightings(r + 1))
+                               for r in rows.tolist()})
         out.flush()
     pix_head = (pixels[:, 0].astype(np.int64) << 8) | pixels[:, 1]
     for _value, rows in _groups(pix_head):

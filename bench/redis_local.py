@@ -152,7 +152,8 @@ def start_cluster(workdir: pathlib.Path, nodes: int = NODES) -> LocalCluster:
                 [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports), "--cluster-replicas", "0",
                  "--cluster-yes"], capture_output=True, text=True, timeout=START_TIMEOUT_S)
             if created.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]} {created.stderr[-500:]}")
+                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]}"
+                                   f" {created.stderr[-500:]}")
         cluster.wait_ok(deadline)
     except BaseException:
         cluster.stop()

@@ -6,7 +6,7 @@ in one slot, so a registry lives on one node. Here every bucket has a hash tag o
 
   1. CLAIM, in the image's shard (by SHA-256): get-or-create the image id (per-shard INCR)
      and append the sighting (dedupe by identity, TTL prune), returning the prior sightings.
-  2. new image only: ADD its id to the pixel and unique-id buckets and its record to its 4
+  2. new (or pending) image only: ADD its id to the pixel and unique-id buckets and its record to its 4
      own band buckets; each ADD returns that bucket's prior content. Wait for every ack.
   3. read the other 60 probed band buckets (and, for a known image, the exact buckets);
      confirm the new image (DONE).
