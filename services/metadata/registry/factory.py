@@ -1,4 +1,5 @@
-"""Picks the backend from the metadata config: Redis when a URL is set, else SQLite."""
+"""Picks the backend from the metadata config: Redis when a URL is set (sharded over the
+slots of a Redis Cluster when redis_cluster is on), else SQLite."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from services.metadata.registry.base import Registry
 
 
 def open_registry(config: MetadataConfig) -> Registry:
+    if config.redis_url and config.redis_cluster:
+        from services.metadata.registry.redis_cluster_backend import RedisClusterRegistry
+
+        return RedisClusterRegistry(config.redis_url, prefix=config.registry_prefix, ttl_s=config.registry_ttl_s)
     if config.redis_url:
         from services.metadata.registry.redis_backend import RedisRegistry
 

@@ -28,26 +28,25 @@ idle, so memory is reclaimed per bucket, while results honour the TTL exactly.
 Cluster: one hash tag means one slot per registry (prefix), because the atomic step must
 touch the exact indexes, the probed buckets and the new image's keys in one script, and a
 script's keys must share a slot. Several registries (prefixes) spread over nodes; one
-registry does not (see docs/registry.md for why and the sizing).
+registry does not. For one registry over every node, redis_cluster_backend.py shards the
+keys and splits the step into single-slot steps (docs/registry.md: what each guarantees).
 """
 
 from __future__ import annotations
 
 import struct
 
-import numpy as np
 import redis
 
-from services.metadata.registry import bands
 from services.metadata.registry.base import (
-    ID_BYTES, Keys, Raw, Registry, RegistryUnavailable, decode_sightings, encode_sighting, identity_digest, unpack_ids,
+    Keys, Raw, Registry, decode_sightings, encode_sighting, identity_digest, unpack_ids,
 )
 from services.metadata.registry.model import Sighting
+from services.metadata.registry.redis_common import LUA_HELPERS, SIGHTING_BUCKET, SOCKET_TIMEOUT_S, call, split_records
 
-SIGHTING_BUCKET = 128  # ids per sightings hash: the listpack limit of hash-max-listpack-entries
-SOCKET_TIMEOUT_S = 0.5  # seconds; a dead Redis must not stall Analyze past its budget
+__all__ = ["SIGHTING_BUCKET", "RedisRegistry"]  # SIGHTING_BUCKET: the bench's bulk loader writes the same buckets
 
-_SCRIPT = r"""
+_SCRIPT = LUA_HELPERS + r"""
 -- KEYS: 1 counter, 2 sha bucket, 3 pixel bucket, 4 unique-id bucket, 5..4+nb own band
 -- buckets. The probed band buckets (within ARGV[12] bits of each own band value) are
 -- generated here rather than sent (cheaper than building and sending the names).
@@ -94,42 +93,25 @@ if sha_id then
   own = tonumber(sha_id)
   snapshot = redis.call('HGET', ARGV[11] .. 's' .. struct.pack('>I4', math.floor(own / 128)), tostring(own % 128)) or ''
 end
-local function touch(key)
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
-end
 if ARGV[5] == '1' then
   if own == 0 then
     own = redis.call('INCR', KEYS[1])
     local packed = struct.pack('>I4', own)
-    redis.call('HSET', KEYS[2], ARGV[1], own); touch(KEYS[2])
-    redis.call('HSET', KEYS[3], ARGV[2], pix_ids .. packed); touch(KEYS[3])
-    if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], uid_ids .. packed); touch(KEYS[4]) end
+    redis.call('HSET', KEYS[2], ARGV[1], own); touch(KEYS[2], ttl)
+    redis.call('HSET', KEYS[3], ARGV[2], pix_ids .. packed); touch(KEYS[3], ttl)
+    if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], uid_ids .. packed); touch(KEYS[4], ttl) end
     -- GET + SET rather than APPEND: APPEND over-allocates (doubles) the string, which
     -- nearly doubled the band buckets' memory (measured: 432 vs 240 bytes for 180 B).
     for i = 5, 4 + nb do
-      redis.call('SET', KEYS[i], (got[own_at[i]] or '') .. packed .. ARGV[4], 'KEEPTTL'); touch(KEYS[i])
+      redis.call('SET', KEYS[i], (got[own_at[i]] or '') .. packed .. ARGV[4], 'KEEPTTL'); touch(KEYS[i], ttl)
     end
   else
-    touch(KEYS[2]); touch(KEYS[3])
-    if ARGV[3] ~= '' then touch(KEYS[4]) end
-    for i = 5, 4 + nb do touch(KEYS[i]) end
+    touch(KEYS[2], ttl); touch(KEYS[3], ttl)
+    if ARGV[3] ~= '' then touch(KEYS[4], ttl) end
+    for i = 5, 4 + nb do touch(KEYS[i], ttl) end
   end
-  local skey = ARGV[11] .. 's' .. struct.pack('>I4', math.floor(own / 128))
-  local field = tostring(own % 128)
-  local old = redis.call('HGET', skey, field) or ''
-  local kept, pos, present = {}, 1, false
-  while pos + 13 <= #old do
-    local seen = struct.unpack('>I4', old, pos + 8)
-    local len = struct.unpack('>I2', old, pos + 12)
-    local rec = string.sub(old, pos, pos + 13 + len)
-    if ttl <= 0 or seen >= now - ttl then
-      kept[#kept + 1] = rec
-      if string.sub(rec, 1, 8) == ARGV[7] then present = true end
-    end
-    pos = pos + 14 + len
-  end
-  if not present then kept[#kept + 1] = ARGV[6] end
-  redis.call('HSET', skey, field, table.concat(kept)); touch(skey)
+  add_sighting(ARGV[11] .. 's' .. struct.pack('>I4', math.floor(own / 128)), tostring(own % 128), ARGV[6], ARGV[7],
+               ttl, now)
 end
 return {tostring(sha_id or ''), pix_ids, uid_ids, table.concat(blobs), own, snapshot}
 """
@@ -152,19 +134,11 @@ class RedisRegistry(Registry):
     def _band_key(self, band: int, value: int) -> bytes:
         return self.prefix + b"b" + bytes([band]) + struct.pack(">H", value)
 
-    def _call(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RegistryUnavailable(f"redis unreachable: {exc}") from exc
-        except redis.ResponseError as exc:
-            raise RegistryUnavailable(f"redis error: {exc}") from exc
-
     def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
         p = self.prefix
         uid_bucket = p + b"xu" + (keys.unique_id[:2] if keys.unique_id else b"\0\0")
         own = [self._band_key(i, v) for i, v in enumerate(keys.bands)]
-        reply = self._call(
+        reply = call(
             self._script,
             keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *own],
             args=[keys.sha[2:], keys.pixels[2:], keys.unique_id[2:] if keys.unique_id else b"",
@@ -172,12 +146,10 @@ class RedisRegistry(Registry):
                   identity_digest(sighting), self.ttl_s, int(now), len(own), p, self.layout.radius, self.layout.width],
         )
         sha_id, pix_ids, uid_ids, blob, _own, snapshot = reply
-        record = ID_BYTES + len(keys.perceptual)
-        rows = np.frombuffer(blob, np.uint8).reshape(-1, record) if blob else np.zeros((0, record), np.uint8)
-        ids = rows[:, :ID_BYTES].copy().view(">u4").ravel().astype(np.uint32)
+        ids, hashes = split_records(blob, len(keys.perceptual))
         return Raw(
             sha_ids=[int(sha_id)] if sha_id else [], pixel_ids=unpack_ids(pix_ids),
-            unique_id_ids=unpack_ids(uid_ids), candidate_ids=ids, candidate_hashes=rows[:, ID_BYTES:],
+            unique_id_ids=unpack_ids(uid_ids), candidate_ids=ids, candidate_hashes=hashes,
             snapshot={int(sha_id): decode_sightings(snapshot)} if sha_id else {},
         )
 
@@ -185,11 +157,11 @@ class RedisRegistry(Registry):
         pipe = self.client.pipeline(transaction=False)
         for image_id in ids:
             pipe.hget(self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET))
-        blobs = self._call(pipe.execute)
+        blobs = call(pipe.execute)
         return {image_id: decode_sightings(blob or b"") for image_id, blob in zip(ids, blobs)}
 
     def ping(self) -> None:
-        self._call(self.client.ping)
+        call(self.client.ping)
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,153 @@
+"""The registry sharded over Redis Cluster: one registry spread over every node.
+
+The single-slot RedisRegistry does a registration in one Lua script, which needs every key
+in one slot, so a registry lives on one node. Here every bucket has a hash tag of its own
+(redis_cluster_layout.py) and a registration is a few small steps, each atomic in ONE slot:
+
+  1. CLAIM, in the image's shard (by SHA-256): get-or-create the image id (per-shard INCR)
+     and append the sighting (dedupe by identity, TTL prune), returning the prior sightings.
+  2. new (or pending) image only: ADD its id to the pixel and unique-id buckets and its record to its 4
+     own band buckets; each ADD returns that bucket's prior content. Wait for every ack.
+  3. read the other 60 probed band buckets (and, for a known image, the exact buckets);
+     confirm the new image (DONE).
+  4. read the sightings of the verified matches.
+A lookup without registration is steps 3 and 4 (every exact bucket and all 64 probes).
+
+Why this is enough (each Redis key is linearizable: one primary orders its commands, and
+an acknowledged write is seen by every later read of that key):
+- Same bytes: two replicas registering the same file run CLAIM on the same key, which
+  Redis serialises: ONE image id, and each sees exactly the sightings committed before its
+  own (the single-slot guarantee; tests/registry/test_contract.py checks it).
+- Same pixels or ImageUniqueID with other bytes (two images): both ADD to the same bucket
+  field, serialised: the later one sees the earlier one's id.
+- Near duplicates A and B with a band within the probe radius: A writes its band record
+  (key kA) and waits for the ack before it reads kB; B likewise. If A's read of kB missed
+  B's write, then write_A(kA) < read_A(kB) < write_B(kB) < read_B(kA), so B sees A: at
+  least one of them sees the other (the store-buffer argument; when kA = kB the ADD itself
+  serialises them). Unlike the single-slot script, BOTH may see each other when they
+  overlap in time, so both may be flagged (each the other's prior seller).
+- A match is only ever shown with a sighting: step 1 writes the sighting before step 2
+  publishes the id in any index, so whoever finds the id through an index finds its
+  sighting too.
+
+Failure between steps (Redis or the replica dies, a timeout): the lookup answers
+available=false, and what is left is:
+- after 1: the sighting and a PENDING same-bytes entry, no index entries. Same-bytes
+  lookups find it; near copies, same pixels and same unique id do not (a missed match,
+  never a false one) until the same file is registered again: CLAIM returns the pending
+  entry and that registration writes the index entries (ADD is idempotent) and confirms.
+- during 2: some index entries; the rest follows as above.
+- an id in an index with no sighting (its sightings expired, or lost in a failover, as
+  Redis replication is asynchronous): it yields no match.
+A failover that loses the tail of one node's writes can also roll back a shard counter
+while index entries naming the lost ids survive on other nodes; a re-issued id would then
+inherit them (a possible wrong match, the replication lag wide). The single-slot layout
+cannot split like that: one node loses a consistent tail.
+"""
+
+from __future__ import annotations
+
+from services.metadata.registry import bands
+from services.metadata.registry.base import (
+    Keys, Raw, Registry, decode_sightings, encode_sighting, identity_digest, unpack_ids,
+)
+from services.metadata.registry.model import Sighting
+from services.metadata.registry.redis_cluster_client import Command, Script, ShardedClient
+from services.metadata.registry.redis_cluster_layout import ADD, CLAIM, DONE, MAX_LOCAL, Layout, image_id, pack_id
+from services.metadata.registry.redis_common import split_records
+
+_CLAIM, _ADD, _DONE = Script(CLAIM), Script(ADD), Script(DONE)
+
+
+class RedisClusterRegistry(Registry):
+    backend = "redis-cluster"
+
+    def __init__(self, url: str, prefix: str = "imagetrust", ttl_s: int = 0, cluster: bool = True, **kwargs) -> None:
+        """cluster=False: the same keys on one non-cluster redis-server (tests, migration)."""
+        super().__init__(ttl_s, **kwargs)
+        self.keys = Layout(prefix)
+        self.redis = ShardedClient(url, cluster, [_CLAIM, _ADD, _DONE])
+
+    @property
+    def client(self):
+        """The redis-py client (cluster or plain), for tools such as the bench's loader."""
+        return self.redis.client
+
+    def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
+        probes = [[self.keys.band_key(b, v) for v in bands.probes(value, self.layout)]
+                  for b, value in enumerate(keys.bands)]
+        if not register:
+            return self._read(keys, probes, own_id=0, known=None, confirm=None)
+        value, prior = self._claim(keys, sighting, now)
+        own = image_id(self.keys.shard(keys.sha), abs(value))
+        known = self._add_to_indexes(keys, own) if value < 0 else None
+        raw = self._read(keys, probes, own, known, confirm=value if value < 0 else None)
+        raw.snapshot = {own: decode_sightings(prior)}
+        return raw
+
+    def _claim(self, keys: Keys, sighting: Sighting, now: float) -> tuple[int, bytes]:
+        """Step 1: (signed local id, prior sightings)."""
+        shard = self.keys.shard(keys.sha)
+        (reply,) = self.redis.run([_CLAIM([self.keys.sha_key(keys.sha), self.keys.counter(shard)], [
+            keys.sha[2:], encode_sighting(sighting), identity_digest(sighting), self.ttl_s, int(now),
+            self.keys.sightings_head(shard), MAX_LOCAL])])
+        return int(reply[0]), reply[1]
+
+    def _add_to_indexes(self, keys: Keys, own: int) -> dict[str, object]:
+        """Step 2: the new image's exact and band entries, each returning what was there."""
+        packed = pack_id(own)
+        commands = [_ADD([self.keys.pixel_key(keys.pixels)], [packed, self.ttl_s, keys.pixels[2:]])]
+        if keys.unique_id:
+            commands.append(_ADD([self.keys.unique_id_key(keys.unique_id)], [packed, self.ttl_s, keys.unique_id[2:]]))
+        commands += [_ADD([self.keys.band_key(b, value)], [packed + keys.perceptual, self.ttl_s, b""])
+                     for b, value in enumerate(keys.bands)]
+        replies = self.redis.run(commands)
+        uid = replies[1] if keys.unique_id else b""
+        return {"pixels": replies[0], "unique_id": uid, "own_bands": replies[1 + bool(keys.unique_id):]}
+
+    def _read(self, keys: Keys, probes: list[list[bytes]], own_id: int, known: dict | None, confirm: int | None) -> Raw:
+        """Step 3. known: what step 2 returned (it read the exact buckets and the own band
+        buckets); None reads them here too. confirm: the pending value to confirm."""
+        exact = known is None
+        wanted = [k for band in probes for k in (band if exact else band[1:])]
+        commands: list[Command] = []
+        if exact:
+            commands += [("HGET", self.keys.sha_key(keys.sha), keys.sha[2:]),
+                         ("HGET", self.keys.pixel_key(keys.pixels), keys.pixels[2:])]
+            if keys.unique_id:
+                commands.append(("HGET", self.keys.unique_id_key(keys.unique_id), keys.unique_id[2:]))
+        first_probe = len(commands)
+        commands += [("GET", k) for k in wanted]
+        if confirm is not None:
+            commands.append(_DONE([self.keys.sha_key(keys.sha)], [keys.sha[2:], str(confirm).encode()]))
+        elif own_id and self.ttl_s > 0:  # a known image registered again: keep its entries alive
+            commands += self._refresh(keys)
+        replies = self.redis.run(commands)
+        blobs = replies[first_probe:first_probe + len(wanted)]
+        if exact:
+            pixels, uid = replies[1], (replies[2] if keys.unique_id else b"")
+            if replies[0] and not own_id:  # a local id, negative while pending
+                own_id = image_id(self.keys.shard(keys.sha), abs(int(replies[0])))
+        else:
+            pixels, uid = known["pixels"], known["unique_id"]
+            blobs = [*known["own_bands"], *blobs]
+        ids, hashes = split_records(b"".join(b for b in blobs if b), len(keys.perceptual))
+        return Raw(sha_ids=[own_id] if own_id else [], pixel_ids=unpack_ids(pixels), unique_id_ids=unpack_ids(uid),
+                   candidate_ids=ids, candidate_hashes=hashes)
+
+    def _refresh(self, keys: Keys) -> list[Command]:
+        buckets = [self.keys.pixel_key(keys.pixels), *(self.keys.band_key(b, v) for b, v in enumerate(keys.bands))]
+        if keys.unique_id:
+            buckets.append(self.keys.unique_id_key(keys.unique_id))
+        return [("EXPIRE", key, self.ttl_s) for key in buckets]
+
+    def _sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:
+        """Step 4."""
+        blobs = self.redis.run([("HGET", *self.keys.sightings_slot(i)) for i in ids])
+        return {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(ids, blobs)}
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    def close(self) -> None:
+        self.redis.close()

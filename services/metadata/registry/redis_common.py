@@ -1,0 +1,65 @@
+"""What the two Redis backends share: client settings, error mapping, the Lua that appends
+a sighting, and the decoding of band-bucket records.
+
+RedisRegistry (one slot per registry, redis_backend.py) and RedisClusterRegistry (sharded
+over slots, redis_cluster_backend.py) store sightings, band records and id lists in the
+same binary formats, so a record written by either reads the same, and the sightings
+append (dedupe by identity, TTL prune) is one piece of Lua pasted into both scripts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import redis
+
+from services.metadata.registry.base import ID_BYTES, RegistryUnavailable
+
+SIGHTING_BUCKET = 128  # image ids per sightings hash: the listpack limit of hash-max-listpack-entries
+SOCKET_TIMEOUT_S = 0.5  # seconds; a dead Redis must not stall Analyze past its budget
+
+# Lua shared by every script: `touch` refreshes the retention TTL of a written key, and
+# `add_sighting` appends a sighting record (see base.encode_sighting: identity digest 8 B,
+# time u32, length u16, payload) to a hash field unless a record with the same identity
+# digest is there, dropping records older than the TTL. It returns the field as it was
+# before, i.e. the prior sightings this registration is compared with.
+LUA_HELPERS = r"""
+local function touch(key, ttl)
+  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+local function add_sighting(skey, field, record, digest, ttl, now)
+  local old = redis.call('HGET', skey, field) or ''
+  local kept, pos, present = {}, 1, false
+  while pos + 13 <= #old do
+    local seen = struct.unpack('>I4', old, pos + 8)
+    local len = struct.unpack('>I2', old, pos + 12)
+    local rec = string.sub(old, pos, pos + 13 + len)
+    if ttl <= 0 or seen >= now - ttl then
+      kept[#kept + 1] = rec
+      if string.sub(rec, 1, 8) == digest then present = true end
+    end
+    pos = pos + 14 + len
+  end
+  if not present then kept[#kept + 1] = record end
+  redis.call('HSET', skey, field, table.concat(kept)); touch(skey, ttl)
+  return old
+end
+"""
+
+
+def call(fn, *args, **kwargs):
+    """Runs a Redis call; any Redis failure becomes RegistryUnavailable (the analysis then
+    answers without the registry part instead of failing)."""
+    try:
+        return fn(*args, **kwargs)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RegistryUnavailable(f"redis unreachable: {exc}") from exc
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:  # the latter: no node reachable
+        raise RegistryUnavailable(f"redis error: {exc}") from exc
+
+
+def split_records(blob: bytes, hash_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Band-bucket records (id 4 B big-endian + perceptual hash), concatenated, as
+    (ids uint32, hashes uint8 rows)."""
+    record = ID_BYTES + hash_bytes
+    rows = np.frombuffer(blob, np.uint8).reshape(-1, record) if blob else np.zeros((0, record), np.uint8)
+    return rows[:, :ID_BYTES].copy().view(">u4").ravel().astype(np.uint32), rows[:, ID_BYTES:]
