@@ -30,11 +30,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from imagetrust.client import channel_credentials
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
 from services.common.config import GatewayConfig
+from services.common.tls import WatchedFiles
 from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("imagetrust.gateway.backends")
 
 _MAX_CAUSE_CHARS = 160  # characters of a gRPC error kept in reasons and logs
+# Seconds an old channel may finish its calls after a certificate rotation: above the
+# gateway's longest backend deadline.
+OLD_CHANNEL_GRACE_S = 60.0
 
 SYNTHESIS_SERVICE = synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisDetector"].full_name
 METADATA_SERVICE = metadata_pb2.DESCRIPTOR.services_by_name["MetadataAnalyzer"].full_name
@@ -127,21 +131,25 @@ def grpc_target(addr: str) -> str:
 class Backend:
     """One backend service: a balanced channel, a stub, and whether it is up."""
 
-    def __init__(self, name: str, health_service: str, addr: str, config: GatewayConfig, metrics: GatewayMetrics) -> None:
+    def __init__(self, name: str, health_service: str, stub_class: type, addr: str, config: GatewayConfig,
+                 metrics: GatewayMetrics) -> None:
         self.name = name
         self.health_service = health_service
         self.target = grpc_target(addr)
         self.interval_s = config.backend_health_interval_ms / 1000.0
         self.probe_timeout_s = config.backend_health_timeout_ms / 1000.0
         self.metrics = metrics
-        options = channel_options(config, health_service)
-        credentials = channel_credentials(config.backend_tls_ca, config.backend_tls_cert, config.backend_tls_key)
-        self.channel = (
-            aio.secure_channel(self.target, credentials, options=options)
-            if credentials is not None
-            else aio.insecure_channel(self.target, options=options)
+        self._stub_class = stub_class
+        self._options = channel_options(config, health_service)
+        # Client TLS files, re-read on rotation (services/common/tls.py): a renewed client
+        # certificate gets a new channel; the old one finishes its calls.
+        self._tls = (
+            WatchedFiles(config.backend_tls_ca, config.backend_tls_cert, config.backend_tls_key,
+                         check_interval_s=config.tls_reload_interval_s)
+            if config.backend_tls_ca else None
         )
-        self._health = health_pb2_grpc.HealthStub(self.channel)
+        self._retired: set[asyncio.Task] = set()
+        self._open(self._tls.contents if self._tls else None)
         # None until the first probe: calls are tried, not skipped, while we do not know.
         self.up: bool | None = None
         self.down_cause = ""
@@ -149,6 +157,30 @@ class Backend:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         metrics.backend_up.labels(name).set(1)
+
+    def _open(self, pems: tuple[bytes, ...] | None) -> None:
+        """A channel (and its stubs) with these PEM contents (ca[, cert, key]), or plaintext."""
+        credentials = channel_credentials(*pems) if pems else None
+        self.channel = (
+            aio.secure_channel(self.target, credentials, options=self._options)
+            if credentials is not None
+            else aio.insecure_channel(self.target, options=self._options)
+        )
+        self.stub = self._stub_class(self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    def _reload_tls(self) -> None:
+        """Switches to a new channel when the TLS files changed; calls in flight on the old
+        one finish (closed with a grace) while new calls take the new one."""
+        pems = self._tls.changed() if self._tls else None
+        if pems is None:
+            return
+        old = self.channel
+        self._open(pems)
+        task = asyncio.get_running_loop().create_task(old.close(grace=OLD_CHANNEL_GRACE_S))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+        log.info("%s: TLS files changed, new channel", self.name, extra={"backend": self.name})
 
     @property
     def known_down(self) -> bool:
@@ -189,6 +221,7 @@ class Backend:
     async def _watch(self) -> None:
         while True:
             try:
+                self._reload_tls()
                 up, cause = await self.probe()
             except Exception as exc:  # noqa: BLE001 - the watch must outlive any surprise
                 up, cause = False, f"health probe failed: {exc!r}"
@@ -203,14 +236,25 @@ class Backend:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.channel.close()
+        for task in list(self._retired):
+            task.cancel()
 
 
 class Backends:
     def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
-        self.synthesis = Backend("synthesis", SYNTHESIS_SERVICE, config.synthesis_addr, config, metrics)
-        self.metadata = Backend("metadata", METADATA_SERVICE, config.metadata_addr, config, metrics)
-        self.synthesis_stub = synthesis_pb2_grpc.SynthesisDetectorStub(self.synthesis.channel)
-        self.metadata_stub = metadata_pb2_grpc.MetadataAnalyzerStub(self.metadata.channel)
+        self.synthesis = Backend("synthesis", SYNTHESIS_SERVICE, synthesis_pb2_grpc.SynthesisDetectorStub,
+                                 config.synthesis_addr, config, metrics)
+        self.metadata = Backend("metadata", METADATA_SERVICE, metadata_pb2_grpc.MetadataAnalyzerStub,
+                                config.metadata_addr, config, metrics)
+
+    # Looked up per call: a certificate rotation swaps a backend's channel and stub.
+    @property
+    def synthesis_stub(self) -> synthesis_pb2_grpc.SynthesisDetectorStub:
+        return self.synthesis.stub
+
+    @property
+    def metadata_stub(self) -> metadata_pb2_grpc.MetadataAnalyzerStub:
+        return self.metadata.stub
 
     def start(self) -> None:
         self.synthesis.start()

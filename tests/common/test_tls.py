@@ -92,7 +92,7 @@ def test_fetch_reports_only_real_changes(tmp_path):
     cert_pem, key_pem = _issue(ca_key, "b.imagetrust.internal")
     key.write_bytes(key_pem)
     cert.write_bytes(cert_pem)
-    assert files.fetch() is not None and files.reloads == 1
+    assert files.fetch() is not None and files.files.reloads == 1
     assert files.fetch() is None
     cert.unlink()  # mid-rotation: missing file
-    assert files.fetch() is None and files.reloads == 1
+    assert files.fetch() is None and files.files.reloads == 1

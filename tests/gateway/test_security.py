@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -134,3 +135,44 @@ def test_tls_config_is_validated():
         load(GatewayConfig, environ={}, backend_tls_ca="ca.pem", backend_tls_cert="c.pem")
     with pytest.raises(ValueError, match="needs backend_tls_ca"):
         load(GatewayConfig, environ={}, backend_tls_cert="c.pem", backend_tls_key="k.pem")
+
+
+def test_the_gateway_follows_a_rotated_client_certificate(server_factory, pki, tmp_path, jpeg):
+    """The gateway re-reads backend_tls_* on rotation: an untrusted new certificate makes the
+    backends refuse it (degraded verdicts: proof the new one is used), a valid one heals it."""
+    from tests.gateway.conftest import _cert, _key, _pem_key
+
+    backend_tls = {"tls_cert": str(pki["backend_cert"]), "tls_key": str(pki["backend_key"]), "tls_client_ca": str(pki["ca"])}
+    metadata = server_factory("metadata", **backend_tls)
+    synthesis = server_factory("synthesis", **backend_tls)
+    cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+    cert.write_bytes(pki["client_cert"].read_bytes())
+    key.write_bytes(pki["client_key"].read_bytes())
+    gateway = server_factory(
+        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
+        backend_tls_ca=str(pki["ca"]), backend_tls_cert=str(cert), backend_tls_key=str(key),
+        backend_tls_server_name="backends.imagetrust.internal",
+        tls_reload_interval_s=0.1, backend_health_interval_ms=100,
+    )
+
+    def rotate(cert_pem: bytes, key_pem: bytes) -> None:
+        for path, data in ((key, key_pem), (cert, cert_pem)):
+            path.with_suffix(".tmp").write_bytes(data)
+            path.with_suffix(".tmp").replace(path)
+
+    def missing_after_rotation(expect_missing: bool) -> list[str]:
+        deadline = time.monotonic() + 10  # seconds: many reload intervals
+        with Client(gateway.address) as client:
+            while True:
+                missing = sorted(client.check(jpeg).missing)
+                if bool(missing) == expect_missing or time.monotonic() > deadline:
+                    return missing
+
+    with Client(gateway.address) as client:
+        assert not client.check(jpeg).degraded
+    stranger_key = _key()
+    stranger = _cert("stranger", stranger_key, "stranger", stranger_key, ca=False, client=True)  # self-signed
+    rotate(stranger, _pem_key(stranger_key))
+    assert missing_after_rotation(True) == ["metadata", "synthesis"]
+    rotate(pki["client_cert"].read_bytes(), pki["client_key"].read_bytes())  # a certificate the CA signed
+    assert missing_after_rotation(False) == []
