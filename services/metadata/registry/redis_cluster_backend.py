@@ -39,10 +39,20 @@ available=false, and what is left is:
 - during 2: some index entries; the rest follows as above.
 - an id in an index with no sighting (its sightings expired, or lost in a failover, as
   Redis replication is asynchronous): it yields no match.
-A failover that loses the tail of one node's writes can also roll back a shard counter
-while index entries naming the lost ids survive on other nodes; a re-issued id would then
-inherit them (a possible wrong match, the replication lag wide). The single-slot layout
-cannot split like that: one node loses a consistent tail.
+
+Failover: replication is asynchronous, so a failover can lose the tail of one node's writes
+and not another's. Losing a shard counter's last INCR (and CLAIM's sighting) while index
+entries naming that id survive on other nodes would let a re-issued id inherit them: a
+possible WRONG match. So with wait_replicas (MetadataConfig.registry_wait_replicas) step 1
+ends with `WAIT wait_replicas wait_timeout_ms` on the connection that ran CLAIM, in the
+same pipeline (no extra round trip), and a pending id goes on to step 2 only once that
+many replicas hold it, i.e. hold the counter and the sighting; a failover to one of them
+keeps both. Not acknowledged in time: the lookup answers unavailable, the id stays pending
+with no index entry, and the next registration of the file repairs it (as above). WAIT
+narrows the hole but does not close it: Redis may still promote a replica that had not
+acknowledged (Sentinel and Cluster prefer the most up to date one; ask for every replica
+to make any of them safe). The single-slot layout needs no WAIT: one node loses a
+consistent tail, never an id without the index entries written after it.
 """
 
 from __future__ import annotations
