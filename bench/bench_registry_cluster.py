@@ -173,7 +173,8 @@ def bench_wait(workdir: str, n: int = WAIT_REGISTRATIONS) -> int:
                 result = reg.lookup(fp, Sighting(f"s{i}", f"l{i}"), True)
                 times[w].append(time.perf_counter() - t)
                 refused[w] += not result.available
-        print(f"register a new image, {n} each, primary + 1 replica on this machine (WAIT timeout {WAIT_TIMEOUT_MS} ms):")
+        print(f"register a new image, {n} each, primary + 1 replica on this machine "
+              f"(WAIT timeout {WAIT_TIMEOUT_MS} ms):")
         for w in (0, 1):
             print(f"  registry_wait_replicas={w}: {timed(times[w])}, unavailable {refused[w]}")
         print(f"  WAIT 1 - WAIT 0: p50 {pct(times[1], 50) - pct(times[0], 50):+.3f} ms, "

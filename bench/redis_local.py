@@ -174,7 +174,8 @@ def start_replica(primary_port: int, workdir: pathlib.Path) -> tuple[subprocess.
                                 "--dir", str(workdir), "--replicaof", "127.0.0.1", str(primary_port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + START_TIMEOUT_S
-    if not (_wait(port, b"INFO replication", b"master_link_status:up", deadline) and _acknowledges(primary_port, deadline)):
+    if not (_wait(port, b"INFO replication", b"master_link_status:up", deadline)
+            and _acknowledges(primary_port, deadline)):
         process.kill()
         process.wait(10)
         raise RuntimeError(f"the replica on port {port} did not sync with 127.0.0.1:{primary_port}")

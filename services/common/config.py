@@ -207,7 +207,8 @@ class MetadataConfig(ServerConfig):
     # the id, so a failover to one of them cannot roll the id back and re-issue it
     # (docs/registry.md, "Failover"). 0: off, for installs without replicas (dev, `imagetrust
     # up`: WAIT 1 there would fail every new image); production with replicas sets 1.
-    registry_wait_replicas: int = setting(0, "replicas that must acknowledge a new image id before it is indexed (sharded Redis; 0: off)")
+    registry_wait_replicas: int = setting(
+        0, "replicas that must acknowledge a new image id before it is indexed (sharded Redis; 0: off)")
     # 50 ms, in milliseconds as WAIT takes it: a replica in the same region acknowledges in
     # about a network round trip (the primary asks at once, REPLCONF GETACK), so 50 ms only
     # runs out when a replica is down or far behind; then the registration answers
