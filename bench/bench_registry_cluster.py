@@ -12,6 +12,11 @@ three nodes, the single server, this client) shares the machine's cores, so late
 include waiting for a CPU: the load average is printed at the start and the end.
 
     .venv/bin/python -m bench.bench_registry_cluster [--n 200000] [--quick]
+    .venv/bin/python -m bench.bench_registry_cluster --wait   # only the cost of WAIT (below)
+
+--wait: the cost of registry_wait_replicas (docs/registry.md, "Failover"): a plain primary
+and one replica (sharded layout without cluster mode), registrations of new images with
+WAIT 0 and WAIT 1 interleaved one by one (so both see the same machine load), p50/p99.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from bench.bench_registry_scale import (
     BATCH, FLIPS, QUERIES, QUICK_QUERIES, SEED, _groups, band_columns, bench_sighting, load, pct, real_bit_frequencies,
     start_redis, timed,
 )
-from bench.redis_local import start_cluster
+from bench.redis_local import start_cluster, start_replica
 from services.common.config import MetadataConfig
 from services.metadata.fingerprints import Fingerprints
 from services.metadata.registry.base import DIGEST_BYTES, encode_sighting
@@ -44,6 +49,8 @@ from services.metadata.registry.redis_common import SIGHTING_BUCKET
 DEFAULT_N = 200_000  # fingerprints (the full run)
 QUICK_N = 20_000  # fingerprints with --quick (well under a minute)
 PREFIX = MetadataConfig.registry_prefix  # "imagetrust"
+WAIT_REGISTRATIONS = 2000  # new images registered with each WAIT setting (--wait)
+WAIT_TIMEOUT_MS = MetadataConfig.registry_wait_timeout_ms  # ms: the production default
 
 
 def local_ids(shard: np.ndarray) -> np.ndarray:
@@ -147,6 +154,40 @@ def measure(reg, hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray, picks
     return {**out, "found": found}
 
 
+def bench_wait(workdir: str, n: int = WAIT_REGISTRATIONS) -> int:
+    """Registration latency of new images with WAIT 0 and WAIT 1 on a primary + replica."""
+    proc, port = start_redis(workdir)
+    replica, _ = start_replica(port, pathlib.Path(workdir) / "replica")
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        regs = {w: RedisClusterRegistry(url, prefix=f"w{w}", cluster=False, wait_replicas=w,
+                                        wait_timeout_ms=WAIT_TIMEOUT_MS) for w in (0, 1)}
+        rng = np.random.default_rng(SEED)
+        times: dict[int, list[float]] = {0: [], 1: []}
+        refused = {0: 0, 1: 0}
+        for i in range(n):
+            for w, reg in regs.items():
+                fp = _fp(hashlib.sha256(b"w%d-%d" % (w, i)).digest(), hashlib.sha256(b"wp%d-%d" % (w, i)).digest(),
+                         rng.integers(0, 256, 8, dtype=np.uint8).tobytes())
+                t = time.perf_counter()
+                result = reg.lookup(fp, Sighting(f"s{i}", f"l{i}"), True)
+                times[w].append(time.perf_counter() - t)
+                refused[w] += not result.available
+        print(f"register a new image, {n} each, primary + 1 replica on this machine "
+              f"(WAIT timeout {WAIT_TIMEOUT_MS} ms):")
+        for w in (0, 1):
+            print(f"  registry_wait_replicas={w}: {timed(times[w])}, unavailable {refused[w]}")
+        print(f"  WAIT 1 - WAIT 0: p50 {pct(times[1], 50) - pct(times[0], 50):+.3f} ms, "
+              f"p99 {pct(times[1], 99) - pct(times[0], 99):+.3f} ms")
+        for reg in regs.values():
+            reg.close()
+    finally:
+        for p in (replica, proc):
+            p.terminate()
+            p.wait(10)
+    return 0
+
+
 def _used(client: redis.Redis) -> int:
     return client.info("memory")["used_memory"]
 
@@ -155,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=DEFAULT_N, help="fingerprints to load into each store")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_N:,} fingerprints, {QUICK_QUERIES} queries")
+    parser.add_argument("--wait", action="store_true", help="only the cost of WAIT 1 vs 0 on a primary + replica")
     args = parser.parse_args(argv)
+    if args.wait:
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+        with tempfile.TemporaryDirectory() as workdir:
+            return bench_wait(workdir)
     n = QUICK_N if args.quick else args.n
     queries = QUICK_QUERIES if args.quick else QUERIES
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; N = {n:,}; 3-node local "

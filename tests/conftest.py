@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ import grpc
 import pytest
 import redis
 
-from bench.redis_local import LocalCluster, start_cluster
+from bench.redis_local import LocalCluster, start_cluster, start_replica
 from services.common.config import load
 from services.common.server import ServerRuntime
 
@@ -154,6 +155,31 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     yield server
     server.process.terminate()
     server.process.wait(10)
+
+
+@dataclasses.dataclass
+class RedisPair:
+    primary: RedisServer
+    replica: RedisServer  # replicaof the primary, link up when the fixture hands it over
+
+
+@pytest.fixture
+def redis_pair(tmp_path_factory) -> Iterator[RedisPair]:
+    """A plain primary and one replica (`--replicaof`), both real redis-servers (~0.2 s)."""
+    primary = start_redis(tmp_path_factory.mktemp("redis-primary"))
+    try:
+        process, port = start_replica(primary.port, tmp_path_factory.mktemp("redis-replica"))
+    except RuntimeError as exc:
+        primary.process.terminate()
+        primary.process.wait(10)
+        pytest.fail(str(exc), pytrace=False)
+    pair = RedisPair(primary, RedisServer(port, process))
+    yield pair
+    for server in (pair.replica, pair.primary):
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGCONT)  # a test may have left it stopped (SIGSTOP)
+            server.process.terminate()
+            server.process.wait(10)
 
 
 @pytest.fixture(scope="session")

@@ -202,11 +202,30 @@ class MetadataConfig(ServerConfig):
     thumbnail_max_pixels: int = setting(24_000_000, "largest image compared with its EXIF thumbnail, pixels")
     # 2 s: a Redis outage (and its recovery) shows in health within a probe period.
     registry_health_interval_s: float = setting(2.0, "seconds between registry health pings")
+    # Sharded layout only (redis_cluster): after the step that creates a new image id, Redis
+    # WAIT for this many replicas of that node to acknowledge it before any index entry names
+    # the id, so a failover to one of them cannot roll the id back and re-issue it
+    # (docs/registry.md, "Failover"). 0: off, for installs without replicas (dev, `imagetrust
+    # up`: WAIT 1 there would fail every new image); production with replicas sets 1.
+    registry_wait_replicas: int = setting(
+        0, "replicas that must acknowledge a new image id before it is indexed (sharded Redis; 0: off)")
+    # 50 ms, in milliseconds as WAIT takes it: a replica in the same region acknowledges in
+    # about a network round trip (the primary asks at once, REPLCONF GETACK), so 50 ms only
+    # runs out when a replica is down or far behind; then the registration answers
+    # registry-unavailable instead of stalling Analyze. Must stay below the Redis socket
+    # timeout (redis_common.SOCKET_TIMEOUT_S, 500 ms), which would otherwise cut the wait.
+    registry_wait_timeout_ms: int = setting(50, "longest wait for those replicas, ms")
 
     def validate(self) -> None:
         super().validate()
         if self.redis_cluster and not self.redis_url:
             raise ValueError("redis_cluster needs redis_url (any node of the cluster)")
+        if self.registry_wait_replicas < 0:
+            raise ValueError("registry_wait_replicas must be >= 0")
+        # WAIT 0 ms would block until the replicas answer, i.e. forever while one is down. (The
+        # upper bound, the socket timeout, is checked by the registry, which owns that timeout.)
+        if self.registry_wait_timeout_ms <= 0:
+            raise ValueError("registry_wait_timeout_ms must be positive")
 
 
 @dataclasses.dataclass(frozen=True)

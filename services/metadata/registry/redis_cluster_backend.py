@@ -39,34 +39,65 @@ available=false, and what is left is:
 - during 2: some index entries; the rest follows as above.
 - an id in an index with no sighting (its sightings expired, or lost in a failover, as
   Redis replication is asynchronous): it yields no match.
-A failover that loses the tail of one node's writes can also roll back a shard counter
-while index entries naming the lost ids survive on other nodes; a re-issued id would then
-inherit them (a possible wrong match, the replication lag wide). The single-slot layout
-cannot split like that: one node loses a consistent tail.
+
+Failover: replication is asynchronous, so a failover can lose the tail of one node's writes
+and not another's. Losing a shard counter's last INCR (and CLAIM's sighting) while index
+entries naming that id survive on other nodes would let a re-issued id inherit them: a
+possible WRONG match. So with wait_replicas (MetadataConfig.registry_wait_replicas) step 1
+ends with `WAIT wait_replicas wait_timeout_ms` on the connection that ran CLAIM, in the
+same pipeline (no extra round trip), and a pending id goes on to step 2 only once that
+many replicas hold it, i.e. hold the counter and the sighting; a failover to one of them
+keeps both. Not acknowledged in time: the lookup answers unavailable, the id stays pending
+with no index entry, and the next registration of the file repairs it (as above). WAIT
+narrows the hole but does not close it: Redis may still promote a replica that had not
+acknowledged (Sentinel and Cluster prefer the most up to date one; ask for every replica
+to make any of them safe). The single-slot layout needs no WAIT: one node loses a
+consistent tail, never an id without the index entries written after it.
 """
 
 from __future__ import annotations
 
+import logging
+
 from services.metadata.registry import bands
 from services.metadata.registry.base import (
-    Keys, Raw, Registry, decode_sightings, encode_sighting, identity_digest, unpack_ids,
+    Keys, Raw, Registry, RegistryUnavailable, decode_sightings, encode_sighting, identity_digest, unpack_ids,
 )
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_cluster_client import Command, Script, ShardedClient
 from services.metadata.registry.redis_cluster_layout import ADD, CLAIM, DONE, MAX_LOCAL, Layout, image_id, pack_id
-from services.metadata.registry.redis_common import split_records
+from services.metadata.registry.redis_common import SOCKET_TIMEOUT_S, split_records
 
+log = logging.getLogger("imagetrust.metadata.registry")
+# ms: how late a WAIT that runs out may answer. Redis expires blocked commands from its event
+# loop, which wakes at least every 1000/hz ms (hz 10 by default): a 50 ms WAIT with the
+# replica stopped answered after ~100 ms, a 100 ms one after ~230 ms (measured, Redis 7.0,
+# a loaded 2-core machine); 200 ms covers two wake-ups.
+WAIT_SLACK_MS = 200
 _CLAIM, _ADD, _DONE = Script(CLAIM), Script(ADD), Script(DONE)
 
 
 class RedisClusterRegistry(Registry):
     backend = "redis-cluster"
 
-    def __init__(self, url: str, prefix: str = "imagetrust", ttl_s: int = 0, cluster: bool = True, **kwargs) -> None:
-        """cluster=False: the same keys on one non-cluster redis-server (tests, migration)."""
+    def __init__(self, url: str, prefix: str = "imagetrust", ttl_s: int = 0, cluster: bool = True,
+                 wait_replicas: int = 0, wait_timeout_ms: int = 50, **kwargs) -> None:
+        """cluster=False: the same keys on one non-cluster redis-server (tests, migration).
+        wait_replicas, wait_timeout_ms: see MetadataConfig.registry_wait_*; 0 replicas: no WAIT."""
         super().__init__(ttl_s, **kwargs)
+        if wait_replicas < 0:
+            raise ValueError("wait_replicas must be >= 0")
+        longest = SOCKET_TIMEOUT_S * 1000 - WAIT_SLACK_MS
+        if wait_replicas and not 0 < wait_timeout_ms < longest:
+            # 0 would block while a replica is down; past the socket timeout the client gives up first.
+            raise ValueError(f"wait_timeout_ms must be between 1 and {longest:.0f} ms: the WAIT, late by up to "
+                             f"{WAIT_SLACK_MS} ms, must end before the {SOCKET_TIMEOUT_S * 1000:.0f} ms socket timeout")
         self.keys = Layout(prefix)
         self.redis = ShardedClient(url, cluster, [_CLAIM, _ADD, _DONE])
+        self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
+        # Registrations refused because a new id was not replicated in time (read by tests
+        # and by an operator's debugger; each one is also logged).
+        self.unreplicated = 0
 
     @property
     def client(self):
@@ -86,12 +117,29 @@ class RedisClusterRegistry(Registry):
         return raw
 
     def _claim(self, keys: Keys, sighting: Sighting, now: float) -> tuple[int, bytes]:
-        """Step 1: (signed local id, prior sightings)."""
+        """Step 1: (signed local id, prior sightings). With wait_replicas, a pending id (new,
+        or left pending by an earlier failure) is only returned once that many replicas hold
+        it: else RegistryUnavailable, and the id stays pending for the next registration."""
         shard = self.keys.shard(keys.sha)
-        (reply,) = self.redis.run([_CLAIM([self.keys.sha_key(keys.sha), self.keys.counter(shard)], [
+        claim = _CLAIM([self.keys.sha_key(keys.sha), self.keys.counter(shard)], [
             keys.sha[2:], encode_sighting(sighting), identity_digest(sighting), self.ttl_s, int(now),
-            self.keys.sightings_head(shard), MAX_LOCAL])])
-        return int(reply[0]), reply[1]
+            self.keys.sightings_head(shard), MAX_LOCAL])
+        if not self.wait_replicas:
+            (reply,) = self.redis.run([claim])
+            return int(reply[0]), reply[1]
+        # WAIT after every CLAIM, in its pipeline: no extra round trip, and CLAIM always writes
+        # (at least the sighting), so WAIT covers it. Only a pending id needs the ack: step 2
+        # is about to name it in indexes on other nodes. A known id was acknowledged when it
+        # was created; losing this sighting in a failover is a missed match, not a wrong one.
+        (reply,), acked = self.redis.run_replicated([claim], self.wait_replicas, self.wait_timeout_ms)
+        value = int(reply[0])
+        if value < 0 and acked < self.wait_replicas:
+            self.unreplicated += 1
+            error = (f"replication to {self.wait_replicas} replica(s) not acknowledged within "
+                     f"{self.wait_timeout_ms} ms ({acked} did)")
+            log.warning("registry id not replicated: left pending", extra={"error": error})
+            raise RegistryUnavailable(error)
+        return value, reply[1]
 
     def _add_to_indexes(self, keys: Keys, own: int) -> dict[str, object]:
         """Step 2: the new image's exact and band entries, each returning what was there."""

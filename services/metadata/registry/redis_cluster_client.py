@@ -69,37 +69,57 @@ class ShardedClient:
 
     def run(self, commands: list[Command]) -> list:
         """The replies, in order; RegistryUnavailable when Redis cannot answer."""
-        return call(self._run, commands) if commands else []
+        return call(self._run, commands, None) if commands else []
 
-    def _run(self, commands: list[Command]) -> list:
+    def run_replicated(self, commands: list[Command], replicas: int, timeout_ms: int) -> tuple[list, int]:
+        """run(), then `WAIT replicas timeout_ms` on each node's connection right after that
+        node's commands, in the same pipeline (no extra round trip): (the replies, the fewest
+        replicas that acknowledged them on any node). WAIT counts the replicas that have
+        every write sent on ITS connection, so it must follow the writes on the same one."""
+        if not commands:
+            return [], replicas
+        replies = call(self._run, commands, (replicas, timeout_ms))
+        return replies[:-1], replies[-1]
+
+    def _run(self, commands: list[Command], wait: tuple[int, int] | None) -> list:
         try:
-            return self._send(commands)
+            return self._send(commands, wait)
         except redis.exceptions.NoScriptError:
             # A node without the scripts: restarted, or a promoted replica (the script cache
             # is not replicated). Load them on every primary and run the batch again.
             for script in self.scripts:
                 self.client.script_load(script.source)
-            return self._send(commands)
+            return self._send(commands, wait)
 
-    def _send(self, commands: list[Command]) -> list:
+    def _send(self, commands: list[Command], wait: tuple[int, int] | None) -> list:
+        """The replies, then (with wait) the fewest acknowledging replicas."""
         if not self.cluster:
-            return _pipelined(self.client, commands)
+            return _pipelined(self.client, commands, wait)
         try:
-            return self._send_by_node(commands)
+            return self._send_by_node(commands, wait)
         except _MOVED:
-            return _pipelined(self.client, commands)  # redis-py's cluster pipeline
+            replies = _pipelined(self.client, commands)  # redis-py's cluster pipeline
+            if wait is None:
+                return replies
+            # Its pipeline may use any connection of a node, and a keyless WAIT has no node:
+            # now that it has followed the redirect (and so updated the slot table), send the
+            # batch again by node with its WAIT (every step is idempotent).
+            return self._send_by_node(commands, wait)
 
-    def _send_by_node(self, commands: list[Command]) -> list:
+    def _send_by_node(self, commands: list[Command], wait: tuple[int, int] | None) -> list:
         by_node: dict[str, tuple] = {}
         for position, command in enumerate(commands):
             node = self.client.get_node_from_key(_key_of(command))
             by_node.setdefault(node.name, (node, []))[1].append(position)
         replies = [None] * len(commands)
+        acked = []
         for node, positions in by_node.values():
-            got = _pipelined(self.client.get_redis_connection(node), [commands[p] for p in positions])
+            got = _pipelined(self.client.get_redis_connection(node), [commands[p] for p in positions], wait)
+            if wait is not None:
+                acked.append(got.pop())
             for position, reply in zip(positions, got):
                 replies[position] = reply
-        return replies
+        return replies + [min(acked)] if wait is not None else replies
 
     def ping(self) -> None:
         """Every primary must answer and see the cluster as ok: a registration writes to
@@ -120,8 +140,12 @@ class ShardedClient:
                 self._client.close()
 
 
-def _pipelined(client: redis.Redis, commands: list[Command]) -> list:
+def _pipelined(client: redis.Redis, commands: list[Command], wait: tuple[int, int] | None = None) -> list:
+    """One pipeline (one connection of a plain client); with wait, `WAIT replicas timeout_ms`
+    goes last on that connection and its reply (replicas that acknowledged) ends the list."""
     pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
+    if wait is not None:
+        pipe.execute_command("WAIT", *wait)
     return pipe.execute()
