@@ -146,3 +146,16 @@ def test_wait_settings_are_validated_and_reach_the_registry():
     reg = open_registry(config)  # connects on first use: no server needed here
     assert (reg.wait_replicas, reg.wait_timeout_ms) == (1, 20)
     assert load(MetadataConfig, environ={}).registry_wait_replicas == 0  # off by default (no replicas in dev)
+
+
+def test_health_needs_the_replicas_a_wait_asks_for(redis_pair, redis_cluster):
+    """ping (the registry health) fails up front when a primary has fewer connected
+    replicas than registry_wait_replicas, instead of flapping with each refused registration."""
+    from services.metadata.registry.base import RegistryUnavailable
+
+    RedisClusterRegistry(redis_pair.primary.url, cluster=False, wait_replicas=1).ping()
+    with pytest.raises(RegistryUnavailable, match=r"registry_wait_replicas=2 but the primary has 1 connected"):
+        RedisClusterRegistry(redis_pair.primary.url, cluster=False, wait_replicas=2).ping()
+    RedisClusterRegistry(redis_cluster.url, wait_replicas=0).ping()  # the test cluster has no replicas
+    with pytest.raises(RegistryUnavailable, match=r"registry_wait_replicas=1 but .* has 0 connected"):
+        RedisClusterRegistry(redis_cluster.url, wait_replicas=1).ping()

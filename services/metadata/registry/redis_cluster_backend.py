@@ -196,6 +196,8 @@ class RedisClusterRegistry(Registry):
 
     def ping(self) -> None:
         self.redis.ping()
+        if self.wait_replicas:
+            self.redis.require_replicas(self.wait_replicas)
 
     def close(self) -> None:
         self.redis.close()

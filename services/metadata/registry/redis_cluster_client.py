@@ -134,6 +134,22 @@ class ShardedClient:
         if bad:
             raise RegistryUnavailable(f"redis cluster state not ok on {', '.join(sorted(bad))}")
 
+    def require_replicas(self, count: int) -> None:
+        """Every primary must have `count` connected replicas (INFO replication): with fewer,
+        a WAIT for them cannot succeed and new images would answer unavailable one by one,
+        so health says so up front instead of flapping with each refused registration."""
+        if not self.cluster:
+            infos = {"the primary": call(self.client.info, "replication")}
+        else:
+            infos = call(self.client.info, "replication", target_nodes=RedisCluster.PRIMARIES)
+            if "connected_slaves" in infos:  # one primary: its reply, not a dict per node
+                infos = {"the only primary": infos}
+        short = {node: int(info.get("connected_slaves", 0)) for node, info in infos.items()
+                 if int(info.get("connected_slaves", 0)) < count}
+        if short:
+            have = ", ".join(f"{node} has {n}" for node, n in sorted(short.items()))
+            raise RegistryUnavailable(f"registry_wait_replicas={count} but {have} connected replica(s)")
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
