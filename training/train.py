@@ -53,6 +53,8 @@ RECIPES: dict[str, dict] = {
     # steps, see docs/training.md) plus the global view, soft targets from the tampered fraction, fresh
     # composites every epoch, a second JPEG generation and flips as augmentation; AdamW with
     # a cosine schedule. Budgeted for ~45 min on a 2-core CPU (see docs/training.md).
+    # Generator "train" (segment pastes): "diverse" (more methods and post-processing) was
+    # measured at the same budget and did not generalise better to the held-out forger.
     "ours": dict(
         arch="forensic", arch_kwargs={}, input_size=64, tile_size=64, max_tiles=40, global_p=0.1, target="soft",
         epochs=40, batch_size=64, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
