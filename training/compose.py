@@ -1,8 +1,11 @@
 """Compositing methods: how a tampered photo is made, with the exact mask of changed pixels.
 
 Two families, kept apart on purpose:
-- TRAIN methods (the paper's segment pasting and its variants: feathered edges, colour
-  matching, scaling, copy-move within one photo) make the training and validation data.
+- TRAIN methods make the training and validation data: SEGMENT_METHODS (the paper's segment
+  pasting and its variants: feathered edges, colour matching, scaling, copy-move within one
+  photo) and DIVERSE_METHODS (irregular noise-blob splices, Laplacian-pyramid blending,
+  inpainting removals, local retouching, pastes with another compression history), which
+  widen what "tampered" looks like without using any held-out method.
 - HELD-OUT methods (rectangular / elliptical splices, Poisson "seamless" cloning via
   cv2.seamlessClone, seamless copy-move) are never seen in training; the second test set
   is made with them, so the test measures generalisation to a different forger.
@@ -28,12 +31,13 @@ MIN_COPY_MOVE_SHIFT = 24  # pixels: a copy-move onto (almost) itself changes not
 SHAPE_AREA_RANGE = (0.03, 0.25)  # fraction of the destination: held-out rectangles/ellipses
 
 
-def _pick_segment(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _pick_segment(labels: np.ndarray, rng: np.random.Generator,
+                  max_fraction: float = MAX_SEGMENT_FRACTION) -> np.ndarray:
     ids, counts = np.unique(labels, return_counts=True)
     fractions = counts / labels.size
-    ok = ids[(fractions >= MIN_SEGMENT_FRACTION) & (fractions <= MAX_SEGMENT_FRACTION)]
+    ok = ids[(fractions >= MIN_SEGMENT_FRACTION) & (fractions <= max_fraction)]
     if ok.size == 0:  # every segment too big or too small: take the one nearest the range
-        ok = ids[[int(np.argmin(np.abs(fractions - MAX_SEGMENT_FRACTION / 2)))]]
+        ok = ids[[int(np.argmin(np.abs(fractions - max_fraction / 2)))]]
     return labels == rng.choice(ok)
 
 
@@ -83,9 +87,13 @@ def _blend(dst: np.ndarray, patch: np.ndarray, mask: np.ndarray, top: int, left:
     return out, full
 
 
-def paste_segment(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray, rng: np.random.Generator, *,
-                  feather: bool = False, color_match: bool = False, scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's composite: one human-segmented object of `src` pasted into `dst`."""
+def _place_segment(dst_shape: tuple[int, int], src: np.ndarray, src_labels: np.ndarray,
+                   rng: np.random.Generator, scale: bool) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """A segment of `src` (its bounding-box patch and mask) and where it goes in the destination.
+
+    The random draws and their order are those of the original paste_segment, so the paper's
+    composites (and the validation / test sets made of them) stay exactly as they were.
+    """
     seg = _pick_segment(src_labels, rng)
     # The patch is the segment's bounding box of the SOURCE photo, so a feathered edge blends
     # in the source's own surroundings of the object, as a careless lasso cut would.
@@ -95,12 +103,20 @@ def paste_segment(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray, rng:
         size = (max(4, round(patch.shape[1] * s)), max(4, round(patch.shape[0] * s)))
         patch = cv2.resize(patch, size, interpolation=cv2.INTER_LINEAR)
         mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    patch, mask = _fit(patch, mask, *dst.shape[:2])
+    patch, mask = _fit(patch, mask, *dst_shape)
     if not mask.any():  # cropped away entirely: fall back to the unscaled segment's corner
         mask[: min(4, mask.shape[0]), : min(4, mask.shape[1])] = True
     h, w = mask.shape
-    top = int(rng.integers(0, dst.shape[0] - h + 1))
-    left = int(rng.integers(0, dst.shape[1] - w + 1))
+    top = int(rng.integers(0, dst_shape[0] - h + 1))
+    left = int(rng.integers(0, dst_shape[1] - w + 1))
+    return patch, mask, top, left
+
+
+def paste_segment(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray, rng: np.random.Generator, *,
+                  feather: bool = False, color_match: bool = False, scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's composite: one human-segmented object of `src` pasted into `dst`."""
+    patch, mask, top, left = _place_segment(dst.shape[:2], src, src_labels, rng, scale)
+    h, w = mask.shape
     if color_match:
         region = dst[top:top + h, left:left + w]
         patch = _color_match(patch, mask, region, rng.uniform(*COLOR_MATCH_STRENGTH))
@@ -134,7 +150,184 @@ def copy_move(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
     return out, full & (out != image).any(-1)
 
 
-TRAIN_METHODS = ("paste", "paste_feather", "paste_color", "paste_scaled", "paste_all", "copy_move")
+# ---- diverse training methods: other shapes, blends, removals, retouches, compression histories ----
+# None of them uses a held-out ingredient: no rectangles or ellipses, no cv2.seamlessClone,
+# no Pillow or WebP codec.
+
+BLOB_BOX_RANGE = (0.15, 0.5)  # fraction of each destination side: the box a blob grows in
+BLOB_SMOOTH_RANGE = (0.04, 0.12)  # fraction of the box's shorter side: Gaussian sigma of the noise (blob size)
+BLOB_FILL_RANGE = (0.3, 0.6)  # fraction of the box's pixels the blob(s) cover
+MIN_BLOB_BOX = 16  # pixels: smaller boxes hold no blob worth a 64 px tile
+BLOB_TAPER = 0.3  # exponent of the Hann window: < 1 flattens it, so the blob is not one round lump
+
+
+def _blob_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Irregular blob(s): smoothed white noise thresholded inside a box, for shapes that are
+    neither an object outline (segments) nor a geometric figure (the held-out forger's)."""
+    bh = max(MIN_BLOB_BOX, int(height * rng.uniform(*BLOB_BOX_RANGE)))
+    bw = max(MIN_BLOB_BOX, int(width * rng.uniform(*BLOB_BOX_RANGE)))
+    noise = rng.standard_normal((bh, bw)).astype(np.float32)
+    field = cv2.GaussianBlur(noise, (0, 0), rng.uniform(*BLOB_SMOOTH_RANGE) * min(bh, bw))
+    # A window that is 0 on the box's border (the blob never follows its straight sides) but flat
+    # inside, so the thresholded noise keeps several irregular lobes instead of one round lump.
+    window = (np.outer(np.hanning(bh), np.hanning(bw)) ** BLOB_TAPER).astype(np.float32)
+    field = (field - field.min()) * window
+    return field > np.quantile(field, 1.0 - rng.uniform(*BLOB_FILL_RANGE))
+
+
+def _place(shape: tuple[int, int], box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A box-sized mask put at a random position of a full-size (height, width) mask."""
+    h, w = min(box.shape[0], shape[0]), min(box.shape[1], shape[1])
+    top, left = int(rng.integers(0, shape[0] - h + 1)), int(rng.integers(0, shape[1] - w + 1))
+    full = np.zeros(shape, bool)
+    full[top:top + h, left:left + w] = box[:h, :w]
+    return full
+
+
+def _region(labels: np.ndarray, rng: np.random.Generator, max_fraction: float) -> np.ndarray:
+    """The region a local edit touches: half the time a segment of the photo itself (an object,
+    as a retoucher would select it), otherwise a noise blob (a brush stroke)."""
+    if rng.random() < 0.5:
+        return _pick_segment(labels, rng, max_fraction)
+    return _place(labels.shape, _blob_mask(*labels.shape, rng), rng)
+
+
+def blob_splice(dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, *,
+                feather: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """An irregular blob of `src` (from a random place of it) pasted into `dst`."""
+    mask = _blob_mask(*dst.shape[:2], rng)
+    h, w = min(mask.shape[0], src.shape[0]), min(mask.shape[1], src.shape[1])
+    mask = mask[:h, :w]
+    sy, sx = int(rng.integers(0, src.shape[0] - h + 1)), int(rng.integers(0, src.shape[1] - w + 1))
+    top, left = int(rng.integers(0, dst.shape[0] - h + 1)), int(rng.integers(0, dst.shape[1] - w + 1))
+    sigma = rng.uniform(*FEATHER_SIGMA_RANGE) if feather else 0.0
+    return _blend(dst, src[sy:sy + h, sx:sx + w], mask, top, left, sigma)
+
+
+PYRAMID_LEVELS = (3, 5)  # Laplacian pyramid levels (inclusive): the blend's reach is ~2**levels pixels
+
+
+def _laplacian_blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray, levels: int) -> np.ndarray:
+    """Burt-Adelson multi-band blend: each frequency band of b over a is mixed with the
+    weight blurred to that band's scale (sharp seams for fine detail, soft for colour)."""
+    ga, gb, gw = [a.astype(np.float32)], [b.astype(np.float32)], [weight.astype(np.float32)]
+    for _ in range(levels):
+        ga.append(cv2.pyrDown(ga[-1]))
+        gb.append(cv2.pyrDown(gb[-1]))
+        gw.append(cv2.pyrDown(gw[-1]))
+    out = gw[-1][..., None] * gb[-1] + (1 - gw[-1][..., None]) * ga[-1]
+    for k in range(levels - 1, -1, -1):
+        size = (ga[k].shape[1], ga[k].shape[0])
+        band_a = ga[k] - cv2.pyrUp(ga[k + 1], dstsize=size)
+        band_b = gb[k] - cv2.pyrUp(gb[k + 1], dstsize=size)
+        w = gw[k][..., None]
+        out = cv2.pyrUp(out, dstsize=size) + w * band_b + (1 - w) * band_a
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def pyramid_blend(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A segment of `src` multi-band blended into `dst`: the low frequencies (colour, shading)
+    follow the destination near the seam, a gradient-domain-like look that is not Poisson."""
+    patch, mask, top, left = _place_segment(dst.shape[:2], src, src_labels, rng, bool(rng.random() < 0.5))
+    h, w = mask.shape
+    levels = int(rng.integers(PYRAMID_LEVELS[0], PYRAMID_LEVELS[1] + 1))
+    pasted = dst.copy()
+    pasted[top:top + h, left:left + w] = patch  # the segment with its source surroundings
+    weight = np.zeros(dst.shape[:2], np.float32)
+    weight[top:top + h, left:left + w] = mask
+    blended = _laplacian_blend(dst, pasted, weight, levels)
+    # The coarse bands spread over the whole photo at tiny amplitudes; an editor's blend stays
+    # near the object, so changes are kept within 2**levels pixels of it.
+    reach = cv2.distanceTransform((weight == 0).astype(np.uint8), cv2.DIST_L2, 5) <= 2 ** levels
+    out = np.where(reach[..., None], blended, dst)
+    return out, (out != dst).any(-1)
+
+
+INPAINT_MAX_FRACTION = 0.08  # fraction of the photo: larger removals are smeared blotches
+INPAINT_RADIUS_RANGE = (3, 9)  # pixels: neighbourhood cv2.inpaint fills from
+INPAINT_MARGIN = 24  # pixels of context kept around the region (inpainting reads only nearby pixels)
+
+
+def inpaint_removal(dst: np.ndarray, dst_labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A region of `dst` removed and filled by cv2.inpaint (Telea or Navier-Stokes): an object
+    removal, the forgery that pastes nothing from another photo."""
+    region = _region(dst_labels, rng, INPAINT_MAX_FRACTION)
+    # A removal brush covers the object's anti-aliased outline too: grow the region by 1 px.
+    region = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    radius = int(rng.integers(*INPAINT_RADIUS_RANGE))
+    flag = cv2.INPAINT_TELEA if rng.random() < 0.5 else cv2.INPAINT_NS
+    ys, xs = np.nonzero(region)
+    y0, x0 = max(0, ys.min() - INPAINT_MARGIN), max(0, xs.min() - INPAINT_MARGIN)
+    y1, x1 = ys.max() + 1 + INPAINT_MARGIN, xs.max() + 1 + INPAINT_MARGIN  # slicing clips at the edge
+    crop = np.ascontiguousarray(dst[y0:y1, x0:x1])
+    filled = cv2.inpaint(crop, region[y0:y1, x0:x1].astype(np.uint8) * 255, radius, flag)
+    out = dst.copy()
+    out[y0:y1, x0:x1] = filled
+    return out, (out != dst).any(-1)
+
+
+RETOUCH_OPS = ("blur", "sharpen", "noise", "resample")
+RETOUCH_MAX_FRACTION = 0.3  # fraction of the photo a local retouch covers at most
+BLUR_SIGMA_RANGE = (0.6, 1.6)  # pixels: Gaussian sigma of a local blur
+SHARPEN_AMOUNT_RANGE = (0.5, 1.5)  # unsharp-mask gain (1: the detail layer added once)
+SHARPEN_SIGMA = 1.0  # pixels: Gaussian sigma of the unsharp mask's blur
+NOISE_SIGMA_RANGE = (2.0, 6.0)  # 8-bit grey levels: std of the noise added to a region
+RESAMPLE_RANGE = (0.4, 0.8)  # factor of the down-then-up resampling (lost detail, other interpolation)
+
+
+def _retouched(image: np.ndarray, op: str, rng: np.random.Generator) -> np.ndarray:
+    """The whole image with one edit applied; the caller keeps it only inside a region."""
+    x = image.astype(np.float32)
+    if op == "blur":
+        y = cv2.GaussianBlur(x, (0, 0), rng.uniform(*BLUR_SIGMA_RANGE))
+    elif op == "sharpen":
+        y = x + rng.uniform(*SHARPEN_AMOUNT_RANGE) * (x - cv2.GaussianBlur(x, (0, 0), SHARPEN_SIGMA))
+    elif op == "noise":
+        y = x + rng.normal(0.0, rng.uniform(*NOISE_SIGMA_RANGE), x.shape).astype(np.float32)
+    elif op == "resample":
+        f = rng.uniform(*RESAMPLE_RANGE)
+        small = cv2.resize(image, (max(4, round(image.shape[1] * f)), max(4, round(image.shape[0] * f))),
+                           interpolation=cv2.INTER_AREA)
+        y = cv2.resize(small, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    else:
+        raise ValueError(f"unknown retouch {op!r}")
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def local_retouch(dst: np.ndarray, dst_labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Blur, sharpening, extra noise or resampling inside one region of `dst`: a splice's
+    region often carries another noise level and sharpness than the photo around it."""
+    region = _region(dst_labels, rng, RETOUCH_MAX_FRACTION)
+    edited = _retouched(dst, RETOUCH_OPS[int(rng.integers(len(RETOUCH_OPS)))], rng)
+    sigma = rng.uniform(*FEATHER_SIGMA_RANGE) if rng.random() < 0.5 else 0.0
+    out, full = _blend(dst, edited, region, 0, 0, sigma)
+    return out, full & (out != dst).any(-1)
+
+
+SOURCE_JPEG_QUALITY = (40, 90)  # cv2 JPEG quality the source photo had before its segment was cut
+GRID = 8  # pixels: the JPEG block size
+
+
+def paste_recompressed(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A segment pasted from a copy of `src` that was JPEG-compressed at its own quality and
+    off the 8x8 grid: the composite holds two compression histories."""
+    dy, dx = int(rng.integers(GRID)), int(rng.integers(GRID))
+    quality = int(rng.integers(SOURCE_JPEG_QUALITY[0], SOURCE_JPEG_QUALITY[1] + 1))
+    # Encoding the photo shifted by (dy, dx) and shifting it back puts its blocks off the
+    # grid the rest of the pipeline (and the final save) uses.
+    shifted = np.ascontiguousarray(np.roll(src, (-dy, -dx), axis=(0, 1))[..., ::-1])
+    ok, buf = cv2.imencode(".jpg", shifted, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("cv2 could not JPEG-encode the source photo")
+    degraded = np.roll(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1], (dy, dx), axis=(0, 1))
+    return paste_segment(dst, np.ascontiguousarray(degraded), src_labels, rng, feather=bool(rng.random() < 0.5))
+
+
+SEGMENT_METHODS = ("paste", "paste_feather", "paste_color", "paste_scaled", "paste_all", "copy_move")
+DIVERSE_METHODS = ("blob_splice", "pyramid_blend", "inpaint", "local_retouch", "paste_recompressed")
+TRAIN_METHODS = SEGMENT_METHODS + DIVERSE_METHODS
 
 
 def compose_train(method: str, dst: np.ndarray, dst_labels: np.ndarray, src: np.ndarray,
@@ -151,6 +344,16 @@ def compose_train(method: str, dst: np.ndarray, dst_labels: np.ndarray, src: np.
         out, mask = paste_segment(dst, src, src_labels, rng, feather=True, color_match=True, scale=True)
     elif method == "copy_move":
         out, mask = copy_move(dst, dst_labels, rng, feather=bool(rng.random() < 0.5), scale=bool(rng.random() < 0.5))
+    elif method == "blob_splice":
+        out, mask = blob_splice(dst, src, rng, feather=bool(rng.random() < 0.5))
+    elif method == "pyramid_blend":
+        out, mask = pyramid_blend(dst, src, src_labels, rng)
+    elif method == "inpaint":
+        out, mask = inpaint_removal(dst, dst_labels, rng)
+    elif method == "local_retouch":
+        out, mask = local_retouch(dst, dst_labels, rng)
+    elif method == "paste_recompressed":
+        out, mask = paste_recompressed(dst, src, src_labels, rng)
     else:
         raise ValueError(f"unknown train compositing method {method!r}")
     # The exact mask: a pixel counts as tampered only if it really changed.

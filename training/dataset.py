@@ -14,7 +14,12 @@ import numpy as np
 
 from training import bsds, compose, postprocess
 
-GENERATORS = ("train", "heldout")
+# "train": the paper's segment pastes and the TRAIN post-processing (the validation test set
+# and the model shipped first); "diverse": every training method and TRAIN_DIVERSE;
+# "heldout": the other forger, for the second test set only.
+GENERATORS = ("train", "diverse", "heldout")
+_METHODS = {"train": compose.SEGMENT_METHODS, "diverse": compose.TRAIN_METHODS, "heldout": compose.HELDOUT_METHODS}
+_PROFILES = {"train": postprocess.TRAIN, "diverse": postprocess.TRAIN_DIVERSE, "heldout": postprocess.HELDOUT}
 _STREAM_CHOICE, _STREAM_COMPOSE, _STREAM_POST = 0, 1, 2
 
 
@@ -42,8 +47,8 @@ class CompositeGenerator:
         self.photos = list(photos)
         self.seed = seed
         self.generator = generator
-        self.methods = methods or (compose.TRAIN_METHODS if generator == "train" else compose.HELDOUT_METHODS)
-        self.profile = postprocess.TRAIN if generator == "train" else postprocess.HELDOUT
+        self.methods = methods or _METHODS[generator]
+        self.profile = _PROFILES[generator]
 
     def _rng(self, index: int, stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, index, stream])
@@ -64,7 +69,7 @@ class CompositeGenerator:
             src, src_labels = bsds.load(self.photos[src_i])
             method = self.methods[method_i]
             rng = self._rng(index, _STREAM_COMPOSE)
-            if self.generator == "train":
+            if self.generator != "heldout":
                 image, mask = compose.compose_train(method, dst, dst_labels, src, src_labels, rng)
             else:
                 image, mask = compose.compose_heldout(method, dst, src, rng)

@@ -4,8 +4,10 @@ The parameters are drawn from their own random stream, seeded by the sample inde
 before (and independently of) the decision whether the sample is a composite: the model
 cannot learn "re-encoded at quality 70" or "resized" as the label.
 
-Two profiles: TRAIN (cv2/libjpeg JPEG at quality 60-100, area/bilinear resizing) for
-training and its validation split, and HELDOUT (Pillow JPEG at other qualities and chroma
+Three profiles: TRAIN (cv2/libjpeg JPEG at quality 60-100, area/bilinear resizing) for
+the paper-style training data and the validation test set, TRAIN_DIVERSE (TRAIN widened:
+cv2 JPEG also with 4:4:4 chroma, gamma, mild sensor-like noise, a wider resize range) for
+the diverse training generator, and HELDOUT (Pillow JPEG at other qualities and chroma
 subsamplings, WebP, bicubic/Lanczos resizing) for the second test set only.
 """
 
@@ -31,6 +33,10 @@ class Profile:
     scale_range: tuple[float, float]  # resize factor (both sides)
     kernels: tuple[str, ...]  # resize interpolations, drawn uniformly
     formats: tuple[tuple[str, float, int, int], ...]  # (codec, probability, min quality, max quality)
+    gamma_p: float = 0.0  # probability of a gamma change (tone curve) before encoding
+    gamma_range: tuple[float, float] = (1.0, 1.0)  # exponent on [0, 1] intensities
+    noise_p: float = 0.0  # probability of added Gaussian noise before encoding
+    noise_range: tuple[float, float] = (0.0, 0.0)  # 8-bit grey levels: std of that noise
 
 
 TRAIN = Profile(
@@ -38,11 +44,18 @@ TRAIN = Profile(
     # 15 % stay lossless (PNG) so the model also sees never-recompressed pixels.
     formats=(("cv2-jpeg", 0.85, 60, 100), ("png", 0.15, 0, 0)),
 )
+TRAIN_DIVERSE = Profile(
+    "train_diverse", resize_p=0.5, scale_range=(0.7, 1.3), kernels=("area", "linear"),
+    # Still only cv2/libjpeg and PNG (Pillow and WebP are the held-out pipeline's); 4:4:4
+    # chroma is what high-quality exports use and removes the 4:2:0 colour smoothing.
+    formats=(("cv2-jpeg", 0.55, 60, 100), ("cv2-jpeg-444", 0.3, 60, 100), ("png", 0.15, 0, 0)),
+    gamma_p=0.3, gamma_range=(0.8, 1.25), noise_p=0.2, noise_range=(0.5, 2.0),
+)
 HELDOUT = Profile(
     "heldout", resize_p=0.6, scale_range=(0.6, 1.4), kernels=("cubic", "lanczos"),
     formats=(("pil-jpeg-444", 0.3, 55, 95), ("pil-jpeg-420", 0.3, 55, 95), ("webp", 0.4, 60, 95)),
 )
-PROFILES = {p.name: p for p in (TRAIN, HELDOUT)}
+PROFILES = {p.name: p for p in (TRAIN, TRAIN_DIVERSE, HELDOUT)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +64,9 @@ class Params:
     kernel: str
     codec: str
     quality: int
+    gamma: float = 1.0  # 1.0: no tone change
+    noise_sigma: float = 0.0  # 8-bit grey levels; 0: no noise
+    noise_seed: int = 0  # seeds the noise pixels, so a sample stays a function of its index
 
 
 def draw(profile: Profile, rng: np.random.Generator) -> Params:
@@ -61,7 +77,12 @@ def draw(profile: Profile, rng: np.random.Generator) -> Params:
     probs = np.array([f[1] for f in profile.formats])
     codec, _, qmin, qmax = profile.formats[int(rng.choice(len(probs), p=probs / probs.sum()))]
     quality = int(rng.integers(qmin, qmax + 1))
-    return Params(scale if do_resize else 1.0, kernel, codec, quality)
+    # Drawn after the parameters above, so the earlier profiles' draws are unchanged by them.
+    do_gamma, gamma = rng.random() < profile.gamma_p, float(rng.uniform(*profile.gamma_range))
+    do_noise, sigma = rng.random() < profile.noise_p, float(rng.uniform(*profile.noise_range))
+    noise_seed = int(rng.integers(2**31))
+    return Params(scale if do_resize else 1.0, kernel, codec, quality, gamma if do_gamma else 1.0,
+                  sigma if do_noise else 0.0, noise_seed)
 
 
 def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
@@ -70,6 +91,11 @@ def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
         return buf.tobytes()
     if codec == "cv2-jpeg":
         ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return buf.tobytes()
+    if codec == "cv2-jpeg-444":
+        ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality,
+                                                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
         return buf.tobytes()
     out = io.BytesIO()
     image = Image.fromarray(rgb)
@@ -92,11 +118,24 @@ def decode(data: bytes) -> np.ndarray:
     return np.asarray(decode_rgb(data, _MAX_PIXELS))
 
 
+def _tone_and_noise(rgb: np.ndarray, params: Params) -> np.ndarray:
+    """Gamma and Gaussian noise on the WHOLE image (both classes alike); a no-op by default."""
+    if params.gamma == 1.0 and params.noise_sigma == 0.0:
+        return rgb
+    x = 255.0 * (rgb.astype(np.float32) / 255.0) ** params.gamma
+    if params.noise_sigma > 0:
+        noise_rng = np.random.default_rng(params.noise_seed)
+        x = x + noise_rng.normal(0.0, params.noise_sigma, x.shape).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
 def apply(rgb: np.ndarray, mask: np.ndarray, params: Params) -> tuple[bytes, np.ndarray, np.ndarray]:
     """Resizes (image with the drawn kernel, mask with nearest) then encodes.
 
-    Returns (encoded bytes, decoded RGB, mask at the final size).
+    Returns (encoded bytes, decoded RGB, mask at the final size). Gamma and noise come first:
+    they stand for the camera, resizing and encoding for the uploader.
     """
+    rgb = _tone_and_noise(rgb, params)
     if params.scale != 1.0:
         h, w = rgb.shape[:2]
         size = (max(8, round(w * params.scale)), max(8, round(h * params.scale)))

@@ -106,3 +106,80 @@ def test_recompression_condition_is_a_jpeg_at_the_given_quality(photos):
     s = dataset.CompositeGenerator(photos, seed=1, generator="heldout")[0]
     out = postprocess.recompress_jpeg(s.data, 75)
     assert out[:3] == b"\xff\xd8\xff" and postprocess.decode(out).shape == s.image.shape
+
+
+# ---- the diverse training generator ----------------------------------------------------------
+
+@pytest.mark.parametrize("method", compose.DIVERSE_METHODS)
+def test_diverse_methods_are_deterministic_by_seed(photos, method):
+    dst, dst_labels = bsds_mod.load(photos[4])
+    src, src_labels = bsds_mod.load(photos[5])
+    runs = [compose.compose_train(method, dst, dst_labels, src, src_labels, np.random.default_rng(seed))
+            for seed in (3, 3, 4)]
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
+    assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+def test_diverse_training_never_uses_a_heldout_ingredient():
+    """The held-out test set must stay a different forger and pipeline."""
+    assert not set(compose.TRAIN_METHODS) & set(compose.HELDOUT_METHODS)
+    codecs = {f[0] for f in postprocess.TRAIN_DIVERSE.formats}
+    assert codecs <= {"cv2-jpeg", "cv2-jpeg-444", "png"}
+    assert not set(postprocess.TRAIN_DIVERSE.kernels) & set(postprocess.HELDOUT.kernels)
+
+
+def test_paper_generator_keeps_segment_methods_and_train_post_processing(photos):
+    """The 'train' generator (the validation test set, the first shipped model) is unchanged
+    by the diverse methods: only segment pastes, only the TRAIN profile."""
+    gen = dataset.CompositeGenerator(photos, seed=5)
+    assert gen.methods == compose.SEGMENT_METHODS and gen.profile == postprocess.TRAIN
+    assert all(gen[i].post.gamma == 1.0 and gen[i].post.noise_sigma == 0.0 for i in range(8))
+    diverse = dataset.CompositeGenerator(photos, seed=5, generator="diverse")
+    assert diverse.methods == compose.TRAIN_METHODS and diverse.profile == postprocess.TRAIN_DIVERSE
+
+
+def test_blob_masks_are_irregular_and_never_follow_their_box():
+    for seed in range(20):
+        blob = compose._blob_mask(321, 481, np.random.default_rng(seed))
+        assert blob.any()
+        # Zero on the box's border: no straight side (a rectangle is a held-out shape).
+        assert not (blob[0].any() or blob[-1].any() or blob[:, 0].any() or blob[:, -1].any())
+        ys, xs = np.nonzero(blob)
+        bbox = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert blob.sum() < 0.9 * bbox  # not a filled box
+
+
+@pytest.mark.parametrize("op", compose.RETOUCH_OPS)
+def test_every_retouch_changes_the_image(photos, op):
+    image, _ = bsds_mod.load(photos[6])
+    edited = compose._retouched(image, op, np.random.default_rng(0))
+    assert edited.shape == image.shape and edited.dtype == np.uint8
+    assert (edited != image).any(-1).mean() > 0.2  # a visible edit, not a rounding accident
+
+
+def test_diverse_post_processing_is_shared_by_both_classes_and_deterministic(photos):
+    gen = dataset.CompositeGenerator(photos, seed=13, generator="diverse")
+    for i in range(6):
+        assert gen[i].post == postprocess.draw(postprocess.TRAIN_DIVERSE, np.random.default_rng([13, i, 2]))
+    params = [postprocess.draw(postprocess.TRAIN_DIVERSE, np.random.default_rng([13, i, 2])) for i in range(400)]
+    for label in (0, 1):
+        ps = params[label ^ 1::2]
+        assert abs(np.mean([p.gamma != 1.0 for p in ps]) - 0.3) < 0.08
+        assert abs(np.mean([p.noise_sigma > 0 for p in ps]) - 0.2) < 0.08
+        assert abs(np.mean([p.codec == "cv2-jpeg-444" for p in ps]) - 0.3) < 0.08
+    image, _ = bsds_mod.load(photos[0])
+    noisy = postprocess.Params(1.0, "area", "png", 0, gamma=0.9, noise_sigma=1.5, noise_seed=42)
+    first, second = postprocess.apply(image, np.zeros(image.shape[:2], bool), noisy)[0], \
+        postprocess.apply(image, np.zeros(image.shape[:2], bool), noisy)[0]
+    assert first == second and postprocess.decode(first).tolist() != image.tolist()
+
+
+def test_cv2_jpeg_444_keeps_full_chroma(photos):
+    import io
+
+    from PIL import Image, JpegImagePlugin
+
+    image, _ = bsds_mod.load(photos[0])
+    for codec, sampling in (("cv2-jpeg-444", 0), ("cv2-jpeg", 2)):  # Pillow: 0 = 4:4:4, 2 = 4:2:0
+        with Image.open(io.BytesIO(postprocess.encode(image, codec, 90))) as decoded:
+            assert JpegImagePlugin.get_sampling(decoded) == sampling, codec
