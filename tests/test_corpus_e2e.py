@@ -5,6 +5,7 @@ is still SERVING afterwards."""
 
 from __future__ import annotations
 
+import collections
 import time
 
 import grpc
@@ -17,6 +18,8 @@ from tests.metadata.corpus import corpus_files
 
 PER_FILE_DEADLINE_S = 60.0  # seconds: generous for a 12 MP file on a loaded 2-core CI machine
 ANSWERED_WITH_STATUS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+MAX_BLOCKED_SHARE = 0.02  # of the corpus's verdicts: genuine files blocked
+MAX_SYNTHESIS_FLAGGED_SHARE = 0.10  # of the corpus's verdicts: synthesis score among the reasons
 
 
 @pytest.mark.slow
@@ -30,6 +33,8 @@ def test_every_corpus_file_through_the_gateway(server_factory, exif_samples) -> 
     files = corpus_files(exif_samples)
     assert len(files) >= 100
     verdicts, refused = 0, {}
+    decisions: collections.Counter[str] = collections.Counter()
+    by_synthesis: collections.Counter[str] = collections.Counter()  # files the synthesis reason is in
     with Client(gateway.address, timeout=PER_FILE_DEADLINE_S) as client:
         for path in files:
             name = path.relative_to(exif_samples).as_posix()
@@ -47,6 +52,9 @@ def test_every_corpus_file_through_the_gateway(server_factory, exif_samples) -> 
             assert not response.synthesis.placeholder, "the shipped default model is served"
             assert 0.0 <= response.synthesis.score <= 1.0 and 0.0 <= response.risk <= 1.0, name
             verdicts += 1
+            decisions[common_pb2.Decision.Name(response.decision)] += 1
+            if any(r.code == "SYNTHESIS_SCORE" for r in response.reasons):
+                by_synthesis[common_pb2.Decision.Name(response.decision)] += 1
         # Uploads cut off mid-transfer: the pixels are gone, so the call is refused clearly.
         jpegs = [p for p in files if p.read_bytes()[:3] == b"\xff\xd8\xff" and p.stat().st_size > 100_000][:5]
         assert jpegs
@@ -56,7 +64,13 @@ def test_every_corpus_file_through_the_gateway(server_factory, exif_samples) -> 
                 client.check(data[: len(data) // 2], timeout=PER_FILE_DEADLINE_S)
             assert cut.value.code() == grpc.StatusCode.INVALID_ARGUMENT, path.name
             assert "truncated" in cut.value.details() or "corrupt" in cut.value.details(), cut.value.details()
-    print(f"\n{verdicts} verdicts, {len(refused)} refused with a status: {refused}")
+    print(f"\n{verdicts} verdicts {dict(decisions)} (synthesis among the reasons: {dict(by_synthesis)}), "
+          f"{len(refused)} refused with a status: {refused}")
+    # The corpus is genuine camera and phone files (a few edited): the policy must not flag them
+    # on the weak synthesis score (the first policy sent 87 of 100 to REVIEW or BLOCK,
+    # docs/gateway.md "Synthesis weight"). Measured now: ALLOW 78, REVIEW 22, synthesis in 7.
+    assert decisions["BLOCK"] <= MAX_BLOCKED_SHARE * verdicts, dict(decisions)
+    assert sum(by_synthesis.values()) <= MAX_SYNTHESIS_FLAGGED_SHARE * verdicts, dict(by_synthesis)
     # Most of the corpus is readable photos; the refusals are the deliberately broken files.
     assert verdicts >= 0.8 * len(files)
     assert all("invalid" in n or "corrupt" in n or "tests/" in n for n in refused), refused

@@ -48,7 +48,7 @@ def test_check_combines_both_real_backends(gateway_module, jpeg):
     assert response.HasField("synthesis") and response.HasField("metadata")
     assert response.metadata.image.format == "jpeg" and response.metadata.image.width > 0
     assert response.model_version == response.synthesis.model_version != ""
-    assert response.policy_version == "2025-06.1"
+    assert response.policy_version == "2026-11.1"
     assert response.client_ref == "ref-1"
     assert len(response.request_id) >= 16
     if response.synthesis.placeholder:
@@ -59,8 +59,8 @@ def test_check_combines_both_real_backends(gateway_module, jpeg):
 
 def test_platform_selects_its_policy(gateway_module, jpeg):
     with Client(gateway_module.address) as client:
-        assert client.check(jpeg, platform="chat").policy_version == "2025-06.1+chat"
-        assert client.check(jpeg, platform="no-such-platform").policy_version == "2025-06.1"
+        assert client.check(jpeg, platform="chat").policy_version == "2026-11.1+chat"
+        assert client.check(jpeg, platform="no-such-platform").policy_version == "2026-11.1"
 
 
 def test_skipped_backends_are_not_degraded(gateway_module, jpeg):
@@ -117,12 +117,12 @@ def test_a_real_score_drives_the_decision_end_to_end(server_factory, backends_mo
     gateway = server_factory("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address)
     with Client(gateway.address) as client:
         response = client.check(jpeg)
-    assert response.decision == common_pb2.BLOCK
+    # The default policy weighs the (weak) shipped model at 0.6 and never blocks on it alone.
+    assert response.decision == common_pb2.REVIEW
     # Noisy-OR: the real metadata findings can only add to the synthesis contribution.
-    assert 0.97 - 1e-4 <= response.risk <= 1.0
+    assert 0.6 * 0.97 - 1e-4 <= response.risk < 0.85
     assert response.model_version == "scripted-1"
     assert response.reasons[0].code == "SYNTHESIS_SCORE"
-    assert "synthesis-certain" in [r.evidence.get("rule") for r in response.reasons]
 
 
 def test_policy_file_from_config(server_factory, backends_module, scripted, jpeg, tmp_path: pathlib.Path):

@@ -66,4 +66,4 @@ def test_cli_check_uses_the_sdk(gateway_module, capsys):
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["file"] for r in rows] == files
-    assert all(r["decision"] in ("ALLOW", "REVIEW", "BLOCK") and r["policy_version"] == "2025-06.1" for r in rows)
+    assert all(r["decision"] in ("ALLOW", "REVIEW", "BLOCK") and r["policy_version"] == "2026-11.1" for r in rows)

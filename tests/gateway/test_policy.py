@@ -42,9 +42,9 @@ def raw_default() -> dict:
 # --- loading -----------------------------------------------------------------------------
 
 def test_default_policy_loads_with_version_and_platforms():
-    assert DEFAULT.version == "2025-06.1"
+    assert DEFAULT.version == "2026-11.1"
     assert 0 < DEFAULT.review_from <= DEFAULT.block_from <= 1
-    assert POLICIES.for_platform("chat").version == "2025-06.1+chat"
+    assert POLICIES.for_platform("chat").version == "2026-11.1+chat"
     assert POLICIES.for_platform("CHAT ").platform == "chat"  # case and spaces ignored
     assert POLICIES.for_platform("unknown-app") is DEFAULT
     assert POLICIES.for_platform("") is DEFAULT
@@ -87,18 +87,21 @@ def test_unreadable_and_malformed_files_are_refused(tmp_path: pathlib.Path):
 # --- one test per rule of the default policy ----------------------------------------------
 
 def test_thresholds_give_allow_review_block():
-    assert combine(DEFAULT, synth(0.3), meta(), {}).decision == ALLOW
-    assert combine(DEFAULT, synth(0.6), meta(), {}).decision == REVIEW
-    assert combine(DEFAULT, synth(0.9), meta(), {}).decision == BLOCK
+    assert combine(DEFAULT, synth(0.85), meta(), {}).decision == ALLOW  # under min_score
+    assert combine(DEFAULT, synth(0.95), meta(), {}).decision == REVIEW  # 0.57
+    strong = meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM),
+                  ("DATE_ORDER_INVALID", common_pb2.MEDIUM))
+    assert combine(DEFAULT, synth(0.95), strong, {}).decision == BLOCK  # 1 - 0.43 x 0.55 x 0.7 x 0.75 = 0.88
+    assert combine(DEFAULT, None, strong, {}).decision == REVIEW  # 0.71: the score tips it over
 
 
 def test_synthesis_contributes_weight_times_score_with_its_reason():
-    verdict = combine(DEFAULT, synth(0.6), meta(), {})
-    assert verdict.risk == pytest.approx(0.6)
+    verdict = combine(DEFAULT, synth(0.95), meta(), {})
+    assert verdict.risk == pytest.approx(DEFAULT.synthesis_weight * 0.95)
     (reason,) = verdict.reasons
     assert reason.code == "SYNTHESIS_SCORE" and reason.source == "synthesis"
-    assert reason.severity == common_pb2.MEDIUM
-    assert reason.evidence["score"] == "0.600" and reason.evidence["risk_contribution"] == "0.600"
+    assert reason.evidence["score"] == "0.950"
+    assert reason.evidence["risk_contribution"] == f"{DEFAULT.synthesis_weight * 0.95:.3f}"
     assert reason.evidence["model_version"] == "m-1"
 
 
@@ -133,10 +136,10 @@ def test_unknown_finding_codes_use_the_severity_default():
 
 def test_contributions_combine_as_noisy_or_and_stay_in_range():
     verdict = combine(
-        DEFAULT, synth(0.5),
+        DEFAULT, synth(0.95),
         meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
     )
-    assert verdict.risk == pytest.approx(1 - (1 - 0.5) * (1 - 0.45) * (1 - 0.3))
+    assert verdict.risk == pytest.approx(1 - (1 - DEFAULT.synthesis_weight * 0.95) * (1 - 0.45) * (1 - 0.3))
     assert verdict.decision == REVIEW
     many = combine(DEFAULT, synth(1.0), meta(*[("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH)] * 20), {})
     assert 0.0 <= many.risk <= 1.0
@@ -159,16 +162,26 @@ def test_rule_reused_by_other_seller_forces_review_and_lifts_risk():
 
 
 def test_rule_reused_and_manipulated_blocks():
-    verdict = combine(DEFAULT, synth(0.6), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
+    verdict = combine(DEFAULT, synth(0.95), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
     assert verdict.decision == BLOCK
     assert verdict.risk >= DEFAULT.block_from
     fired = {r.evidence["rule"] for r in verdict.reasons if r.code == "POLICY_RULE"}
     assert fired == {"reused-by-other-seller", "reused-and-manipulated"}
 
 
-def test_rule_synthesis_certain_blocks_on_its_own():
+def test_no_default_rule_blocks_on_the_synthesis_score_alone():
+    """The shipped model is weak (a genuine camera JPEG scored 0.991): even a score of 1.0
+    with nothing else reaches REVIEW at most."""
+    verdict = combine(DEFAULT, synth(1.0), meta(), {})
+    assert verdict.decision == REVIEW and verdict.risk == pytest.approx(DEFAULT.synthesis_weight)
+    assert not [r for r in verdict.reasons if r.code == "POLICY_RULE"]
+
+
+def test_a_synthesis_rule_can_block_on_its_own_when_a_policy_adds_one():
     raw = raw_default()
     raw["thresholds"]["block"] = 0.99  # so only the rule can block at 0.96
+    raw["rules"].append({"name": "synthesis-certain", "message": "the model is all but certain",
+                         "when": {"synthesis_score_at_least": 0.95}, "decision": "BLOCK"})
     policy = parse(raw).default
     verdict = combine(policy, synth(0.96), meta(), {})
     assert verdict.decision == BLOCK
@@ -187,8 +200,12 @@ def test_rule_nothing_checked_reviews_only_when_every_backend_is_missing():
 
 
 def test_rules_never_lower_a_decision():
-    verdict = combine(DEFAULT, synth(0.9), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
-    assert verdict.decision == BLOCK  # the REVIEW rule fired, the risk said BLOCK
+    verdict = combine(DEFAULT, synth(0.0), meta(
+        ("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
+        ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM), ("DATE_ORDER_INVALID", common_pb2.MEDIUM)), {})
+    fired = {r.evidence["rule"] for r in verdict.reasons if r.code == "POLICY_RULE"}
+    assert fired == {"reused-by-other-seller"}  # a REVIEW rule ...
+    assert verdict.decision == BLOCK  # ... while the risk (0.88) says BLOCK
 
 
 def test_reasons_strongest_first():
@@ -207,10 +224,11 @@ def test_reasons_strongest_first():
 
 def test_platform_chat_lowers_thresholds_and_changes_a_code():
     chat = POLICIES.for_platform("chat")
-    assert combine(DEFAULT, synth(0.45), meta(), {}).decision == ALLOW
-    verdict = combine(chat, synth(0.45), meta(), {})
-    assert verdict.decision == REVIEW and verdict.policy_version == "2025-06.1+chat"
-    assert combine(chat, None, meta(("PLATFORM_RESAVE", common_pb2.MEDIUM)), {}).risk == pytest.approx(0.30)
+    resaved = meta(("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM))
+    assert combine(DEFAULT, synth(0.45), resaved, {}).decision == ALLOW  # 0.28
+    verdict = combine(chat, synth(0.45), resaved, {})
+    assert verdict.decision == REVIEW and verdict.policy_version == "2026-11.1+chat"  # 0.415 >= 0.40
+    assert combine(chat, None, meta(("PLATFORM_RESAVE", common_pb2.MEDIUM)), {}).risk == pytest.approx(0.35)
     # everything not overridden is inherited
     assert chat.findings["REUSED_BY_OTHER_SELLER"] == DEFAULT.findings["REUSED_BY_OTHER_SELLER"]
     assert [r.name for r in chat.rules] == [r.name for r in DEFAULT.rules]
@@ -247,13 +265,15 @@ def test_platform_rule_with_a_default_rules_name_replaces_it():
 EXAMPLES = [
     # (name, platform, synthesis, metadata findings, missing, decision, risk)
     ("camera photo", "", synth(0.05), [("GPS_PRESENT", common_pb2.INFO)], {}, ALLOW, 0.0),
-    ("web re-save", "", synth(0.25), [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)], {}, ALLOW, 0.46),
-    ("edited, odd size", "", synth(0.40), [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)], {}, REVIEW, 0.664),
+    ("camera photo the model dislikes", "", synth(0.85), [], {}, ALLOW, 0.0),
+    ("web re-save", "", synth(0.25), [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)], {}, ALLOW, 0.28),
+    ("edited, odd size", "", synth(0.40), [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)], {}, ALLOW, 0.44),
+    ("edited, odd size, thumbnail differs", "", synth(0.40), [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM), ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH)], {}, REVIEW, 0.692),
     ("reused photo", "", synth(0.10), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, REVIEW, 0.6),
-    ("composite", "", synth(0.92), [], {}, BLOCK, 0.92),
-    ("reused + manipulated", "", synth(0.62), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
+    ("composite", "", synth(0.92), [], {}, REVIEW, 0.552),
+    ("reused + manipulated", "", synth(0.93), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
     ("synthesis down", "", None, [("EXIF_STRIPPED", common_pb2.LOW)], {"synthesis": "down"}, ALLOW, 0.1),
-    ("web re-save in chat", "chat", synth(0.25), [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)], {}, REVIEW, 0.5275),
+    ("web re-save in chat", "chat", synth(0.25), [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)], {}, REVIEW, 0.415),
 ]
 
 
