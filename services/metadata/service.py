@@ -29,12 +29,15 @@ class MetadataService(Service):
     # --- registry (issue 4) ---
     async def load(self) -> None:
         from services.metadata.registry.factory import open_registry
+        from services.metadata.registry.metrics import RegistryMetrics
         from services.metadata.registry.monitor import RegistryMonitor
 
         registry = open_registry(self.config)
+        metrics = RegistryMetrics(self.metrics.registry, registry.backend)
         self.monitor = RegistryMonitor(registry, self.health, REGISTRY_HEALTH_NAME,
-                                       self.config.registry_health_interval_s)
+                                       self.config.registry_health_interval_s, metrics)
         self.servicer.registry = registry
+        self.servicer.registry_metrics = metrics
         self.servicer.monitor = self.monitor
         await self.monitor.start()
 

@@ -100,6 +100,7 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         self.config = config
         self.budget = PixelBudget(config.double_jpeg_max_pixels, config.thumbnail_max_pixels)
         self.registry = None  # set by MetadataService.load()
+        self.registry_metrics = None
         self.monitor = None
 
     async def Analyze(self, request: metadata_pb2.AnalyzeRequest, context: aio.ServicerContext):
@@ -111,7 +112,7 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         response = to_proto(result)
         rc = await asyncio.to_thread(
             registry_check.run, request.image.data, sighting_from_proto(request.context), request.register,
-            self.registry, self.config.max_pixels, bytes.fromhex(result.sha256),
+            self.registry, self.config.max_pixels, bytes.fromhex(result.sha256), self.registry_metrics,
         )
         if self.monitor is not None and rc.fingerprints is not None:
             await self.monitor.observe(rc.result.available, rc.result.error)

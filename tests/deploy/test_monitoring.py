@@ -60,7 +60,7 @@ def test_promtool_unit_tests_every_alert(tmp_path):
     assert alerts == tested, f"alerts without a unit test: {sorted(alerts - tested)}"
     assert {
         "ImageTrustHighErrorRate", "ImageTrustCheckLatencyHigh", "ImageTrustSynthesisQueueBacklog",
-        "ImageTrustRedisUnavailable", "ImageTrustBackendDegraded",
+        "ImageTrustRedisUnavailable", "ImageTrustRegistryUnavailable", "ImageTrustBackendDegraded",
     } <= alerts
 
 
@@ -102,13 +102,17 @@ def test_adapter_rule_serves_the_metric_the_hpa_reads():
     assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
 
 
-def test_rules_use_metrics_the_servers_export(server_factory):
-    """Scrape a real gateway after a real call: every ImageTrust metric the rules name exists."""
-    server = server_factory("gateway", synthesis_addr="127.0.0.1:1", metadata_addr="127.0.0.1:1")
-    with server.channel() as channel:
+def test_rules_use_metrics_the_servers_export(server_factory, tmp_path):
+    """Scrape a real gateway (after a real call) and a real metadata server: every ImageTrust
+    metric the rules name exists."""
+    gateway = server_factory("gateway", synthesis_addr="127.0.0.1:1", metadata_addr="127.0.0.1:1")
+    metadata = server_factory("metadata", registry_path=str(tmp_path / "registry.sqlite3"))
+    with gateway.channel() as channel:
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
-    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
-        exported = set(re.findall(r"^([a-zA-Z_:][\w:]*?)(?:\{| )", response.read().decode(), re.M))
+    exported: set[str] = set()
+    for server in (gateway, metadata):
+        with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
+            exported |= set(re.findall(r"^([a-zA-Z_:][\w:]*?)(?:\{| )", response.read().decode(), re.M))
     exprs = " ".join(r["expr"] for g in _rule_groups() for r in g["rules"])
     recorded = {r["record"] for g in _rule_groups() for r in g["rules"] if "record" in r}
     used = set(re.findall(r"\b([a-z_][a-z0-9_:]*)\s*(?:\{|\[)", exprs)) - recorded - PROMQL_KEYWORDS

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import time
+import urllib.request
 
 import pytest
 import redis
@@ -17,6 +18,15 @@ from services.metadata.service import REGISTRY_HEALTH_NAME, SERVICE_NAME
 from tests.conftest import RedisServer, require_tool
 
 HEALTH_WAIT_S = 10.0  # seconds for the monitor (0.2 s period here) to notice a change
+
+
+def _metric(server, sample: str) -> float:
+    """One sample of the server's /metrics, e.g. 'imagetrust_registry_up{backend="redis"}'."""
+    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _photo(bsds, index: int = 0, quality: int = 92, scale: float = 1.0) -> bytes:
@@ -63,6 +73,14 @@ def test_sqlite_default_finds_a_recompressed_copy_from_another_seller(server_fac
     assert reused and reused[0].severity == common_pb2.HIGH and reused[0].source == "registry"
     assert copy.risk >= 0.5
     assert _health(server, REGISTRY_HEALTH_NAME) == health_pb2.HealthCheckResponse.SERVING
+    _analyze(server, _photo(bsds, 2), "carol", "c-1", register=False)
+    # What an SRE sees: the registry answers, 2 registrations and 1 lookup, what they found.
+    assert _metric(server, 'imagetrust_registry_up{backend="sqlite"}') == 1.0
+    assert _metric(server, 'imagetrust_registry_lookups_total{backend="sqlite",outcome="registered"}') == 2.0
+    assert _metric(server, 'imagetrust_registry_lookups_total{backend="sqlite",outcome="looked_up"}') == 1.0
+    assert _metric(server, 'imagetrust_registry_lookup_seconds_count{backend="sqlite"}') == 3.0
+    assert _metric(server, 'imagetrust_registry_matches_total{kind="near_duplicate"}') == 1.0
+    assert _metric(server, 'imagetrust_registry_findings_total{code="REUSED_BY_OTHER_SELLER"}') == 1.0
 
 
 def _start_redis_on(port: int, tmp_path) -> subprocess.Popen:
@@ -93,11 +111,14 @@ def test_redis_outage_answers_unavailable_and_recovers(server_factory, redis_ser
     assert not down.registry.available and "redis" in down.registry.error
     assert down.image.width > 0 and down.fingerprints.sha256  # the rest of the analysis still stands
     _wait_health(server, REGISTRY_HEALTH_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert _metric(server, 'imagetrust_registry_up{backend="redis"}') == 0.0
+    assert _metric(server, 'imagetrust_registry_lookups_total{backend="redis",outcome="unavailable"}') == 1.0
     assert _health(server, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
     assert _health(server, "") == health_pb2.HealthCheckResponse.SERVING
 
     redis_server.process = _start_redis_on(redis_server.port, tmp_path)  # the fixture stops it at the end
     _wait_health(server, REGISTRY_HEALTH_NAME, health_pb2.HealthCheckResponse.SERVING)
+    assert _metric(server, 'imagetrust_registry_up{backend="redis"}') == 1.0
     back = _analyze(server, photo, "carol", "c-1")
     assert back.registry.available and back.registry.registered
     # A fresh Redis (no persistence): carol is the first sighting now; the next seller sees her.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 
 from services.common.errors import InvalidImage
 from services.metadata import fingerprints
 from services.metadata.registry.base import Registry
+from services.metadata.registry.metrics import RegistryMetrics
 from services.metadata.registry.model import LookupResult, Sighting
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +21,7 @@ class RegistryCheck:
 
 def run(
     data: bytes, sighting: Sighting, register: bool, registry: Registry | None, max_pixels: int,
-    sha256: bytes | None = None,
+    sha256: bytes | None = None, metrics: RegistryMetrics | None = None,
 ) -> RegistryCheck:
     """sha256: the bytes' digest when the analysis already computed it."""
     sha = sha256 if sha256 is not None else hashlib.sha256(data).digest()
@@ -29,8 +31,14 @@ def run(
     except InvalidImage as exc:
         # A file whose header parses but whose pixels do not (truncated, corrupt) still gets
         # its metadata analysis; it just cannot be matched on content.
-        return RegistryCheck(None, sha, LookupResult(backend, available=False, error=f"cannot fingerprint: {exc}"))
+        result = LookupResult(backend, available=False, error=f"cannot fingerprint: {exc}")
+        if metrics is not None:
+            metrics.observe(result, None, fingerprinted=False)
+        return RegistryCheck(None, sha, result)
     if registry is None:
         return RegistryCheck(fp, sha, LookupResult("", available=False, error="registry not configured"))
-    return RegistryCheck(fp, sha, registry.lookup(fp, sighting, register))
-
+    started = time.perf_counter()
+    result = registry.lookup(fp, sighting, register)
+    if metrics is not None:
+        metrics.observe(result, time.perf_counter() - started, fingerprinted=True)
+    return RegistryCheck(fp, sha, result)

@@ -8,13 +8,16 @@ import asyncio
 import logging
 
 from services.metadata.registry.base import Registry, RegistryUnavailable
+from services.metadata.registry.metrics import RegistryMetrics
 
 log = logging.getLogger("imagetrust.metadata.registry")
 
 
 class RegistryMonitor:
-    def __init__(self, registry: Registry, health, name: str, interval_s: float) -> None:
+    def __init__(self, registry: Registry, health, name: str, interval_s: float,
+                 metrics: RegistryMetrics | None = None) -> None:
         self.registry = registry
+        self.metrics = metrics
         self.health = health
         self.name = name
         self.interval_s = interval_s
@@ -23,6 +26,8 @@ class RegistryMonitor:
 
     async def observe(self, available: bool, error: str = "") -> None:
         """Records what a ping or a lookup saw; flips health on a change."""
+        if self.metrics is not None:
+            self.metrics.set_available(available)
         if available != self.available:
             if available:
                 log.info("registry available", extra={"backend": self.registry.backend})
