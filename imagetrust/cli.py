@@ -13,6 +13,8 @@ import time
 import imagetrust
 
 SAMPLES_DIR = pathlib.Path(__file__).parent / "samples"
+STOLEN_PREFIX = "stolen_"  # bundled samples checked as a second seller by `imagetrust demo`
+DEMO_SELLER, DEMO_OTHER_SELLER = "demo-seller", "demo-other-seller"
 DEFAULT_CHECK_WORKERS = 4  # concurrent Check calls for many files
 
 
@@ -45,8 +47,8 @@ def _check_one(client, path: str, args: argparse.Namespace):
         return path, None, f"cannot read file: {exc.strerror or exc}"
 
 
-def check_files(target: str, files: list[str], args: argparse.Namespace) -> int:
-    """Checks files through the gateway; prints a table or JSON lines; 1 if any call failed."""
+def _run_checks(target: str, files: list[str], args: argparse.Namespace) -> list:
+    """Checks files through the gateway (JSON lines printed as they come with --json)."""
     from tqdm import tqdm
 
     from imagetrust import report
@@ -61,9 +63,21 @@ def check_files(target: str, files: list[str], args: argparse.Namespace) -> int:
             rows.append(row)
             if args.json:
                 print(report.to_json_line(*row), flush=True)
+    return rows
+
+
+def _finish(rows: list, args: argparse.Namespace) -> int:
+    """Prints the table (unless --json); 1 if any call failed."""
+    from imagetrust import report
+
     if not args.json:
         print(report.table(rows))
     return 1 if any(error for _, _, error in rows) else 0
+
+
+def check_files(target: str, files: list[str], args: argparse.Namespace) -> int:
+    """Checks files through the gateway; prints a table or JSON lines; 1 if any call failed."""
+    return _finish(_run_checks(target, files, args), args)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -106,7 +120,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"starting gateway, metadata and synthesis (logs in {log_dir}) ...", file=sys.stderr, flush=True)
         with running_suite(ports, log_dir=log_dir, extra_env=env):
             args.register = True
-            return check_files(f"127.0.0.1:{ports.gateway}", files, args)
+            target = f"127.0.0.1:{ports.gateway}"
+            if args.files:
+                return check_files(target, files, args)
+            # The bundled story: one seller lists the three photos, then another seller lists
+            # a stolen copy of one of them (resized, re-encoded, metadata gone).
+            originals = [f for f in files if not pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
+            copies = [f for f in files if pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
+            rows = _run_checks(target, originals, argparse.Namespace(**{**vars(args), "seller_id": DEMO_SELLER}))
+            rows += _run_checks(target, copies, argparse.Namespace(**{**vars(args), "seller_id": DEMO_OTHER_SELLER}))
+            return _finish(rows, args)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:

@@ -38,6 +38,11 @@ def main() -> None:
     buf = io.BytesIO()
     base.save(buf, "JPEG", quality=92, exif=exif)
     (OUT / "composite_pasted.jpg").write_bytes(buf.getvalue())
+    # 4. A stolen copy of the camera original, as another seller would list it: scaled to
+    #    80 %, re-encoded at quality 80, metadata gone (the demo checks it as a second seller).
+    stolen = Image.open(OUT / "camera_original.jpg").convert("RGB")
+    stolen = stolen.resize((round(stolen.width * 0.8), round(stolen.height * 0.8)), Image.Resampling.LANCZOS)
+    stolen.save(OUT / "stolen_copy.jpg", quality=80)
     print(f"wrote {sorted(p.name for p in OUT.glob('*.jpg'))}")
 
 

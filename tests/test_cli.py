@@ -94,3 +94,9 @@ def test_demo_brings_the_suite_up_and_prints_verdicts() -> None:
     # Every backend answered: the gateway starts only once the backends are SERVING.
     assert all(row.split()[5] == "no" for row in rows), result.stdout
     assert all(row.split()[3] != "-" for row in rows), "a synthesis score for every image"
+    # The bundled story: another seller lists a resized, re-encoded, metadata-stripped copy
+    # of the camera original, and the reuse registry catches it.
+    stolen = next(row for row in rows if "stolen_copy.jpg" in row.split()[0])
+    assert stolen.split()[1] == "REVIEW" and "REUSED_BY_OTHER_SELLER" in stolen, result.stdout
+    original = next(row for row in rows if "camera_original.jpg" in row.split()[0])
+    assert "REUSED" not in original, result.stdout
