@@ -36,6 +36,7 @@ from PIL import Image
 
 from services.common.errors import InvalidImage
 from services.common.imaging import decode_rgb, probe, to_rgb
+from services.metadata import jpeg
 
 # 64x64: PDQ's working resolution; the JPEG draft decode is asked for at least 4x that
 # (DCT scaling picks the smallest of 1/1, 1/2, 1/4, 1/8 that stays above it), so the box
@@ -83,6 +84,20 @@ def image_unique_id(data: bytes) -> str:
 def pixel_sha256(data: bytes, max_pixels: int) -> bytes:
     """SHA-256 of the full-resolution RGB pixels as stored (see the module docstring)."""
     probe(data, max_pixels)  # format sniffing and the pixel limit, before allocating
+    rgb = _fast_jpeg_rgb(data)
+    if rgb is not None:
+        return _digest(rgb.shape[1], rgb.shape[0], rgb)
+    return _pixel_sha256_pillow(data)
+
+
+def _digest(width: int, height: int, rgb) -> bytes:
+    digest = hashlib.sha256(b"RGB8" + struct.pack(">II", width, height))
+    digest.update(rgb)
+    return digest.digest()
+
+
+def _pixel_sha256_pillow(data: bytes) -> bytes:
+    """The reference definition: Pillow's decode, converted to RGB."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -95,9 +110,27 @@ def pixel_sha256(data: bytes, max_pixels: int) -> bytes:
         if isinstance(exc, MemoryError):
             raise
         raise InvalidImage(f"cannot decode the image (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
-    digest = hashlib.sha256(b"RGB8" + struct.pack(">II", rgb.width, rgb.height))
-    digest.update(rgb.tobytes())
-    return digest.digest()
+    return _digest(rgb.width, rgb.height, rgb.tobytes())
+
+
+def _fast_jpeg_rgb(data: bytes) -> np.ndarray | None:
+    """The same pixels as the Pillow path for the common JPEG (8-bit, 3-component YCbCr, whole
+    file), decoded by OpenCV straight into an array: a 12 MP photo costs ~99 ms instead of ~150
+    (no copy out of Pillow's image memory). Both use libjpeg-turbo with the same defaults;
+    tests/registry/test_fingerprints.py checks the digests agree on every JPEG of ../shared.
+    None (use Pillow) for anything else: a file without EOI, which Pillow refuses as truncated
+    while OpenCV would fill it in; grey, CMYK/YCCK or Adobe-transformed files; 12-bit."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    structure = jpeg.parse(data)
+    frame = structure.frame
+    if (structure.truncated or structure.eoi_offset < 0 or structure.adobe_app14 or frame is None
+            or frame.precision != 8 or len(frame.components) != 3):
+        return None
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.shape[:2] != (frame.height, frame.width):
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
