@@ -121,15 +121,20 @@ class ShardedClient:
                 replies[position] = reply
         return replies + [min(acked)] if wait is not None else replies
 
+    def _per_primary(self, method: str, *args, marker: str) -> dict[str, dict]:
+        """`method` (cluster_info, info) on every primary, as {node: reply}. redis-py returns
+        the bare reply, not a dict per node, when there is one primary; `marker` is a field
+        of that reply, which tells the two shapes apart."""
+        replies = call(getattr(self.client, method), *args, target_nodes=RedisCluster.PRIMARIES)
+        return {"the only primary": replies} if marker in replies else replies
+
     def ping(self) -> None:
         """Every primary must answer and see the cluster as ok: a registration writes to
         buckets on all of them, so one missing node fails registrations."""
         if not self.cluster:
             call(self.client.ping)
             return
-        states = call(self.client.cluster_info, target_nodes=RedisCluster.PRIMARIES)
-        if "cluster_state" in states:  # one primary: redis-py returns its reply, not a dict per node
-            states = {"the only primary": states}
+        states = self._per_primary("cluster_info", marker="cluster_state")
         bad = [node for node, info in states.items() if info.get("cluster_state") != "ok"]
         if bad:
             raise RegistryUnavailable(f"redis cluster state not ok on {', '.join(sorted(bad))}")
@@ -138,17 +143,12 @@ class ShardedClient:
         """Every primary must have `count` connected replicas (INFO replication): with fewer,
         a WAIT for them cannot succeed and new images would answer unavailable one by one,
         so health says so up front instead of flapping with each refused registration."""
-        if not self.cluster:
-            infos = {"the primary": call(self.client.info, "replication")}
-        else:
-            infos = call(self.client.info, "replication", target_nodes=RedisCluster.PRIMARIES)
-            if "connected_slaves" in infos:  # one primary: its reply, not a dict per node
-                infos = {"the only primary": infos}
-        short = {node: int(info.get("connected_slaves", 0)) for node, info in infos.items()
-                 if int(info.get("connected_slaves", 0)) < count}
+        infos = ({"the primary": call(self.client.info, "replication")} if not self.cluster
+                 else self._per_primary("info", "replication", marker="connected_slaves"))
+        have = {node: int(info.get("connected_slaves", 0)) for node, info in infos.items()}
+        short = ", ".join(f"{node} has {n}" for node, n in sorted(have.items()) if n < count)
         if short:
-            have = ", ".join(f"{node} has {n}" for node, n in sorted(short.items()))
-            raise RegistryUnavailable(f"registry_wait_replicas={count} but {have} connected replica(s)")
+            raise RegistryUnavailable(f"registry_wait_replicas={count} but {short} connected replica(s)")
 
     def close(self) -> None:
         with self._lock:
