@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from services.synthesis import checkpoint as ckpt_mod
 from services.synthesis.models import build_model
-from training import bsds, calibrate, dataset, metrics, serving_path, views
+from training import bsds, calibrate, compose, dataset, metrics, serving_path, views
 
 # Each recipe is a set of defaults; any flag given on the command line wins.
 RECIPES: dict[str, dict] = {
@@ -93,6 +93,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--views-per-sample", type=int, help="views (tiles/global) taken from each generated sample")
     p.add_argument("--generator", choices=("train", "diverse"),
                    help="training composites: the paper's segment pastes (train) or every training method (diverse)")
+    p.add_argument("--methods", type=lambda s: tuple(m for m in s.split(",") if m),
+                   help="comma-separated compositing methods, a subset of training.compose.TRAIN_METHODS "
+                        "(default: the generator's own)")
     p.add_argument("--max-photos", type=int, default=0, help="use only this many BSDS photos (tests)")
     p.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES)
     p.add_argument("--time-limit-min", type=float, default=0.0, help="stop training after this many minutes (0: none)")
@@ -112,6 +115,12 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     for key, value in RECIPES[args.recipe].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    methods = getattr(args, "methods", None)
+    if methods is not None:
+        unknown = [m for m in methods if m not in compose.TRAIN_METHODS]
+        if unknown or not methods:
+            raise SystemExit(f"--methods: {', '.join(unknown) or 'empty'} not in {', '.join(compose.TRAIN_METHODS)} "
+                             "(held-out methods never train)")
     return args
 
 
@@ -242,7 +251,8 @@ def _metadata(args, pre, tiling, history, extra) -> dict:
         "command": "python -m training.train " + " ".join(getattr(args, "argv", [])),
         "hyperparameters": {k: getattr(args, k) for k in keys},
         "seed": args.seed,
-        "dataset": f"BSDS500 train photos (composites made by training.dataset, generator '{args.generator}')",
+        "dataset": f"BSDS500 train photos (composites made by training.dataset, generator '{args.generator}'"
+                   + (f", methods {','.join(args.methods)}" if args.methods else "") + ")",
         "world_size": args.world_size,
         "git_commit": _git_commit(),
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -267,12 +277,12 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
     pre, tiling = _specs(args)
     view_args = dict(spec=pre, tile_size=tiling.tile_size, global_p=args.global_p if tiling.enabled else 1.0,
                      target=args.target)
-    train_gen = dataset.CompositeGenerator(train_photos, seed=args.seed, generator=args.generator)
+    train_gen = dataset.CompositeGenerator(train_photos, seed=args.seed, generator=args.generator, methods=args.methods)
     train_ds = views.ViewDataset(train_gen, args.train_samples,
                                  recompress_p=args.recompress_p, flip=args.flip, seed=args.seed,
                                  views_per_sample=args.views_per_sample, **view_args)
     # Validation views never change between epochs: early stopping compares like with like.
-    val_gen = dataset.CompositeGenerator(val_photos, seed=args.seed + 1, generator=args.generator)
+    val_gen = dataset.CompositeGenerator(val_photos, seed=args.seed + 1, generator=args.generator, methods=args.methods)
     val_ds = views.ViewDataset(val_gen, args.val_samples, seed=args.seed + 1, views_per_sample=args.views_per_sample,
                                **view_args)
     # Fresh samples are already random per index: read them in order (views of one sample

@@ -81,3 +81,13 @@ def test_recipes_resolve_to_the_papers_settings():
     assert paper.val_fraction == 0.3 and paper.target == "binary" and paper.tile_size == 0
     ours = train.resolve(train.get_args_parser().parse_args(["--recipe", "ours", "--epochs", "3"]))
     assert ours.arch == "forensic" and ours.epochs == 3 and ours.target == "soft" and ours.tile_size > 0
+
+
+def test_methods_restrict_training_composites_and_never_admit_held_out_ones():
+    parse = train.get_args_parser().parse_args
+    args = train.resolve(parse(["--generator", "diverse", "--methods", "paste,blob_splice"]))
+    assert args.methods == ("paste", "blob_splice")
+    assert train.resolve(parse([])).methods is None  # the generator's own methods
+    for bad in ("paste,seamless", "rect", ","):
+        with pytest.raises(SystemExit, match="--methods"):
+            train.resolve(parse(["--methods", bad]))
