@@ -138,6 +138,15 @@ def test_paper_generator_keeps_segment_methods_and_train_post_processing(photos)
     assert diverse.methods == compose.TRAIN_METHODS and diverse.profile == postprocess.TRAIN_DIVERSE
 
 
+def test_a_methods_subset_makes_only_those_composites(photos):
+    """train.py --methods: the ablation draws only from the methods given."""
+    subset = ("blob_splice", "paste_recompressed")
+    gen = dataset.CompositeGenerator(photos, seed=3, generator="diverse", methods=subset)
+    made = {gen[i].method for i in range(0, 16, 2)}
+    assert made == set(subset)
+    assert all(gen[i].mask.any() for i in range(0, 16, 2))
+
+
 def test_blob_masks_are_irregular_and_never_follow_their_box():
     for seed in range(20):
         blob = compose._blob_mask(321, 481, np.random.default_rng(seed))
