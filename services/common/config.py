@@ -254,7 +254,10 @@ class SynthesisConfig(ServerConfig):
     # 0: every core the process may use (sched_getaffinity), which is what a CPU pod's
     # limit grants; set lower when decode threads should keep a core for themselves.
     torch_threads: int = setting(0, "intra-op threads for CPU inference (0: all available cores)")
-    precision: str = setting("auto", "CUDA autocast: auto (bf16 where supported, else fp16), bf16, fp16, fp32")
+    # CPU: "auto" is float32 (scores exactly as calibrated); "bf16" is an opt-in speed-up on
+    # CPUs with native bf16, refused at start-up where oneDNN would only emulate it.
+    precision: str = setting("auto", "autocast: auto (CUDA: bf16 where supported, else fp16; CPU: fp32), "
+                                     "bf16 (CUDA, or CPU with AVX512-BF16/AMX), fp16 (CUDA), fp32")
     # 2 passes per batch shape and size: the first allocates and (on CUDA) autotunes
     # kernels, the second confirms the steady state before health turns SERVING.
     warmup_iterations: int = setting(2, "warm-up forward passes per input shape and batch size")
