@@ -112,6 +112,15 @@ def test_concurrent_requests_are_batched_and_metrics_exported(tiny_server):
         "imagetrust_synthesis_queue_wait_seconds_bucket", "imagetrust_synthesis_compute_seconds_bucket",
     ):
         assert name in text
+    # The latency split an SRE reads per Detect: decode + preprocess, then the batcher (queue
+    # wait + passes); one observation of each per answered request (27 above, at least).
+    prepared = registry.get_sample_value("imagetrust_synthesis_prepare_seconds_count")
+    batched = registry.get_sample_value("imagetrust_synthesis_batcher_request_seconds_count")
+    assert prepared >= 27 and batched >= 27
+    # A request's batcher time includes at least one pass: its sum cannot undercut the passes'.
+    per_request = registry.get_sample_value("imagetrust_synthesis_batcher_request_seconds_sum") / batched
+    per_pass = registry.get_sample_value("imagetrust_synthesis_compute_seconds_sum") / count
+    assert per_request >= 0.5 * per_pass > 0
     assert 'imagetrust_synthesis_model_info{arch="tiny"' in text and 'device="cpu"' in text
     assert 'model_version="tiny-random-test"' in text
 
