@@ -2,7 +2,7 @@
 
 The bytes are analysed as uploaded; decoding here is only for pixel-based work (the CNN,
 pixel hashes). Headers are read before pixels, so a decompression bomb is refused by its
-declared size without allocating.
+declared size without allocating, and by its structure (structure.py) before a decoder walks it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from services.common.errors import ImageTrustError, InvalidImage
 from services.common.limits import check_dimensions
+from services.common.structure import check as check_structure
 
 try:  # HEIC/HEIF (iPhone uploads) through libheif.
     import pillow_heif
@@ -64,6 +65,7 @@ def _open(data: bytes) -> tuple[Image.Image, str]:
         raise InvalidImage(
             f"not a supported image (first bytes {data[:8].hex()}); send JPEG, PNG, WebP, TIFF or HEIC/HEIF"
         )
+    check_structure(data, fmt)  # TooLarge before Pillow's header reader walks it
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -20,6 +20,7 @@ from services.common.findings import Finding
 from services.common.errors import InvalidImage
 from services.common.imaging import Header, probe, sniff_format
 from services.common.limits import check_bytes, check_dimensions
+from services.common.structure import check as check_structure
 from services.metadata import containers, double_jpeg, exif, jpeg, quant, rules, thumbnail, xmp
 from services.metadata.risk import risk_from_findings
 
@@ -82,6 +83,8 @@ def analyze(
     budget = budget or PixelBudget(4_000_000, 24_000_000)
     now = now or dt.datetime.now(dt.timezone.utc)
     if sniff_format(data) == "jpeg":
+        # Refused here as well as in probe(): the pixel checks and the registry decode it.
+        check_structure(data, "jpeg")
         # Our marker walk already has the frame header; Pillow's open would parse it again.
         blocks = containers.read(data, "jpeg")
         header = _jpeg_header(blocks.jpeg, max_pixels)

@@ -39,6 +39,7 @@ ZIGZAG = (
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 _STANDALONE = {0x01, 0xD8, *range(0xD0, 0xD8)}
+_FILL = re.compile(rb"\xff+")  # a run of 0xFF: fill bytes before a marker's code
 
 
 def marker_name(code: int) -> str:
@@ -238,8 +239,10 @@ def parse(data: bytes) -> JpegStructure:
                 return out
             out.anomalies.append(f"{match.start() - pos} stray bytes at offset {pos}")
             pos = match.start()
-        while pos < size - 1 and data[pos + 1] == 0xFF:  # fill bytes
-            pos += 1
+        if pos < size - 1 and data[pos + 1] == 0xFF:
+            # Fill bytes: skipped with one C-level match (a byte-at-a-time loop took ~0.15 s
+            # per MB, and a 32 MB upload can be all fill).
+            pos = _FILL.match(data, pos).end() - 1
         if pos >= size - 1:
             continue
         code = data[pos + 1]

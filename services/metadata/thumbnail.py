@@ -18,6 +18,9 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from services.common.imaging import sniff_format
+from services.common.structure import check as check_structure
+
 # Rows/columns at the thumbnail's edges that are this dark and this flat are padding.
 BAR_MAX_MEAN = 24.0  # 8-bit grey level
 BAR_MAX_STD = 6.0  # 8-bit grey levels
@@ -43,6 +46,9 @@ class Thumb:
 def load(thumb: bytes) -> Thumb | None:
     """Decodes the thumbnail (a few KiB); None when it is not a readable image."""
     try:
+        # A thumbnail is a file of its own: its scans are bounded like an upload's (3,000
+        # scans of a 1024 px one fit in 64 KB and took ~1 s); over the limit it is unreadable.
+        check_structure(thumb, sniff_format(thumb))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(thumb))

@@ -8,8 +8,10 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc
+from services.common.structure import MAX_JPEG_SCANS
 from tests.metadata.builders import exif_with_thumbnail, jpeg_bytes, pillow_exif, textured
 
 TIMEOUT_S = 30  # seconds per call
@@ -93,3 +95,21 @@ def test_decompression_bomb_refused_from_the_header(server):
     with server.channel() as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_thumbnail_over_the_scan_limit_is_unreadable(server):
+    # A flat square thumbnail for a 4:3 image: its shape disagrees (THUMBNAIL_ASPECT_MISMATCH)
+    # when it is decoded. With its last progressive scan repeated past the scan limit it is
+    # a decoding bomb of its own (3,000 scans of a 1024 px one fit in 64 KB: ~1 s), so it is
+    # left unread.
+    img = textured(640, 480)
+    thumb = jpeg_bytes(Image.new("RGB", (160, 160), (128, 128, 128)), progressive=True)
+    assert _codes(_analyze(server, jpeg_bytes(img, exif=exif_with_thumbnail(thumb)))) >= {"THUMBNAIL_ASPECT_MISMATCH"}
+    last = thumb.rindex(b"\xff\xda")  # entropy data never holds FF DA: this is the last scan
+    bomb = thumb[:-2] + thumb[last:-2] * (MAX_JPEG_SCANS + 1) + thumb[-2:]
+    r = _analyze(server, jpeg_bytes(img, exif=exif_with_thumbnail(bomb)))
+    assert r.exif.thumbnail_present and not {c for c in _codes(r) if c.startswith("THUMBNAIL_")}
+
+
+def _codes(response) -> set[str]:
+    return {f.code for f in response.findings}
