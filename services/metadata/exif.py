@@ -28,6 +28,19 @@ MAX_TEXT_CHARS = 256  # characters
 TAG_EXIF_IFD = 0x8769
 TAG_MAKER_NOTE = 0x927C
 MAX_IFD_ENTRIES = 1024  # entries per IFD we walk; real IFDs have tens
+# exifread's work on one block, in IFD entries walked plus array values unpacked one at a
+# time (it does that for every array under 1,000 values). A camera block is a few hundred
+# (exif-samples: at most 635); 5,300 entries of 999-value arrays fit in one 64 KB APP1 and
+# took exifread 3.3 s, and a PNG's eXIf chunk has no such size limit (242 KB: 12.8 s). Over
+# this (a few tenths of a second at most) the block is not read: ExifData.error says why.
+MAX_EXIF_WORK = 65_536  # entries plus values
+_ARRAY_BY_VALUE = 1000  # values: exifread unpacks shorter arrays one value at a time
+_IGNORED_TAGS = frozenset({0x02BC, 0x927C, 0x9286})  # XMP, MakerNote, UserComment: skipped by details=False
+_SUB_IFD_TAGS = frozenset({0x8825, 0xA005})  # GPS, Interop: dumped wherever they appear
+_ASCII = 2
+# TIFF field types exifread knows, by number: (bytes per value, struct code or "" if not an integer).
+_TYPES = {1: (1, "B"), 2: (1, ""), 3: (2, "H"), 4: (4, "I"), 5: (8, ""), 6: (1, "b"), 7: (1, "B"),
+          8: (2, "h"), 9: (4, "i"), 10: (8, ""), 11: (4, ""), 12: (8, ""), 13: (4, "I")}
 # exifread may raise anything on a hostile IFD (its own regression files show it).
 _PARSE_ERRORS = (Exception,)
 
@@ -137,17 +150,86 @@ def without_maker_note(tiff: bytes) -> bytes:
     return tiff
 
 
+def _u(tiff: bytes, endian: str, fmt: str, pos: int) -> int:
+    """exifread's s2n: an integer at pos, 0 when it runs past the end."""
+    if pos < 0 or pos + struct.calcsize(fmt) > len(tiff):
+        return 0
+    return struct.unpack_from(endian + fmt, tiff, pos)[0]
+
+
+def _first_value(tiff: bytes, endian: str, entry: int) -> int | None:
+    """The first value of an integer entry as exifread reads it (a sub-IFD pointer it then
+    dumps), or None where exifread has none to follow (no values, or not integers)."""
+    typ, count = _u(tiff, endian, "H", entry + 2), _u(tiff, endian, "I", entry + 4)
+    size, code = _TYPES.get(typ, (0, ""))
+    if not code or not 0 < count < _ARRAY_BY_VALUE:
+        return None
+    at = _u(tiff, endian, "I", entry + 8) if count * size > 4 else entry + 8
+    return _u(tiff, endian, code, at)
+
+
+def exifread_work(tiff: bytes) -> int:
+    """exifread's work on tiff (see MAX_EXIF_WORK), walking the IFDs it walks: the IFD chain
+    (it stops at a repeat), the EXIF IFD of IFD0, and every GPS and Interop IFD that any of
+    those point at. Counting stops once past MAX_EXIF_WORK, so this costs at most that much."""
+    if tiff[:2] not in (b"II", b"MM") or len(tiff) < 8:
+        return 0
+    endian = "<" if tiff[:2] == b"II" else ">"
+    chain, seen, ifd = [], set(), _u(tiff, endian, "I", 4)
+    while ifd and ifd not in seen and len(chain) <= MAX_EXIF_WORK:
+        chain.append(ifd)
+        seen.add(ifd)
+        following = _u(tiff, endian, "I", ifd + 2 + 12 * _u(tiff, endian, "H", ifd))
+        ifd = 0 if following == ifd else following
+    work = len(chain)
+    # (offset, follows the EXIF IFD pointer, follows GPS/Interop pointers)
+    todo = [(ifd, i == 0, True) for i, ifd in enumerate(chain)]
+    while todo and work <= MAX_EXIF_WORK:
+        ifd, exif_parent, sub_parent = todo.pop()
+        entries = _u(tiff, endian, "H", ifd)
+        work += entries
+        for i in range(entries):
+            if work > MAX_EXIF_WORK:
+                break
+            entry = ifd + 2 + 12 * i
+            tag, typ = _u(tiff, endian, "H", entry), _u(tiff, endian, "H", entry + 2)
+            if tag in _IGNORED_TAGS or typ not in _TYPES:
+                continue
+            count = _u(tiff, endian, "I", entry + 4)
+            if typ != _ASCII and count < _ARRAY_BY_VALUE:
+                work += count
+            follows = (exif_parent and tag == TAG_EXIF_IFD) or (sub_parent and tag in _SUB_IFD_TAGS)
+            pointer = _first_value(tiff, endian, entry) if follows else None
+            if pointer is not None:
+                todo.append((pointer, False, tag == TAG_EXIF_IFD))
+    return work
+
+
+def process(tiff: bytes, **options) -> dict:
+    """exifread's tags (details=False) from a private copy of tiff without MakerNote bytes.
+
+    Raises ValueError without calling exifread when it would take more than MAX_EXIF_WORK;
+    exifread's own errors on hostile input propagate (callers catch everything).
+    """
+    work = exifread_work(tiff)
+    if work > MAX_EXIF_WORK:
+        raise ValueError(
+            f"EXIF block too large to read: more than {MAX_EXIF_WORK} IFD entries and array values"
+        )
+    try:
+        tiff = without_maker_note(tiff)
+    except struct.error:
+        pass  # malformed offsets: let exifread make what it can of the original
+    return exifread.process_file(io.BytesIO(tiff), details=False, **options)
+
+
 def read(tiff: bytes | None) -> ExifData:
     """Reads the EXIF TIFF structure; never raises on malformed input."""
     if not tiff:
         return ExifData()
     error = ""
     try:
-        tiff = without_maker_note(tiff)
-    except struct.error:
-        pass  # malformed offsets: let exifread make what it can of the original
-    try:
-        tags = exifread.process_file(io.BytesIO(tiff), details=False, extract_thumbnail=True)
+        tags = process(tiff, extract_thumbnail=True)
     except _PARSE_ERRORS as exc:  # noqa: BLE001 - third-party parser on hostile input
         tags, error = {}, f"{type(exc).__name__}: {exc}"[:MAX_TEXT_CHARS]
     names = [k for k in tags if k not in ("JPEGThumbnail", "TIFFThumbnail")]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import struct
+import zlib
 
 import grpc
 import pytest
@@ -95,6 +98,42 @@ def test_decompression_bomb_refused_from_the_header(server):
     with server.channel() as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _exif_work_tiff(entries: int) -> bytes:
+    """An EXIF (TIFF) block whose IFD0 holds `entries` entries, each a 999-value SHORT array
+    at the same offset: exifread unpacks every value of each in Python."""
+    values = 999  # values per array: exifread unpacks arrays under 1,000 one value at a time
+    data_off = 8 + 2 + 12 * entries + 4
+    ifd = struct.pack("<H", entries) + b"".join(
+        struct.pack("<HHII", 0xC000 + i % 0x3000, 3, values, data_off) for i in range(entries)
+    ) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(2 * values)
+
+
+def _exif_work_bomb(fmt: str) -> bytes:
+    """JPEG: one 64 KB APP1 (~5,300 entries; before the fix exifread took 3.3 s on it for the
+    analysis and as much again for the registry's ImageUniqueID, on an idle machine). PNG:
+    an eXIf chunk, which has no 64 KB limit (20,000 entries, 242 KB: 12.8 s each)."""
+    if fmt == "jpeg":
+        app1 = b"Exif\x00\x00" + _exif_work_tiff((65533 - 2 - 6 - 8 - 2 - 4 - 2 * 999) // 12)
+        image = jpeg_bytes(textured(64, 48))
+        return image[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + image[2:]
+    tiff = _exif_work_tiff(20_000)
+    buf = io.BytesIO()
+    textured(64, 48).save(buf, "PNG")
+    png, after_ihdr = buf.getvalue(), 8 + 25  # signature, then IHDR: length, type, 13 bytes, CRC
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff))
+    return png[:after_ihdr] + chunk + png[after_ihdr:]
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_exif_block_over_the_work_bound_is_not_read(server, fmt):
+    r = _analyze(server, _exif_work_bomb(fmt))
+    assert r.image.format == fmt and r.exif.tag_count == 0 and r.fingerprints.image_unique_id == ""
+    absent = [f for f in r.findings if f.code == "EXIF_ABSENT"]
+    assert absent and "too large to read" in absent[0].evidence["exif_error"], list(r.findings)
+    assert _analyze(server, jpeg_bytes(textured(32, 32))).image.width == 32
 
 
 def test_thumbnail_over_the_scan_limit_is_unreadable(server):
