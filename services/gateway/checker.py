@@ -161,3 +161,8 @@ async def _gather_or_first_error(calls: dict[str, Awaitable]) -> dict[str, tuple
         for task in tasks.values():
             if not task.done():
                 task.cancel()
+            elif not task.cancelled():
+                # Both backends can refuse a bad image in the same wait: one error is raised,
+                # the other must still be retrieved, or asyncio logs it with a traceback as
+                # "Task exception was never retrieved" (an ERROR line per such upload).
+                task.exception()
