@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from services.common.errors import InvalidImage, TooLarge
+from services.common.errors import InvalidImage, InvalidRequest, TooLarge
 
 # 65,500 px: the largest side JPEG and WebP can encode; anything claiming more is forged.
 MAX_SIDE_PX = 65_500
+# 256 characters: far above any real id (UUIDs are 36, snowflake ids 19) and platform name.
+# The registry stores these strings and quotes them back in every later match of the image
+# (up to MAX_MATCHES sightings per answer), so one call with megabyte ids would make every
+# later answer for that photo megabytes long, past the clients' 4 MiB receive limit.
+MAX_ID_CHARS = 256
+# Seconds since the Unix epoch of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range
+# google.protobuf.Timestamp allows and Python's datetime can represent.
+MIN_TIMESTAMP_S = -62_135_596_800
+MAX_TIMESTAMP_S = 253_402_300_799
+MAX_NANOS = 999_999_999  # nanoseconds in a Timestamp's second
+_CONTEXT_IDS = ("seller_id", "listing_id", "conversation_id", "platform")
 
 
 def check_bytes(data: bytes, max_bytes: int) -> None:
@@ -25,3 +36,22 @@ def check_dimensions(width: int, height: int, max_pixels: int) -> None:
             f"image declares {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels "
             f"and {MAX_SIDE_PX} px a side (decompression-bomb guard)"
         )
+
+
+def check_id(name: str, value: str) -> None:
+    """Refuses an id-like string over MAX_ID_CHARS (INVALID_ARGUMENT: resending cannot help)."""
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRequest(f"{name} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
+
+
+def check_context(context) -> None:
+    """Validates an imagetrust.v1.Context before anything stores or converts it."""
+    for name in _CONTEXT_IDS:
+        check_id(f"context.{name}", getattr(context, name))
+    if context.HasField("uploaded_at"):
+        ts = context.uploaded_at
+        if not (MIN_TIMESTAMP_S <= ts.seconds <= MAX_TIMESTAMP_S and 0 <= ts.nanos <= MAX_NANOS):
+            raise InvalidRequest(
+                f"context.uploaded_at ({ts.seconds} s, {ts.nanos} ns) is not a valid timestamp: "
+                "seconds must lie in years 1-9999 UTC and nanos in [0, 999999999]"
+            )

@@ -23,7 +23,7 @@ from imagetrust.v1 import common_pb2, gateway_pb2, metadata_pb2, synthesis_pb2
 from services.common.config import GatewayConfig
 from services.common.errors import DeadlineExceeded, InvalidImage
 from services.common.imaging import probe
-from services.common.limits import check_bytes
+from services.common.limits import check_bytes, check_context, check_id
 from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
 from services.gateway.backends import Backend, Backends
 from services.gateway.metrics import GatewayMetrics
@@ -65,10 +65,14 @@ class Checker:
             raise DeadlineExceeded("the call's deadline passed before this image could be checked")
         return budget
 
-    def _validate(self, image_data: bytes) -> None:
-        """Once, here, before any backend is called: size, format, declared dimensions."""
-        check_bytes(image_data, self.config.max_message_bytes)
-        probe(image_data, self.config.max_pixels)  # InvalidImage / TooLarge; header only
+    def _validate(self, request: gateway_pb2.CheckRequest) -> None:
+        """Once, here, before any backend is called: the request's fields (metadata would
+        refuse a bad context anyway, after the synthesis call was paid for), then the image's
+        size, format and declared dimensions."""
+        check_context(request.context)
+        check_id("client_ref", request.client_ref)  # echoed in every response
+        check_bytes(request.image.data, self.config.max_message_bytes)
+        probe(request.image.data, self.config.max_pixels)  # InvalidImage / TooLarge; header only
 
     async def _call(
         self, backend: Backend, call: Callable[[float], Awaitable], timeout_s: float
@@ -103,7 +107,7 @@ class Checker:
     async def check(
         self, request: gateway_pb2.CheckRequest, time_remaining: float | None, request_id: str | None = None
     ) -> gateway_pb2.CheckResponse:
-        self._validate(request.image.data)
+        self._validate(request)
         budget = self.budget_s(request, time_remaining)
         request_id = request_id or request_id_var.get() or new_request_id()
         metadata = ((REQUEST_ID_HEADER, request_id),)

@@ -11,6 +11,7 @@ from grpc import aio
 
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc
 from services.common.config import MetadataConfig
+from services.common.limits import check_context
 from services.metadata.analysis import ANALYZER_VERSION, Analysis, PixelBudget, analyze
 from services.metadata.registry import check as registry_check
 from services.metadata.registry.model import LookupResult, Sighting
@@ -104,6 +105,9 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         self.monitor = None
 
     async def Analyze(self, request: metadata_pb2.AnalyzeRequest, context: aio.ServicerContext):
+        # Before the conversions below (uploaded_at -> datetime) and before the registry
+        # stores the ids: a bad field is INVALID_ARGUMENT, never INTERNAL or a stored megabyte.
+        check_context(request.context)
         # Off the event loop: parsing a large file must not stall other calls.
         result = await asyncio.to_thread(
             analyze, request.image.data, self.config.max_message_bytes, self.config.max_pixels,

@@ -1,0 +1,127 @@
+"""Protocol-level abuse of the real servers on loopback (not image content): hostile request
+fields, malformed messages, abandoned streams. Every call must get a clear status, nothing
+may log an error with a traceback, and the gauges must come back to rest."""
+
+from __future__ import annotations
+
+import logging
+import re
+import urllib.request
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+
+from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, metadata_pb2, metadata_pb2_grpc
+from services.common.limits import MAX_ID_CHARS
+from tests.conftest import RunningServer, start_server
+from tests.gateway.conftest import wait_until
+from tests.synthesis.conftest import make_checkpoint
+
+HUGE_ID_CHARS = 100_000  # characters: a registered sighting this size poisoned later answers
+REST_TIMEOUT_S = 5.0  # seconds for gauges to settle after a call ends
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> Iterator[dict[str, RunningServer]]:
+    """metadata, synthesis (tiny random model: cheap on 2 cores) and the gateway."""
+    checkpoint = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    make_checkpoint(checkpoint, "tiny")
+    metadata = start_server("metadata")
+    synthesis = start_server("synthesis", model_path=str(checkpoint), torch_threads=1)
+    gateway = start_server("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address)
+    yield {"gateway": gateway, "metadata": metadata, "synthesis": synthesis}
+    for server in (gateway, synthesis, metadata):
+        server.stop()
+
+
+@pytest.fixture
+def no_errors_logged(caplog) -> Iterator[None]:
+    """Fails the test if any server logged at ERROR (an unhandled error's traceback)."""
+    caplog.set_level(logging.WARNING)
+    yield
+    errors = [f"{r.name}: {r.getMessage()[:300]}" for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
+
+
+def gauge(server: RunningServer, name: str, labels: str = "") -> float:
+    """The gauge's value; 0 for a labelled one never touched (Prometheus only exports a
+    label set once it was used)."""
+    body = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", body, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def assert_at_rest(suite: dict[str, RunningServer]) -> None:
+    """No call in flight on any service and nothing queued for the model."""
+    for name, service, method in (("gateway", "imagetrust.v1.ImageTrust", "Check"),
+                                  ("gateway", "imagetrust.v1.ImageTrust", "CheckStream"),
+                                  ("metadata", "imagetrust.v1.MetadataAnalyzer", "Analyze"),
+                                  ("synthesis", "imagetrust.v1.SynthesisDetector", "Detect")):
+        labels = f'{{grpc_method="{method}",grpc_service="{service}"}}'
+        wait_until(lambda: gauge(suite[name], "grpc_server_in_flight", labels) == 0, REST_TIMEOUT_S,
+                   f"{name} {method} in flight back to 0")
+    wait_until(lambda: gauge(suite["synthesis"], "imagetrust_synthesis_queue_depth") == 0, REST_TIMEOUT_S,
+               "synthesis queue depth back to 0")
+
+
+def check(suite, request: gateway_pb2.CheckRequest, timeout: float = 30) -> gateway_pb2.CheckResponse:
+    with suite["gateway"].channel() as channel:
+        return gateway_pb2_grpc.ImageTrustStub(channel).Check(request, timeout=timeout)
+
+
+def analyze(suite, request: metadata_pb2.AnalyzeRequest) -> metadata_pb2.AnalyzeResponse:
+    with suite["metadata"].channel() as channel:
+        return metadata_pb2_grpc.MetadataAnalyzerStub(channel).Analyze(request, timeout=30)
+
+
+def refused(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value
+
+
+# --- hostile request fields ---------------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["seller_id", "listing_id", "conversation_id", "platform"])
+def test_oversize_context_ids_are_refused_and_never_registered(suite, no_errors_logged, jpeg, field):
+    # Registered, megabyte ids were quoted back in every later match of the photo: every
+    # answer for it grew past the clients' 4 MiB receive limit (RESOURCE_EXHAUSTED for all).
+    huge = common_pb2.Context(**{field: "x" * HUGE_ID_CHARS})
+    error = refused(lambda: check(suite, gateway_pb2.CheckRequest(
+        image=common_pb2.Image(data=jpeg), context=huge, register=True)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"context.{field} is {HUGE_ID_CHARS} characters; the limit is {MAX_ID_CHARS}" in error.details()
+    error = refused(lambda: analyze(suite, metadata_pb2.AnalyzeRequest(
+        image=common_pb2.Image(data=jpeg), context=huge, register=True)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and f"context.{field}" in error.details()
+    # Nothing was stored: a later sighting of the same photo under another seller sees no one.
+    at_limit = common_pb2.Context(seller_id="s" * MAX_ID_CHARS)
+    answer = analyze(suite, metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=jpeg), context=at_limit))
+    assert not answer.registry.matches and answer.registry.available
+    assert_at_rest(suite)
+
+
+def test_oversize_client_ref_is_refused_per_item(suite, no_errors_logged, jpeg):
+    ok = gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), client_ref="r" * MAX_ID_CHARS)
+    huge = gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), client_ref="r" * HUGE_ID_CHARS)
+    with suite["gateway"].channel() as channel:
+        batch = gateway_pb2_grpc.ImageTrustStub(channel).CheckBatch(
+            gateway_pb2.CheckBatchRequest(requests=[ok, huge]), timeout=30)
+    assert not batch.responses[0].HasField("error") and batch.responses[0].client_ref == ok.client_ref
+    assert batch.responses[1].error.code_name == "INVALID_ARGUMENT"
+    assert "client_ref is" in batch.responses[1].error.message
+
+
+@pytest.mark.parametrize("seconds, nanos", [(2**62, 0), (-(2**62), 0), (1_700_000_000, -1), (1_700_000_000, 10**9)])
+def test_out_of_range_upload_time_is_invalid_argument_not_internal(suite, no_errors_logged, jpeg, seconds, nanos):
+    # It used to reach datetime conversion: ValueError -> INTERNAL with a traceback on
+    # metadata, and a silently degraded verdict through the gateway.
+    context = common_pb2.Context(uploaded_at=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+    error = refused(lambda: analyze(suite, metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=jpeg), context=context)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "context.uploaded_at" in error.details()
+    error = refused(lambda: check(suite, gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), context=context)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "context.uploaded_at" in error.details()
+    # The service keeps serving, undegraded.
+    assert not check(suite, gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg))).degraded
