@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from services.common.errors import ImageTrustError
+from services.common.errors import ImageTrustError, InvalidRequest
 from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
 from services.common.metrics import GrpcServerMetrics
 
@@ -39,6 +39,45 @@ def _incoming_request_id(details: grpc.HandlerCallDetails) -> str:
             # Bounded: the id ends up in every log line and response.
             return str(value)[:64]
     return new_request_id()
+
+
+class _Malformed:
+    """Stands in for a request whose bytes are not a valid message (bad wire format, a string
+    field that is not UTF-8). gRPC's own handling of a deserializer error is UNKNOWN plus an
+    ERROR traceback in the log; handing this on lets the call answer INVALID_ARGUMENT."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.error = InvalidRequest(f"the request is not a valid message: {exc}")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and whatever a parser raises
+            return _Malformed(exc)
+
+    return deserialize
+
+
+def _checked(request: Any) -> Any:
+    """The request, or for a request stream an async iterator over it; raises the
+    InvalidRequest of a malformed message where the handler reads it."""
+    if isinstance(request, _Malformed):
+        raise request.error
+    if not hasattr(request, "__aiter__"):
+        return request
+
+    async def messages() -> AsyncIterator[Any]:
+        async for message in request:
+            if isinstance(message, _Malformed):
+                raise message.error
+            yield message
+
+    return messages()
 
 
 def _code_of(context: aio.ServicerContext) -> grpc.StatusCode:
@@ -70,21 +109,21 @@ class ServerInterceptor(aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 call.unary(handler.unary_unary, "unary"),
-                handler.request_deserializer, handler.response_serializer,
+                _tolerant(handler.request_deserializer), handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 call.streaming(handler.unary_stream, "server_stream"),
-                handler.request_deserializer, handler.response_serializer,
+                _tolerant(handler.request_deserializer), handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 call.unary(handler.stream_unary, "client_stream"),
-                handler.request_deserializer, handler.response_serializer,
+                _tolerant(handler.request_deserializer), handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
             call.streaming(handler.stream_stream, "bidi_stream"),
-            handler.request_deserializer, handler.response_serializer,
+            _tolerant(handler.request_deserializer), handler.response_serializer,
         )
 
 
@@ -128,7 +167,7 @@ class _Call:
             token, start = self._begin(grpc_type)
             code, detail = grpc.StatusCode.OK, ""
             try:
-                response = await behavior(request, context)
+                response = await behavior(_checked(request), context)
                 code = _code_of(context)
                 return response
             except aio.AbortError:
@@ -153,7 +192,7 @@ class _Call:
             token, start = self._begin(grpc_type)
             code, detail = grpc.StatusCode.OK, ""
             try:
-                result = behavior(request, context)
+                result = behavior(_checked(request), context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
                         sent.inc()

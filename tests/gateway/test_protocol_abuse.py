@@ -125,3 +125,57 @@ def test_out_of_range_upload_time_is_invalid_argument_not_internal(suite, no_err
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "context.uploaded_at" in error.details()
     # The service keeps serving, undegraded.
     assert not check(suite, gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg))).degraded
+
+
+# --- malformed messages -------------------------------------------------------------------
+
+def not_utf8_request(jpeg: bytes) -> bytes:
+    """A request (CheckRequest, AnalyzeRequest and DetectRequest all carry Image as field 1)
+    whose image.filename is not UTF-8: no protobuf client would send it; a broken one can."""
+    image = common_pb2.Image(data=jpeg, filename="AB").SerializeToString()
+    assert image.endswith(b"\x12\x02AB")  # filename, field 2, 2 bytes, last
+    image = image[:-2] + b"\xff\xfe"
+    return b"\x0a" + _varint(len(image)) + image
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("server, method", [
+    ("gateway", "/imagetrust.v1.ImageTrust/Check"),
+    ("gateway", "/imagetrust.v1.ImageTrust/CheckBatch"),
+    ("metadata", "/imagetrust.v1.MetadataAnalyzer/Analyze"),
+    ("synthesis", "/imagetrust.v1.SynthesisDetector/Detect"),
+])
+def test_malformed_messages_are_invalid_argument(suite, no_errors_logged, jpeg, server, method):
+    # gRPC answers a request its deserializer cannot parse with UNKNOWN and logs a traceback.
+    with suite[server].channel() as channel:
+        raw = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        for payload in (b"\xff\xff\xff", not_utf8_request(jpeg)):
+            if method.endswith("CheckBatch"):
+                payload = b"\x0a" + _varint(len(payload)) + payload  # as the batch's first item
+            error = refused(lambda: raw(payload, timeout=10))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (payload[:8], error)
+            assert "not a valid message" in error.details()
+    assert_at_rest(suite)
+
+
+def test_a_malformed_message_in_a_stream_ends_it_with_invalid_argument(suite, no_errors_logged, jpeg):
+    good = gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), client_ref="first").SerializeToString()
+    with suite["gateway"].channel() as channel:
+        raw = channel.stream_stream("/imagetrust.v1.ImageTrust/CheckStream", request_serializer=None,
+                                    response_deserializer=gateway_pb2.CheckResponse.FromString)
+        call = raw(iter([good, not_utf8_request(jpeg), good]), timeout=30)
+        assert next(call).client_ref == "first"  # what came before is answered
+        with pytest.raises(grpc.RpcError) as info:
+            next(call)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid message" in info.value.details()
+    assert_at_rest(suite)
+
