@@ -185,18 +185,32 @@ class _Call:
 
         return wrapper
 
-    def streaming(self, behavior: Callable[..., Any], grpc_type: str) -> Callable[..., AsyncIterator[Any]]:
+    def streaming(self, behavior: Callable[..., Any], grpc_type: str) -> Callable[..., Awaitable[None]]:
         sent = self.metrics.msg_sent.labels(grpc_type, self.service, self.method)
 
-        async def wrapper(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        # A coroutine that writes each response itself, not an async generator that gRPC
+        # drains: when a client goes away while a write waits on flow control (a client that
+        # stopped reading, then cancelled), gRPC abandons a generator suspended at its yield.
+        # Python then closes it later from another task: the call was counted OK, its
+        # request-id token could not be reset there (an ERROR traceback per such stream), and
+        # the handler's own clean-up (the stream window's tasks) waited for garbage
+        # collection. Written here, every end runs in the call's own task.
+        async def wrapper(request: Any, context: aio.ServicerContext) -> None:
             token, start = self._begin(grpc_type)
             code, detail = grpc.StatusCode.OK, ""
+            result = None
             try:
                 result = behavior(_checked(request), context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
+                        try:
+                            await context.write(response)
+                        except aio.InternalError:
+                            # The write failed in gRPC core: the client cancelled or the
+                            # connection dropped. Ending as cancelled lets gRPC finish the call
+                            # quietly (it logs a failed write with a traceback otherwise).
+                            raise asyncio.CancelledError() from None
                         sent.inc()
-                        yield response
                 else:  # a coroutine that writes with context.write()
                     await result
                 code = _code_of(context)
@@ -211,6 +225,10 @@ class _Call:
                 detail = str(exc)
                 await self._map_error(exc, context)
             finally:
-                self._end(grpc_type, token, start, code, detail)
+                try:
+                    if hasattr(result, "aclose"):
+                        await result.aclose()  # a handler left mid-stream cleans up now, here
+                finally:
+                    self._end(grpc_type, token, start, code, detail)
 
         return wrapper

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -179,3 +180,35 @@ def test_a_malformed_message_in_a_stream_ends_it_with_invalid_argument(suite, no
     assert "not a valid message" in info.value.details()
     assert_at_rest(suite)
 
+
+# --- abandoned streams --------------------------------------------------------------------
+
+STREAM_ITEMS = 2000  # small items: far more than a 64 KiB receive window holds answers to
+SETTLE_S = 0.3  # seconds without a new response written: the gateway's writes are blocked
+
+
+def test_a_stream_cancelled_while_its_writes_wait_ends_cancelled_and_cleans_up(suite, no_errors_logged, jpeg):
+    # A client that stops reading, then cancels: gRPC used to abandon the servicer's generator
+    # at its yield; it was closed later from another task, so the call was counted OK and
+    # resetting its request id there logged "Task exception was never retrieved" (ValueError).
+    request = gateway_pb2.CheckRequest(
+        image=common_pb2.Image(data=jpeg), client_ref="r" * MAX_ID_CHARS,
+        options=gateway_pb2.CheckOptions(skip_synthesis=True, skip_metadata=True),  # validation only
+    )
+    labels = '{grpc_method="CheckStream",grpc_service="imagetrust.v1.ImageTrust",grpc_type="bidi_stream"}'
+    cancelled = labels.replace("{", '{grpc_code="CANCELLED",', 1)
+    before = gauge(suite["gateway"], "grpc_server_handled_total", cancelled)
+    sent = lambda: gauge(suite["gateway"], "grpc_server_msg_sent_total", labels)  # noqa: E731
+    first = sent()
+    # No BDP probing: the client's receive window stays at its initial 64 KiB.
+    with suite["gateway"].channel(**{"grpc.http2.bdp_probe": 0}) as channel:
+        call = gateway_pb2_grpc.ImageTrustStub(channel).CheckStream(iter([request] * STREAM_ITEMS), timeout=60)
+        last = -1.0
+        while (now := sent()) != last:  # until the gateway stops getting its writes through
+            last = now
+            time.sleep(SETTLE_S)
+        assert 0 < last - first < STREAM_ITEMS, (first, last)  # some answered, then blocked
+        call.cancel()
+        wait_until(lambda: gauge(suite["gateway"], "grpc_server_handled_total", cancelled) == before + 1,
+                   REST_TIMEOUT_S, "the stream counted as CANCELLED")
+    assert_at_rest(suite)
