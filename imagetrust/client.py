@@ -194,6 +194,11 @@ class _Base:
         """A client configured from the environment (settings_from_env); overrides win."""
         return cls(**{**settings_from_env(environ), **overrides})
 
+    def _timeout(self, timeout: float | None) -> float:
+        # `timeout or self.timeout` turned an explicit 0 (an already spent deadline, e.g. a
+        # caller passing on what is left of its own) into the 10 s default.
+        return self.timeout if timeout is None else timeout
+
 
 class Client(_Base):
     """Blocking client. Thread-safe: share one per process."""
@@ -212,7 +217,7 @@ class Client(_Base):
         return self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
     def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
-        return self.stub.Check(request, timeout=timeout or self.timeout, metadata=_metadata(self.api_key, request_id))
+        return self.stub.Check(request, timeout=self._timeout(timeout), metadata=_metadata(self.api_key, request_id))
 
     def check_stream(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> Iterator[gateway_pb2.CheckResponse]:
         """One response per request, in order; a bad image gives a response with `error` set.
@@ -224,7 +229,7 @@ class Client(_Base):
         batch_max_items per call (default 256)."""
         response = self.stub.CheckBatch(
             gateway_pb2.CheckBatchRequest(requests=list(requests)),
-            timeout=timeout or self.timeout, metadata=_metadata(self.api_key, None),
+            timeout=self._timeout(timeout), metadata=_metadata(self.api_key, None),
         )
         return list(response.responses)
 
@@ -254,7 +259,7 @@ class AsyncClient(_Base):
         return await self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
     async def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
-        return await self.stub.Check(request, timeout=timeout or self.timeout, metadata=_metadata(self.api_key, request_id))
+        return await self.stub.Check(request, timeout=self._timeout(timeout), metadata=_metadata(self.api_key, request_id))
 
     async def check_stream(
         self,
@@ -269,7 +274,7 @@ class AsyncClient(_Base):
     async def check_batch(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> list[gateway_pb2.CheckResponse]:
         response = await self.stub.CheckBatch(
             gateway_pb2.CheckBatchRequest(requests=list(requests)),
-            timeout=timeout or self.timeout, metadata=_metadata(self.api_key, None),
+            timeout=self._timeout(timeout), metadata=_metadata(self.api_key, None),
         )
         return list(response.responses)
 

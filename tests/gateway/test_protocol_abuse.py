@@ -14,6 +14,7 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
+from imagetrust.client import Client, build_request
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, metadata_pb2, metadata_pb2_grpc
 from services.common.limits import MAX_ID_CHARS
 from tests.conftest import RunningServer, start_server
@@ -211,4 +212,16 @@ def test_a_stream_cancelled_while_its_writes_wait_ends_cancelled_and_cleans_up(s
         call.cancel()
         wait_until(lambda: gauge(suite["gateway"], "grpc_server_handled_total", cancelled) == before + 1,
                    REST_TIMEOUT_S, "the stream counted as CANCELLED")
+    assert_at_rest(suite)
+
+
+# --- the SDK --------------------------------------------------------------------------------
+
+def test_sdk_timeout_zero_is_an_expired_deadline_not_the_default(suite, no_errors_logged, jpeg):
+    # `timeout or self.timeout` made timeout=0 mean the 10 s default: a caller passing on what
+    # was left of its own deadline got a call that outlived it.
+    with Client(suite["gateway"].address) as client:
+        for call in (lambda: client.check(jpeg, timeout=0), lambda: client.check_batch([build_request(jpeg)], timeout=0)):
+            assert refused(call).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert not client.check(jpeg).degraded  # None still means the client's default
     assert_at_rest(suite)
