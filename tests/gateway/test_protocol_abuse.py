@@ -16,6 +16,7 @@ from google.protobuf import timestamp_pb2
 
 from imagetrust.client import Client, build_request
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, metadata_pb2, metadata_pb2_grpc
+from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
 from services.common.limits import MAX_ID_CHARS
 from tests.conftest import RunningServer, start_server
 from tests.gateway.conftest import wait_until
@@ -221,7 +222,38 @@ def test_sdk_timeout_zero_is_an_expired_deadline_not_the_default(suite, no_error
     # `timeout or self.timeout` made timeout=0 mean the 10 s default: a caller passing on what
     # was left of its own deadline got a call that outlived it.
     with Client(suite["gateway"].address) as client:
-        for call in (lambda: client.check(jpeg, timeout=0), lambda: client.check_batch([build_request(jpeg)], timeout=0)):
-            assert refused(call).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert refused(lambda: client.check(jpeg, timeout=0)).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        try:
+            batch = client.check_batch([build_request(jpeg)], timeout=0)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        else:  # the gateway's prompt answer can beat the client's own timer on loopback
+            assert [r.error.code_name for r in batch] == ["DEADLINE_EXCEEDED"]
         assert not client.check(jpeg).degraded  # None still means the client's default
     assert_at_rest(suite)
+
+
+# --- cancellations and deadlines at rest -----------------------------------------------------
+
+CANCEL_AFTER_S = (0.0, 0.005, 0.02)  # seconds after sending: before, during and after the backend calls
+
+
+def test_cancellations_and_spent_deadlines_leave_every_gauge_at_rest(suite, no_errors_logged, jpeg):
+    request = gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg))
+    with suite["gateway"].channel() as channel:
+        stub = gateway_pb2_grpc.ImageTrustStub(channel)
+        for delay in CANCEL_AFTER_S:
+            calls = [stub.Check.future(request, timeout=30),
+                     stub.CheckBatch.future(gateway_pb2.CheckBatchRequest(requests=[request] * 4), timeout=30)]
+            stream = stub.CheckStream(iter([request] * 4), timeout=30)
+            time.sleep(delay)
+            for call in (*calls, stream):
+                call.cancel()
+        for timeout in (0.0, 0.001):  # spent, or spent before the backends could answer
+            assert refused(lambda: stub.Check(request, timeout=timeout)).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    with suite["synthesis"].channel() as channel:
+        detect = synthesis_pb2_grpc.SynthesisDetectorStub(channel).Detect
+        assert refused(lambda: detect(synthesis_pb2.DetectRequest(image=request.image), timeout=0.001)).code() \
+            == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert_at_rest(suite)
+    assert not check(suite, request).degraded  # and everything still serves
