@@ -259,7 +259,9 @@ class AsyncClient(_Base):
         return await self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
     async def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
-        return await self.stub.Check(request, timeout=self._timeout(timeout), metadata=_metadata(self.api_key, request_id))
+        return await self.stub.Check(
+            request, timeout=self._timeout(timeout), metadata=_metadata(self.api_key, request_id)
+        )
 
     async def check_stream(
         self,

@@ -122,7 +122,8 @@ def test_out_of_range_upload_time_is_invalid_argument_not_internal(suite, no_err
     # It used to reach datetime conversion: ValueError -> INTERNAL with a traceback on
     # metadata, and a silently degraded verdict through the gateway.
     context = common_pb2.Context(uploaded_at=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
-    error = refused(lambda: analyze(suite, metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=jpeg), context=context)))
+    analyze_request = metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=jpeg), context=context)
+    error = refused(lambda: analyze(suite, analyze_request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "context.uploaded_at" in error.details()
     error = refused(lambda: check(suite, gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), context=context)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "context.uploaded_at" in error.details()
