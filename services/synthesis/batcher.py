@@ -194,7 +194,18 @@ class DynamicBatcher:
             if not request.dead:
                 request.dead = True  # the client went away: skip its inputs
                 self.metrics.dropped.labels("cancelled").inc()
+                self._discard(request)
             raise
+
+    def _discard(self, request: _Request) -> None:
+        """Takes a cancelled request's inputs out of the queue now. Left for the next pass to
+        skip, they would count against max_queue_size (and the autoscaler's queue depth) for
+        as long as the pass in flight runs: seconds on a CPU, refusing live requests."""
+        with self._cond:
+            kept = collections.deque(item for item in self._queue if item.request is not request)
+            if len(kept) != len(self._queue):
+                self._queue = kept
+                self.metrics.queue_depth.set(len(kept))
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stops after the queued work; later submits get NotReady."""

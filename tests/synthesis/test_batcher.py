@@ -185,3 +185,36 @@ def test_past_deadline_refused_at_submit_and_forward_error_fails_only_its_batch(
 
     asyncio.run(main())
     batcher.close()
+
+
+def test_a_cancelled_request_leaves_the_queue_at_once():
+    """Its inputs must not hold queue room (or the depth gauge) until the pass in flight ends."""
+    registry = CollectorRegistry()
+    fwd = GatedForward()
+    batcher = _batcher(fwd, registry, max_batch_size=2, max_queue_delay_s=0.0, max_queue_size=6)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(_inputs(1.0, 2)))
+        while not fwd.entered.is_set():  # the inference thread is busy with the first pass
+            await asyncio.sleep(0.005)
+        doomed = asyncio.ensure_future(batcher.submit(_inputs(30.0, 6)))  # fills the queue
+        await asyncio.sleep(0.01)
+        assert batcher.depth == 6
+        doomed.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        assert batcher.depth == 0
+        assert registry.get_sample_value("imagetrust_synthesis_queue_depth") == 0
+        # The room is free while the first pass still runs: a live request is admitted.
+        live = asyncio.ensure_future(batcher.submit(_inputs(5.0, 6)))
+        await asyncio.sleep(0.01)
+        assert not live.done() and batcher.depth == 6
+        fwd.gate.set()
+        assert await first == [1.0, 2.0]
+        assert await live == [5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+
+    asyncio.run(main())
+    batcher.close()
+    computed = [v for batch in fwd.batches for v in batch]
+    assert 30.0 not in computed  # the cancelled request never reached the model
+    assert registry.get_sample_value("imagetrust_synthesis_dropped_requests_total", {"reason": "cancelled"}) == 1
