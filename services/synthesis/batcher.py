@@ -19,7 +19,8 @@ Admission control and deadlines:
   refused at once with Overloaded (RESOURCE_EXHAUSTED), so clients back off and the
   autoscaler (queue depth gauge) reacts, instead of latency growing without bound;
 - a request whose deadline has passed is dropped when its inputs reach the head of the
-  queue, before any compute is spent on it (DeadlineExceeded); so is a cancelled one.
+  queue, before any compute is spent on it (DeadlineExceeded); a cancelled one (the client
+  went away) leaves the queue at once.
 
 The event loop only enqueues and awaits futures: stacking, the forward pass and routing
 run on the inference thread, so the loop keeps serving health and new calls meanwhile.
