@@ -63,9 +63,10 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return deserialize
 
 
-def _checked(request: Any) -> Any:
-    """The request, or for a request stream an async iterator over it; raises the
-    InvalidRequest of a malformed message where the handler reads it."""
+def _checked(request: Any, received: Any = None) -> Any:
+    """The request, or for a request stream an async iterator over it that counts each
+    message on `received` (grpc_server_msg_received_total); raises the InvalidRequest of a
+    malformed message where the handler reads it."""
     if isinstance(request, _Malformed):
         raise request.error
     if not hasattr(request, "__aiter__"):
@@ -73,6 +74,8 @@ def _checked(request: Any) -> Any:
 
     async def messages() -> AsyncIterator[Any]:
         async for message in request:
+            if received is not None:
+                received.inc()
             if isinstance(message, _Malformed):
                 raise message.error
             yield message
@@ -137,6 +140,9 @@ class _Call:
         self.details = details
         self.quiet = service in _QUIET_SERVICES
 
+    def _received(self, grpc_type: str) -> Any:
+        return self.metrics.msg_received.labels(grpc_type, self.service, self.method)
+
     def _begin(self, grpc_type: str) -> tuple[Any, float]:
         token = request_id_var.set(_incoming_request_id(self.details))
         self.metrics.started.labels(grpc_type, self.service, self.method).inc()
@@ -167,7 +173,7 @@ class _Call:
             token, start = self._begin(grpc_type)
             code, detail = grpc.StatusCode.OK, ""
             try:
-                response = await behavior(_checked(request), context)
+                response = await behavior(_checked(request, self._received(grpc_type)), context)
                 code = _code_of(context)
                 return response
             except aio.AbortError:
@@ -200,7 +206,7 @@ class _Call:
             code, detail = grpc.StatusCode.OK, ""
             result = None
             try:
-                result = behavior(_checked(request), context)
+                result = behavior(_checked(request, self._received(grpc_type)), context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
                         try:

@@ -6,7 +6,7 @@ py-grpc-prometheus provides these only for the synchronous server, hence the sma
 interceptor in interceptors.py that feeds them for grpc.aio.
 
 Each server owns a CollectorRegistry rather than the process-global one, so several
-servers can run in one process (tests, `imagetrust up --in-process`) without collisions.
+servers can run in one process (the tests start several) without collisions.
 """
 
 from __future__ import annotations

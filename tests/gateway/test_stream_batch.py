@@ -9,6 +9,7 @@ import pytest
 
 from imagetrust.client import AsyncClient, Client, build_request
 from imagetrust.v1 import gateway_pb2
+from tests.gateway.test_check_e2e import metric_value
 
 BAD = {"empty": b"", "text": b"hello, not an image at all"}
 
@@ -39,9 +40,18 @@ def assert_in_order_with_item_errors(requests, responses) -> None:
 
 def test_stream_answers_in_order_and_bad_images_do_not_end_it(gateway_module, jpegs):
     requests = mixed_requests(jpegs, 12)
+    labels = {"grpc_service": "imagetrust.v1.ImageTrust", "grpc_method": "CheckStream", "grpc_type": "bidi_stream"}
+
+    def messages(name: str) -> float:
+        return metric_value(gateway_module.metrics_url, name, **labels) or 0.0
+
+    received, sent = messages("grpc_server_msg_received_total"), messages("grpc_server_msg_sent_total")
     with Client(gateway_module.address) as client:
         responses = list(client.check_stream(requests, timeout=60))
     assert len(responses) == 12
+    # go-grpc-prometheus's stream counters: every image in, every verdict out.
+    assert messages("grpc_server_msg_received_total") - received == 12
+    assert messages("grpc_server_msg_sent_total") - sent == 12
     assert_in_order_with_item_errors(requests, responses)
     ids = [r.request_id for r in responses]
     assert len(set(ids)) == 12  # each image its own id, derived from the call's
