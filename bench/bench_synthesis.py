@@ -33,7 +33,6 @@ import asyncio
 import io
 import os
 import pathlib
-import re
 import socket
 import subprocess
 import sys
@@ -124,26 +123,22 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("server did not turn SERVING in time")
 
-    def batch_stats(self) -> tuple[float, float, float]:
-        """(batches, inputs, compute seconds) so far, from /metrics."""
+    def scrape(self) -> tuple[tuple[float, float, float], dict[str, list[tuple[float, float]]]]:
+        """One read of /metrics: (batches, inputs, compute seconds) so far, and the cumulative
+        (upper bound s, count) buckets of the latency-split histograms."""
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
-
-        def value(name: str) -> float:
-            m = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
-            return float(m.group(1)) if m else 0.0
-
-        return (value("imagetrust_synthesis_batch_size_count"), value("imagetrust_synthesis_batch_size_sum"),
-                value("imagetrust_synthesis_compute_seconds_sum"))
-
-    def histograms(self) -> dict[str, list[tuple[float, float]]]:
-        """Cumulative (upper bound s, count) buckets of the server's latency-split histograms."""
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).read().decode()
-        out: dict[str, list[tuple[float, float]]] = {name: [] for name in SPLIT_HISTOGRAMS.values()}
+        samples: dict[str, float] = {}
+        buckets: dict[str, list[tuple[float, float]]] = {name: [] for name in SPLIT_HISTOGRAMS.values()}
         for family in text_string_to_metric_families(text):
-            if family.name in out:
-                out[family.name] = [(float(s.labels["le"]), s.value) for s in family.samples
-                                    if s.name.endswith("_bucket")]
-        return out
+            for s in family.samples:
+                if s.name.endswith("_bucket") and family.name in buckets:
+                    buckets[family.name].append((float(s.labels["le"]), s.value))
+                elif not s.labels:
+                    samples[s.name] = s.value
+        stats = (samples.get("imagetrust_synthesis_batch_size_count", 0.0),
+                 samples.get("imagetrust_synthesis_batch_size_sum", 0.0),
+                 samples.get("imagetrust_synthesis_compute_seconds_sum", 0.0))
+        return stats, buckets
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -197,11 +192,9 @@ def histogram_quantile(q: float, before: list[tuple[float, float]], after: list[
 
 
 def _level(server: Server, data: bytes, concurrency: int, seconds: float) -> dict[str, float]:
-    b0, i0, c0 = server.batch_stats()
-    h0 = server.histograms()
+    (b0, i0, c0), h0 = server.scrape()
     lat, elapsed, errors = asyncio.run(_drive(server.port, data, concurrency, seconds))
-    b1, i1, c1 = server.batch_stats()
-    h1 = server.histograms()
+    (b1, i1, c1), h1 = server.scrape()
     batches = max(1.0, b1 - b0)
     split = {f"{key}_p99_ms": histogram_quantile(0.99, h0[name], h1[name]) * 1000
              for key, name in SPLIT_HISTOGRAMS.items()}
