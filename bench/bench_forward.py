@@ -17,30 +17,21 @@ No gRPC, no decoding: bench_synthesis measures the service end to end.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 import tempfile
 import time
 
 import torch
 
+from bench.bench_synthesis import make_checkpoint
 from services.synthesis import DEFAULT_MODEL_PATH
-from services.synthesis.checkpoint import load_checkpoint, paper_specs, save_checkpoint
-from services.synthesis.models import build_model
+from services.synthesis.checkpoint import load_checkpoint
 from services.synthesis.predictor import Predictor, configure_cpu_threads, cpu_bf16_supported, resolve_device
 
 BATCHES = (1, 4, 16, 64)  # model inputs per forward pass
 WINDOW_S = 1.5  # seconds per measurement window (quick: 0.5)
 ROUNDS = 3  # windows per cell, best kept (quick: 2)
-
-
-def _random_resnet50(directory: str):
-    """The paper's model as a checkpoint with random weights (none can be downloaded)."""
-    torch.manual_seed(0)
-    path = f"{directory}/resnet50.pt"
-    pre, tiling = paper_specs()
-    save_checkpoint(path, build_model("resnet50"), arch="resnet50", model_version="resnet50-bench-random",
-                    placeholder=True, preprocessing=pre, tiling=tiling)
-    return load_checkpoint(path)
 
 
 def _throughput(predictor: Predictor, shape: tuple[int, ...], batch: int, seconds: float) -> float:
@@ -70,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [(f"shipped {shipped.arch} @ {size}", shipped, (3, size, size))]
     tmp = tempfile.TemporaryDirectory(prefix="bench_forward_")
     if not args.no_resnet:
-        models.append(("resnet50 @ 224 (random weights)", _random_resnet50(tmp.name), (3, 224, 224)))
+        path = make_checkpoint("resnet50", pathlib.Path(tmp.name), paper=True)  # no weights can be downloaded
+        models.append(("resnet50 @ 224 (random weights)", load_checkpoint(path), (3, 224, 224)))
     precisions = ["fp32"]
     if device.type == "cuda" or cpu_bf16_supported():
         precisions.append("bf16")

@@ -77,7 +77,8 @@ def _image(size: int) -> bytes:
     return buf.getvalue()
 
 
-def _make_checkpoint(arch: str, directory: pathlib.Path, paper: bool = False) -> pathlib.Path:
+def make_checkpoint(arch: str, directory: pathlib.Path, paper: bool = False) -> pathlib.Path:
+    """A random-weight checkpoint of arch (placeholder=True); paper: the paper's preprocessing."""
     import torch
 
     from services.synthesis.checkpoint import paper_specs, save_checkpoint
@@ -221,7 +222,7 @@ def _describe(args: argparse.Namespace, model_path: pathlib.Path) -> str:
 def _checkpoint(args: argparse.Namespace, directory: pathlib.Path) -> pathlib.Path:
     if args.model_path and not args.paper:
         return pathlib.Path(args.model_path)
-    return _make_checkpoint(args.arch, directory, paper=args.paper)
+    return make_checkpoint(args.arch, directory, paper=args.paper)
 
 
 def main(argv: list[str] | None = None) -> int:
