@@ -43,8 +43,9 @@ PNG_BYTES_PER_CHUNK = 1024  # bytes of file per chunk allowed above the floor
 
 # The next marker after entropy-coded data or stray bytes: 0xFF followed by anything but a
 # stuffed zero, a restart marker (RST0-7) or another 0xFF (fill).
-_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: no length field
+# (The metadata service's marker parser, services/metadata/jpeg.py, walks with these too.)
+NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})  # TEM, RST0-7, SOI: no length field
 _EOI, _SOS = 0xD9, 0xDA
 _PNG_SIGNATURE_BYTES = 8  # bytes
 _PNG_CHUNK_OVERHEAD = 12  # bytes: length, type and CRC around the data
@@ -62,7 +63,7 @@ def check_jpeg(data: bytes) -> None:
     while pos < size - 1:
         if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):
             # Stray bytes, or fill before a marker: resynchronise as decoders do.
-            match = _NEXT_MARKER.search(data, pos)
+            match = NEXT_MARKER.search(data, pos)
             if match is None:
                 return
             if scans == 0:
@@ -77,7 +78,7 @@ def check_jpeg(data: bytes) -> None:
             segments += 1
             if segments > MAX_JPEG_HEADER_SEGMENTS:
                 raise _bomb(f"more than {MAX_JPEG_HEADER_SEGMENTS} segments before its first scan")
-        if code in _STANDALONE:
+        if code in STANDALONE_MARKERS:
             pos += 2
             continue
         if pos + 4 > size:
@@ -87,7 +88,7 @@ def check_jpeg(data: bytes) -> None:
             scans += 1
             if scans > MAX_JPEG_SCANS:
                 raise _bomb(f"more than {MAX_JPEG_SCANS} scans")
-            match = _NEXT_MARKER.search(data, end)
+            match = NEXT_MARKER.search(data, end)
             if match is None:
                 return
             end = match.start()

@@ -12,6 +12,11 @@ from __future__ import annotations
 import dataclasses
 import re
 
+# The next marker after entropy-coded data (0xFF followed by anything but a stuffed zero, a
+# restart marker or a fill byte) and the markers without a length field: the structure
+# guard's own, so the guard and this parser resynchronise the same way.
+from services.common.structure import NEXT_MARKER, STANDALONE_MARKERS
+
 # Segments walked before giving up; real files have tens (progressive ones a few hundred).
 MAX_SEGMENTS = 4096  # segments
 # Marker names kept in the answer; a pathological file may repeat DHT/SOS thousands of times.
@@ -34,11 +39,6 @@ ZIGZAG = (
     58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 )
 
-# The next marker after entropy-coded data: 0xFF followed by anything but a stuffed zero,
-# a restart marker (RST0-7, which live inside scans) or a fill byte.
-_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-
-_STANDALONE = {0x01, 0xD8, *range(0xD0, 0xD8)}
 _FILL = re.compile(rb"\xff+")  # a run of 0xFF: fill bytes before a marker's code
 
 
@@ -232,7 +232,7 @@ def parse(data: bytes) -> JpegStructure:
             return out
         if data[pos] != 0xFF:
             # Garbage between segments: resynchronise on the next marker, as decoders do.
-            match = _NEXT_MARKER.search(data, pos)
+            match = NEXT_MARKER.search(data, pos)
             if match is None:
                 out.truncated = True
                 out.anomalies.append("file ends before EOI")
@@ -253,7 +253,7 @@ def parse(data: bytes) -> JpegStructure:
             out.eoi_offset = pos + 2
             out.trailing_bytes = size - out.eoi_offset
             return out
-        if code in _STANDALONE:
+        if code in STANDALONE_MARKERS:
             pos += 2
             continue
         if pos + 4 > size:
@@ -278,7 +278,7 @@ def parse(data: bytes) -> JpegStructure:
         pos = end
         if code == 0xDA:
             # Entropy-coded data runs to the next real marker (searched in C, not a Python loop).
-            match = _NEXT_MARKER.search(data, pos)
+            match = NEXT_MARKER.search(data, pos)
             if match is None:
                 out.truncated = True
                 out.anomalies.append("scan data runs to the end of the file (no EOI)")
