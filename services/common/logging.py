@@ -13,7 +13,6 @@ import logging
 import sys
 import time
 import uuid
-import warnings
 
 REQUEST_ID_HEADER = "x-request-id"
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -67,9 +66,7 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Pillow warns about hostile or broken files ("Tag data larger than file", "Corrupt EXIF
-    # data"; a fuzz run raised 12,000 of them): the answer already says what is wrong, and
-    # raw warnings on stderr would break one JSON object per line. Every other warning goes
-    # through logging (logger "py.warnings"), so it keeps the format and the request id.
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+    # Warnings go through logging (logger "py.warnings"), so they keep the format and the
+    # request id; Pillow's warnings about broken uploads are filtered where Pillow is set up
+    # (services/common/imaging.py).
     logging.captureWarnings(True)

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import io
-import warnings
 
 import numpy as np
 from PIL import Image
@@ -168,16 +167,14 @@ def _decode_luma(
 ) -> np.ndarray | None:
     """Grey pixels as stored (no orientation applied): full resolution for the DCT check,
     else the smallest libjpeg scale that still exceeds the thumbnail."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        img = Image.open(io.BytesIO(data))
-        if fmt == "jpeg":
-            if full:
-                img.draft("L", (img.width, img.height))
-            else:
-                side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height)
-                img.draft("L", (side, side))
-        img.load()
-        if img.mode != "L":
-            img = img.convert("L")
-        return np.asarray(img)
+    img = Image.open(io.BytesIO(data))
+    if fmt == "jpeg":
+        if full:
+            img.draft("L", (img.width, img.height))
+        else:
+            side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height)
+            img.draft("L", (side, side))
+    img.load()
+    if img.mode != "L":
+        img = img.convert("L")
+    return np.asarray(img)

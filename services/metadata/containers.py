@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import warnings
 
 from PIL import Image
 
@@ -63,9 +62,7 @@ def read(data: bytes, fmt: str) -> Blocks:
     if fmt == "heif":
         blocks.heif = heif.read(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - probe() already reported an unreadable header
         return blocks
     with img:

@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import io
 import struct
-import warnings
 
 import cv2
 import numpy as np
@@ -70,11 +69,9 @@ def image_unique_id(data: bytes) -> str:
     if fmt is None:
         return ""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            check_structure(data, fmt)  # containers.read opens non-JPEG files with Pillow
-            tiff = containers.read(data, fmt).exif
-            tags = exif.process(tiff, stop_tag="ImageUniqueID", builtin_types=True) if tiff else {}
+        check_structure(data, fmt)  # containers.read opens non-JPEG files with Pillow
+        tiff = containers.read(data, fmt).exif
+        tags = exif.process(tiff, stop_tag="ImageUniqueID", builtin_types=True) if tiff else {}
     except Exception:  # noqa: BLE001 - exifread raises anything on broken files; the ID is optional
         return ""
     value = tags.get("EXIF ImageUniqueID")
@@ -104,11 +101,9 @@ def _digest(width: int, height: int, rgb) -> bytes:
 def _pixel_sha256_pillow(data: bytes) -> bytes:
     """The reference definition: Pillow's decode, converted to RGB."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                rgb = to_rgb(img)
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            rgb = to_rgb(img)
     except InvalidImage:
         raise
     except Exception as exc:  # noqa: BLE001 - third-party decoders raise anything

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import warnings
 
 import numpy as np
 from PIL import Image
@@ -49,14 +48,12 @@ def load(thumb: bytes) -> Thumb | None:
         # A thumbnail is a file of its own: its scans are bounded like an upload's (3,000
         # scans of a 1024 px one fit in 64 KB and took ~1 s); over the limit it is unreadable.
         check_structure(thumb, sniff_format(thumb))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(thumb))
-            if img.width > MAX_THUMB_SIDE_PX or img.height > MAX_THUMB_SIDE_PX or img.width < 8 or img.height < 8:
-                return None
-            if img.format == "JPEG":
-                img.draft("L", img.size)  # libjpeg hands out its Y plane: no colour conversion
-            grey = np.asarray(img.convert("L"), dtype=np.float32)
+        img = Image.open(io.BytesIO(thumb))
+        if img.width > MAX_THUMB_SIDE_PX or img.height > MAX_THUMB_SIDE_PX or img.width < 8 or img.height < 8:
+            return None
+        if img.format == "JPEG":
+            img.draft("L", img.size)  # libjpeg hands out its Y plane: no colour conversion
+        grey = np.asarray(img.convert("L"), dtype=np.float32)
     except Exception:  # noqa: BLE001 - a broken thumbnail is evidence, never a crash
         return None
     h, w = grey.shape

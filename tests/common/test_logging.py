@@ -64,9 +64,10 @@ def test_decoder_warnings_do_not_break_json_lines(tmp_path):
 
 
 def test_other_warnings_are_logged_as_json():
-    """configure() routes non-decoder warnings into logging, so they keep the format."""
+    """configure() routes non-decoder warnings into logging, so they keep the format; Pillow's
+    complaints about broken files are filtered by importing services.common.imaging."""
     code = (
-        "import warnings; from services.common import logging as log; log.configure('metadata'); "
+        "import warnings; from services.common import imaging, logging as log; log.configure('metadata'); "
         "warnings.warn('something the operator should see', DeprecationWarning, stacklevel=1); "
         "warnings.warn_explicit('Tag data larger than file. Skipping tag 270', UserWarning, "
         "'TiffImagePlugin.py', 946, module='PIL.TiffImagePlugin')"
