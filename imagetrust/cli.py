@@ -16,6 +16,7 @@ SAMPLES_DIR = pathlib.Path(__file__).parent / "samples"
 STOLEN_PREFIX = "stolen_"  # bundled samples checked as a second seller by `imagetrust demo`
 DEMO_SELLER, DEMO_OTHER_SELLER = "demo-seller", "demo-other-seller"
 DEFAULT_CHECK_WORKERS = 4  # concurrent Check calls for many files
+EXIT_INTERRUPTED = 130  # exit code after Ctrl-C: 128 + SIGINT, as shells report it
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -56,13 +57,21 @@ def _run_checks(target: str, files: list[str], args: argparse.Namespace) -> list
 
     rows = []
     show_progress = len(files) > 1 and not args.no_progress
-    with Client(target, timeout=args.timeout) as client, concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(_check_one, client, path, args) for path in files]
-        for future in tqdm(futures, total=len(files), disable=not show_progress, unit="img", file=sys.stderr):
-            row = future.result()
-            rows.append(row)
-            if args.json:
-                print(report.to_json_line(*row), flush=True)
+    with Client(target, timeout=args.timeout) as client:
+        pool = concurrent.futures.ThreadPoolExecutor(args.workers)
+        try:
+            futures = [pool.submit(_check_one, client, path, args) for path in files]
+            with tqdm(futures, total=len(files), disable=not show_progress, unit="img", file=sys.stderr) as bar:
+                for future in bar:
+                    row = future.result()
+                    rows.append(row)
+                    if args.json:
+                        print(report.to_json_line(*row), flush=True)
+        finally:
+            # On Ctrl-C the files not started yet are dropped here, and closing the channel
+            # (leaving `with Client`) cancels the calls in flight; the executor's own
+            # `with` would first check every remaining file.
+            pool.shutdown(wait=False, cancel_futures=True)
     return rows
 
 
@@ -187,7 +196,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("imagetrust: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -100,3 +100,27 @@ def test_demo_brings_the_suite_up_and_prints_verdicts() -> None:
     assert stolen.split()[1] == "REVIEW" and "REUSED_BY_OTHER_SELLER" in stolen, result.stdout
     original = next(row for row in rows if "camera_original.jpg" in row.split()[0])
     assert "REUSED" not in original, result.stdout
+
+
+def _copies(tmp_path, n: int) -> list[str]:
+    data = (SAMPLES / "sns_resave.jpg").read_bytes()
+    paths = [tmp_path / f"photo-{i:03d}.jpg" for i in range(n)]
+    for path in paths:
+        path.write_bytes(data)
+    return [str(p) for p in paths]
+
+
+def test_ctrl_c_during_a_check_of_many_files_stops_at_once_without_a_traceback(gateway, tmp_path) -> None:
+    import signal
+
+    files = _copies(tmp_path, 200)
+    proc = subprocess.Popen([*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # checks are under way
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert json.loads(first)["file"] == files[0]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert 1 + len(out.splitlines()) < len(files), "the remaining files were dropped, not checked first"
+
