@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import os
 import pathlib
 import sys
 import tempfile
@@ -17,6 +18,7 @@ STOLEN_PREFIX = "stolen_"  # bundled samples checked as a second seller by `imag
 DEMO_SELLER, DEMO_OTHER_SELLER = "demo-seller", "demo-other-seller"
 DEFAULT_CHECK_WORKERS = 4  # concurrent Check calls for many files
 EXIT_INTERRUPTED = 130  # exit code after Ctrl-C: 128 + SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 141  # exit code when stdout closes early: 128 + SIGPIPE, like other Unix tools
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -68,9 +70,9 @@ def _run_checks(target: str, files: list[str], args: argparse.Namespace) -> list
                     if args.json:
                         print(report.to_json_line(*row), flush=True)
         finally:
-            # On Ctrl-C the files not started yet are dropped here, and closing the channel
-            # (leaving `with Client`) cancels the calls in flight; the executor's own
-            # `with` would first check every remaining file.
+            # On Ctrl-C or a closed stdout the files not started yet are dropped here, and
+            # closing the channel (leaving `with Client`) cancels the calls in flight; the
+            # executor's own `with` would first check every remaining file.
             pool.shutdown(wait=False, cancel_futures=True)
     return rows
 
@@ -201,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("imagetrust: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout was closed early (`imagetrust check --json ... | head -1`): stop quietly, and
+        # point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

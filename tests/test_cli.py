@@ -124,3 +124,13 @@ def test_ctrl_c_during_a_check_of_many_files_stops_at_once_without_a_traceback(g
     assert "Traceback" not in err and "interrupted" in err
     assert 1 + len(out.splitlines()) < len(files), "the remaining files were dropped, not checked first"
 
+
+def test_stdout_closed_early_ends_quietly(gateway, tmp_path) -> None:
+    files = _copies(tmp_path, 200)
+    proc = subprocess.Popen([*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(proc.stdout.readline())["file"] == files[0]
+    proc.stdout.close()  # what `| head -1` does after its line
+    err = proc.stderr.read()
+    assert proc.wait(60) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
