@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import math
 import os
 import pathlib
 import sys
@@ -148,6 +149,22 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type):
+    """An argparse type: a finite number above zero (0 workers crashed the pool; a 0 s or
+    infinite deadline failed every call with DEADLINE_EXCEEDED)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+        return value
+
+    return parse
+
+
 def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seller-id", default="")
     p.add_argument("--listing-id", default="")
@@ -156,8 +173,8 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--register", action="store_true", help="record the sighting in the reuse registry")
     p.add_argument("--heatmap", action="store_true", help="ask for the synthesis tile heatmap")
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
-    p.add_argument("--workers", type=int, default=DEFAULT_CHECK_WORKERS, help="concurrent calls")
+    p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per call")
+    p.add_argument("--workers", type=_positive(int), default=DEFAULT_CHECK_WORKERS, help="concurrent calls")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 

@@ -134,3 +134,11 @@ def test_stdout_closed_early_ends_quietly(gateway, tmp_path) -> None:
     err = proc.stderr.read()
     assert proc.wait(60) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+@pytest.mark.parametrize("option", [("--workers", "0"), ("--workers", "-1"), ("--timeout", "0"), ("--timeout", "inf")])
+def test_bad_workers_or_timeout_is_a_usage_error_not_a_traceback(option) -> None:
+    result = run_cli("check", *option, str(SAMPLES / "camera_original.jpg"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"imagetrust check: error: argument {option[0]}")
