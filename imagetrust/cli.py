@@ -18,6 +18,7 @@ SAMPLES_DIR = pathlib.Path(__file__).parent / "samples"
 STOLEN_PREFIX = "stolen_"  # bundled samples checked as a second seller by `imagetrust demo`
 DEMO_SELLER, DEMO_OTHER_SELLER = "demo-seller", "demo-other-seller"
 DEFAULT_CHECK_WORKERS = 4  # concurrent Check calls for many files
+EXIT_USAGE = 2  # exit code for bad settings, as argparse uses for bad flags
 EXIT_INTERRUPTED = 130  # exit code after Ctrl-C: 128 + SIGINT, as shells report it
 EXIT_BROKEN_PIPE = 141  # exit code when stdout closes early: 128 + SIGPIPE, like other Unix tools
 
@@ -28,7 +29,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from services.common.server import ServerRuntime
     from services.registry import SERVICES, build
 
-    config = config_mod.from_args(SERVICES[args.service].config_class, args)
+    try:
+        config = config_mod.from_args(SERVICES[args.service].config_class, args)
+    except ValueError as exc:  # a flag or IMAGETRUST_* value that does not parse or validate
+        print(f"imagetrust serve {args.service}: invalid setting: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     logging_mod.configure(args.service, config.log_level, config.log_format)
     runtime = ServerRuntime(build(args.service, config), config)
     asyncio.run(runtime.serve_until_signal())

@@ -142,3 +142,9 @@ def test_bad_workers_or_timeout_is_a_usage_error_not_a_traceback(option) -> None
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"imagetrust check: error: argument {option[0]}")
+
+
+def test_serve_with_a_bad_setting_says_which_in_one_line() -> None:
+    result = run_cli("serve", "gateway", "--port", "0", "--metrics-port", "-1", "--log-format", "bogus")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "imagetrust serve gateway: invalid setting: log_format must be json or text"
