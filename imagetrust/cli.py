@@ -104,7 +104,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     import signal
 
-    from imagetrust.suite import Ports, running_suite
+    from imagetrust.suite import Ports, ServiceExited, running_suite
 
     ports = Ports()
     stop = {"flag": False}
@@ -114,20 +114,33 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with running_suite(ports, log_dir=args.log_dir):
-        print(
-            f"ImageTrust is up: gateway 127.0.0.1:{ports.gateway} (metrics :{ports.gateway_metrics}), "
-            f"metadata :{ports.metadata} (:{ports.metadata_metrics}), synthesis :{ports.synthesis} "
-            f"(:{ports.synthesis_metrics}). Try: imagetrust check PHOTO.jpg   Ctrl-C stops.",
-            flush=True,
-        )
-        while not stop["flag"]:
-            time.sleep(0.2)
+    try:
+        with running_suite(ports, log_dir=args.log_dir):
+            print(
+                f"ImageTrust is up: gateway 127.0.0.1:{ports.gateway} (metrics :{ports.gateway_metrics}), "
+                f"metadata :{ports.metadata} (:{ports.metadata_metrics}), synthesis :{ports.synthesis} "
+                f"(:{ports.synthesis_metrics}). Try: imagetrust check PHOTO.jpg   Ctrl-C stops.",
+                flush=True,
+            )
+            while not stop["flag"]:
+                time.sleep(0.2)
+    except (ServiceExited, TimeoutError) as exc:
+        if stop["flag"]:
+            return 0  # Ctrl-C while starting: the services got it too and stopped, as asked
+        return _suite_failed("up", exc, args.log_dir)
     return 0
 
 
+def _suite_failed(command: str, exc: Exception, log_dir: str | None) -> int:
+    """One line for a service that did not come up (a port in use, a bad setting): its own
+    error is in its log, or above on the terminal."""
+    where = f"its log in {log_dir}" if log_dir else "its error above"
+    print(f"imagetrust {command}: {exc} before it was ready (see {where})", file=sys.stderr)
+    return 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from imagetrust.suite import Ports, running_suite
+    from imagetrust.suite import Ports, ServiceExited, running_suite
 
     files = args.files or sorted(str(p) for p in SAMPLES_DIR.glob("*.jp*g"))
     ports = Ports.free()
@@ -135,18 +148,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as registry_dir:
         env = {"IMAGETRUST_REGISTRY_PATH": f"{registry_dir}/registry.sqlite3"}
         print(f"starting gateway, metadata and synthesis (logs in {log_dir}) ...", file=sys.stderr, flush=True)
-        with running_suite(ports, log_dir=log_dir, extra_env=env):
-            args.register = True
-            target = f"127.0.0.1:{ports.gateway}"
-            if args.files:
-                return check_files(target, files, args)
-            # The bundled story: one seller lists the three photos, then another seller lists
-            # a stolen copy of one of them (resized, re-encoded, metadata gone).
-            originals = [f for f in files if not pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
-            copies = [f for f in files if pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
-            rows = _run_checks(target, originals, argparse.Namespace(**{**vars(args), "seller_id": DEMO_SELLER}))
-            rows += _run_checks(target, copies, argparse.Namespace(**{**vars(args), "seller_id": DEMO_OTHER_SELLER}))
-            return _finish(rows, args)
+        try:
+            with running_suite(ports, log_dir=log_dir, extra_env=env):
+                args.register = True
+                target = f"127.0.0.1:{ports.gateway}"
+                if args.files:
+                    return check_files(target, files, args)
+                # The bundled story: one seller lists the three photos, then another seller
+                # lists a stolen copy of one of them (resized, re-encoded, metadata gone).
+                originals = [f for f in files if not pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
+                copies = [f for f in files if pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
+                rows = _run_checks(target, originals, argparse.Namespace(**{**vars(args), "seller_id": DEMO_SELLER}))
+                rows += _run_checks(target, copies, argparse.Namespace(**{**vars(args), "seller_id": DEMO_OTHER_SELLER}))
+                return _finish(rows, args)
+        except (ServiceExited, TimeoutError) as exc:
+            return _suite_failed("demo", exc, log_dir)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:

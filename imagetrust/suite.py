@@ -27,6 +27,10 @@ STOP_TIMEOUT_S = 30.0  # seconds a child may take to drain after SIGTERM
 BACKENDS = ("metadata", "synthesis")
 
 
+class ServiceExited(RuntimeError):
+    """A service process ended before it turned SERVING (a port in use, a bad setting, Ctrl-C)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,7 +64,7 @@ def wait_serving(port: int, proc: subprocess.Popen, timeout_s: float = READY_TIM
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"service on port {port} exited with code {proc.returncode}")
+                raise ServiceExited(f"service on port {port} exited with code {proc.returncode}")
             with contextlib.suppress(grpc.RpcError):
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:

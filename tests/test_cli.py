@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 import sys
 
 import pytest
@@ -13,8 +16,9 @@ from tests.conftest import REPO, SAMPLES
 CLI = [sys.executable, "-m", "imagetrust.cli"]
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 @pytest.fixture
@@ -111,8 +115,6 @@ def _copies(tmp_path, n: int) -> list[str]:
 
 
 def test_ctrl_c_during_a_check_of_many_files_stops_at_once_without_a_traceback(gateway, tmp_path) -> None:
-    import signal
-
     files = _copies(tmp_path, 200)
     proc = subprocess.Popen([*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -148,3 +150,27 @@ def test_serve_with_a_bad_setting_says_which_in_one_line() -> None:
     result = run_cli("serve", "gateway", "--port", "0", "--metrics-port", "-1", "--log-format", "bogus")
     assert result.returncode == 2
     assert result.stderr.strip() == "imagetrust serve gateway: invalid setting: log_format must be json or text"
+
+
+def test_demo_whose_services_do_not_come_up_says_so_in_one_line() -> None:
+    result = run_cli("demo", env={"IMAGETRUST_LOG_FORMAT": "bogus"})  # every service refuses to start
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("imagetrust demo: service on port ") and "before it was ready (see its log in " in last
+
+
+def test_ctrl_c_while_the_demo_starts_stops_the_services_without_a_traceback(tmp_path) -> None:
+    log_dir = tmp_path / "logs"
+    # A session of its own: the signal goes to the whole process group, as a terminal's Ctrl-C does.
+    proc = subprocess.Popen([*CLI, "demo", "--log-dir", str(log_dir)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (log_dir / "synthesis.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "imagetrust: interrupted"
+    assert out == ""
