@@ -2,12 +2,12 @@
 
     from imagetrust.client import Client
     with Client("localhost:50051") as client:
-        verdict = client.check(open("photo.jpg", "rb").read(), seller_id="s-1", listing_id="l-9")
+        verdict = client.check("photo.jpg", seller_id="s-1", listing_id="l-9")  # a path or bytes
         print(verdict.decision, verdict.risk, [r.code for r in verdict.reasons])
 
 Production (TLS, mTLS, an API key, settings from the environment):
 
-    client = Client.from_env()   # IMAGETRUST_GATEWAY, IMAGETRUST_API_KEY, IMAGETRUST_TLS_CA, ...
+    client = Client.from_env()   # IMAGETRUST_GATEWAY, IMAGETRUST_API_KEY, IMAGETRUST_CLIENT_TLS_CA, ...
 
 Every call has a deadline (default 10 s). Calls are retried by the channel on UNAVAILABLE
 only (the gateway was not reached or went away), up to `max_attempts` in total and within

@@ -146,6 +146,17 @@ def test_every_imagetrust_variable_in_the_docs_exists():
     assert not unknown, f"IMAGETRUST_* names in the docs that neither a server nor the SDK reads: {unknown}"
 
 
+def test_every_imagetrust_variable_in_the_sdk_docstring_is_one_it_reads():
+    """The SDK's module docstring is its first doc; a name settings_from_env does not read
+    (the servers' IMAGETRUST_TLS_* instead of IMAGETRUST_CLIENT_TLS_*) silently means plaintext."""
+    from imagetrust import client
+
+    named = set(ENV_RE.findall(client.__doc__))
+    assert "IMAGETRUST_GATEWAY" in named
+    ignored = sorted(name for name in named if client.settings_from_env({name: "1"}) == client.settings_from_env({}))
+    assert not ignored, f"IMAGETRUST_* names in imagetrust/client.py's docstring that the SDK ignores: {ignored}"
+
+
 def test_metrics_named_in_docs_and_manifests_exist_with_those_labels():
     metrics = exported_metrics()
     problems = []
