@@ -66,9 +66,6 @@ def channel_options(max_attempts: int = DEFAULT_MAX_ATTEMPTS, server_name: str =
     return options
 
 
-_OPTIONS = channel_options()  # kept for callers of the first SDK version
-
-
 def _pem(value: str | bytes | os.PathLike | None) -> bytes | None:
     """PEM bytes from bytes, or from a file path; None for empty."""
     if not value:
