@@ -18,6 +18,7 @@ listing twice records one sighting). docs/gateway.md documents the SDK for platf
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -153,8 +154,17 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict:
         "tls_key": env.get("IMAGETRUST_CLIENT_TLS_KEY") or None,
         "tls_server_name": env.get("IMAGETRUST_CLIENT_TLS_SERVER_NAME", ""),
     }
-    if env.get("IMAGETRUST_CLIENT_TIMEOUT_S"):
-        settings["timeout"] = float(env["IMAGETRUST_CLIENT_TIMEOUT_S"])
+    raw_timeout = env.get("IMAGETRUST_CLIENT_TIMEOUT_S")
+    if raw_timeout:
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            timeout = math.nan
+        # Name the variable: a bare float() error does not say which setting is wrong, and a
+        # default deadline of 0 s or less fails every call.
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"IMAGETRUST_CLIENT_TIMEOUT_S: expected seconds above 0, got {raw_timeout!r}")
+        settings["timeout"] = timeout
     return settings
 
 

@@ -67,3 +67,9 @@ def test_cli_check_uses_the_sdk(gateway_module, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["file"] for r in rows] == files
     assert all(r["decision"] in ("ALLOW", "REVIEW", "BLOCK") and r["policy_version"] == "2026-11.1" for r in rows)
+
+
+@pytest.mark.parametrize("raw", ["10s", "0", "-1", "inf"])
+def test_a_bad_client_timeout_in_the_environment_names_the_variable(raw):
+    with pytest.raises(ValueError, match=f"IMAGETRUST_CLIENT_TIMEOUT_S: expected seconds above 0, got '{raw}'"):
+        settings_from_env({"IMAGETRUST_CLIENT_TIMEOUT_S": raw})
