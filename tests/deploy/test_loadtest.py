@@ -106,3 +106,17 @@ def test_gateway_round_robins_over_a_multi_address_target(server_factory):
     served = [_detect_ok(r) for r in replicas]
     assert sum(served) == calls
     assert all(n >= calls // 4 for n in served), f"calls not spread: {served}"
+
+
+def test_a_ghz_config_runs_before_its_data_is_generated(server_factory, tmp_path):
+    """docs/sre.md runs `python -m bench.bench_loadgen --ghz-config ...` on its own, before
+    run.sh has written deploy/loadtest/data/: it must use the samples, not fail."""
+    from bench import bench_loadgen
+
+    gateway = server_factory("gateway", synthesis_addr="127.0.0.1:1", metadata_addr="127.0.0.1:1")
+    config = {**_read(LOADTEST / "check-const-c16.json"), "binary-file": "deploy/loadtest/data/not-generated.bin",
+              "duration": "1s", "concurrency": 2, "skip-first": 0}
+    path = tmp_path / "check-not-generated.json"
+    path.write_text(json.dumps(config))
+    assert not (REPO / config["binary-file"]).exists()
+    assert bench_loadgen.main(["--ghz-config", str(path), "--target", gateway.address]) == 0
