@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from imagetrust.client import Client, build_request
-from imagetrust.suite import stop_processes, wait_serving
+from imagetrust.suite import free_port, stop_processes, wait_serving
 from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,12 +46,6 @@ TARGET_RATIO = 1.1  # gateway p50 <= this x slowest backend p50 ...
 TARGET_SLACK_MS = 2.0  # ... + this many ms
 LOAD_CALLERS = 8  # concurrent Check loops during the kill/restart
 CALL_TIMEOUT_S = 10.0  # seconds per call in the benchmark
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -73,7 +66,7 @@ def _sim_synthesis(port: int, env: dict[str, str]) -> subprocess.Popen:
 @contextlib.contextmanager
 def suite(sim: bool, tmp: str) -> Iterator[dict]:
     env = {**os.environ, "IMAGETRUST_REGISTRY_PATH": os.path.join(tmp, "registry.sqlite3"), "IMAGETRUST_LOG_FORMAT": "text"}
-    ports = {name: _free_port() for name in ("metadata", "synthesis", "gateway")}
+    ports = {name: free_port() for name in ("metadata", "synthesis", "gateway")}
     procs: dict[str, subprocess.Popen] = {}
     try:
         procs["metadata"] = _service("metadata", ports["metadata"], env)

@@ -29,7 +29,6 @@ import hashlib
 import os
 import pathlib
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import time
 import numpy as np
 import redis
 
+from bench.redis_local import free_port
 from services.metadata import fingerprints as fp
 from services.metadata.fingerprints import Fingerprints
 from services.metadata.registry import bands
@@ -57,17 +57,11 @@ SEED = 6
 T0 = 1_700_000_000  # seconds since the epoch: the synthetic sightings' times
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_redis(workdir: str) -> tuple[subprocess.Popen, int]:
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("redis-server is required: apt-get install redis-server")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port)

@@ -33,7 +33,6 @@ import asyncio
 import io
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,10 +41,10 @@ import urllib.request
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from imagetrust.suite import ServiceExited, free_port, wait_serving
 from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
 from services.synthesis import DEFAULT_MODEL_PATH
 
@@ -60,12 +59,6 @@ DEFAULT_BATCH = 64  # model inputs, the service's default max_batch_size
 SPLIT_HISTOGRAMS = {"prepare": "imagetrust_synthesis_prepare_seconds",
                     "batcher": "imagetrust_synthesis_batcher_request_seconds",
                     "pass": "imagetrust_synthesis_compute_seconds"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _image(size: int) -> bytes:
@@ -95,7 +88,7 @@ def make_checkpoint(arch: str, directory: pathlib.Path, paper: bool = False) -> 
 class Server:
     def __init__(self, model_path: pathlib.Path, max_batch_size: int, delay_ms: float, threads: int,
                  dynamic: bool = True, precision: str = "auto") -> None:
-        self.port, self.metrics_port = _free_port(), _free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         cmd = [
             sys.executable, "-m", "services.synthesis", "--host", "127.0.0.1", "--port", str(self.port),
             "--metrics-port", str(self.metrics_port), "--model-path", str(model_path),
@@ -105,24 +98,10 @@ class Server:
             "--precision", precision,
         ]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_serving()
-
-    def _wait_serving(self) -> None:
-        channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        stub = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
-            try:
-                r = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    channel.close()
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not turn SERVING in time")
+        try:
+            wait_serving(self.port, self.proc, START_TIMEOUT_S)
+        except ServiceExited as exc:
+            raise RuntimeError(f"{exc}: {self.proc.stderr.read().decode()[-2000:]}") from None
 
     def scrape(self) -> tuple[tuple[float, float, float], dict[str, list[tuple[float, float]]]]:
         """One read of /metrics: (batches, inputs, compute seconds) so far, and the cumulative
