@@ -127,10 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     exiftool = shutil.which("exiftool")
     if exiftool is None:
         sys.exit("exiftool is required: apt-get install libimage-exiftool-perl")
+    files = corpus_files()  # first: a missing corpus is a one-line exit, not the warm-up's traceback
     # Warm imports and lazily loaded tables once, outside the timings.
     analyze(CORPUS.joinpath("jpg", "Canon_40D.jpg").read_bytes(), MAX_BYTES, MAX_PIXELS)
     print(f"bench_metadata: repeat={args.repeat} (best of), single thread, bytes in memory for ours")
-    compare("exif-samples corpus", exiftool, corpus_files(), args.repeat)
+    compare("exif-samples corpus", exiftool, files, args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         compare("12 MP phone JPEGs", exiftool, phone_jpegs(pathlib.Path(tmp), args.phone_files), args.repeat)
 
