@@ -34,7 +34,6 @@ import time
 import tomllib
 from collections.abc import Iterator
 
-import grpc
 from grpc import aio
 
 from imagetrust.suite import Ports, running_suite
