@@ -46,9 +46,9 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # bytes; the servers' default limit
 DEFAULT_LEVELS = (1, 4, 16)  # concurrency levels compared side by side
 DEFAULT_DURATION_S = 10.0  # seconds per level
 QUICK_DURATION_S = 3.0  # seconds per level with --quick
-QUICK_LEVELS = (1, 8)
+QUICK_LEVELS = (1, 8)  # concurrency levels with --quick (calls in flight)
 DEFAULT_TIMEOUT_S = 10.0  # seconds per call, as ghz's default 20 s is too lax for a 3 s budget
-PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
+PERCENTILES = (10, 25, 50, 75, 90, 95, 99)  # percent, the latency distribution ghz prints
 
 
 @dataclasses.dataclass(frozen=True)

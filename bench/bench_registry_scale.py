@@ -53,7 +53,7 @@ QUICK_QUERIES = 300  # timed lookups per kind (--quick)
 SCAN_REPEATS = 3  # full reads of the store for the linear-scan baseline (a)
 FLIPS = 4  # bits flipped in near-duplicate queries (typical of a re-encoded copy)
 MEMORY_SAMPLES = 300  # keys per structure sampled with MEMORY USAGE
-SEED = 6
+SEED = 6  # numpy seed of the synthetic hashes, digests and queries (the same data every run)
 T0 = 1_700_000_000  # seconds since the epoch: the synthetic sightings' times
 
 

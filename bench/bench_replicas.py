@@ -30,10 +30,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.bench_loadgen import LoadSpec, Result, default_payloads, print_comparison, run_load
 from imagetrust.suite import STOP_TIMEOUT_S, free_port, wait_serving
 
-REPLICA_COUNTS = (1, 2, 3)
+REPLICA_COUNTS = (1, 2, 3)  # synthesis processes behind the gateway, one run each
 CONCURRENCY = 16  # calls in flight: enough to keep 3 replicas busy
 DEFAULT_DURATION_S = 10.0  # seconds per replica count
-QUICK_DURATION_S = 3.0
+QUICK_DURATION_S = 3.0  # seconds per replica count with --quick
 METRICS_TIMEOUT_S = 5.0  # seconds to scrape a replica's /metrics
 
 
