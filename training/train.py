@@ -49,12 +49,12 @@ RECIPES: dict[str, dict] = {
     ),
     # Ours: the compact forensic net (SRM + Bayar high-pass front end) on native-resolution
     # 64 px tiles (up to 40: a 481x321 photo is covered whole; 4x cheaper per view than
-    # 128 px, so 4x more steps fit the CPU budget: a 128 px run learned nothing in 320
+    # 128 px, so 4x more steps fit the CPU budget: a 128 px run learned nothing in 240
     # steps, see docs/training.md) plus the global view, soft targets from the tampered fraction, fresh
     # composites every epoch, a second JPEG generation and flips as augmentation; AdamW with
-    # a cosine schedule. Budgeted for ~45 min on a 2-core CPU (see docs/training.md).
+    # a cosine schedule. All 40 epochs took 13.6 min on a 2-core CPU (docs/model-card.md).
     # Generator "train" (segment pastes): "diverse" (more methods and post-processing) was
-    # measured at the same budget and did not generalise better to the held-out forger.
+    # measured with a longer (24 min) budget and did not generalise better to the held-out forger.
     "ours": dict(
         arch="forensic", arch_kwargs={}, input_size=64, tile_size=64, max_tiles=40, global_p=0.1, target="soft",
         epochs=40, batch_size=64, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",

@@ -12,8 +12,9 @@ i.e. how much SPLICE EVIDENCE the view holds. A view with >= 5 % of its pixels p
 slivers fall off linearly (1 %: 0.2), the regression-style score of the bank lab's
 article. A tile the paste does not reach gets 0, and so does a tile lying wholly INSIDE a
 large pasted object: on its own it is an authentic-looking piece of another photo, and
-labelling it 1 taught the first (128 px, f-only target) run nothing in 320 steps (label
-noise); the image score is the top tiles' mean, so boundary tiles carry the decision.
+labelling it 1 taught the first (128 px, f-only target) run nothing in 240 steps (label
+noise); the image score comes from the top tiles (the rule calibration picks; max for the
+shipped model), so boundary tiles carry the decision.
 Composite tiles are centred on the paste BOUNDARY (with jitter) most of the time.
 """
 
