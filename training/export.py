@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("checkpoint", type=pathlib.Path)
     p.add_argument("--to", type=pathlib.Path, default=DEFAULT_MODEL_PATH, help="destination (default: the service's)")
     args = p.parse_args(argv)
-    export(args.checkpoint, args.to)
+    try:
+        export(args.checkpoint, args.to)
+    except (CheckpointError, OSError) as exc:  # check() states the reason; nothing was installed
+        # The first line: torch's unpickling errors append a paragraph of advice.
+        raise SystemExit(f"[export] not exported: {str(exc).splitlines()[0]}") from None
 
 
 if __name__ == "__main__":
