@@ -73,6 +73,12 @@ def find_images(paths: list[str]) -> list[pathlib.Path]:
 
 
 def write_data(images: list[pathlib.Path], out: pathlib.Path) -> list[pathlib.Path]:
+    # <stem>.bin: photo.jpg and photo.png (or a/x.jpg and b/x.jpg, or mixed.jpg) would
+    # overwrite each other's file, so refuse them before writing anything.
+    names = [f"{path.stem}.bin" for path in images]
+    clashes = sorted({name for name in names if names.count(name) > 1 or name == MIXED_NAME})
+    if clashes:
+        raise SystemExit(f"images that would share an output file (rename one): {', '.join(clashes)}")
     out.mkdir(parents=True, exist_ok=True)
     requests = [check_request(path, i) for i, path in enumerate(images)]
     written = []

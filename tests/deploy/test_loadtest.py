@@ -10,6 +10,7 @@ import sys
 import tomllib
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.bench_loadgen import LoadSpec, load_payloads, parse_duration_s, run_load, specs_from_ghz
@@ -120,3 +121,14 @@ def test_a_ghz_config_runs_before_its_data_is_generated(server_factory, tmp_path
     path.write_text(json.dumps(config))
     assert not (REPO / config["binary-file"]).exists()
     assert bench_loadgen.main(["--ghz-config", str(path), "--target", gateway.address]) == 0
+
+
+def test_images_that_would_overwrite_each_others_data_are_refused(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("photo.jpg", "photo.png", "mixed.jpg", "other.jpg"):
+        (photos / name).write_bytes((SAMPLES / "sns_resave.jpg").read_bytes())
+    out = tmp_path / "data"
+    with pytest.raises(SystemExit, match=r"share an output file \(rename one\): mixed\.bin, photo\.bin$"):
+        make_data.write_data(make_data.find_images([str(photos)]), out)
+    assert not out.exists()
