@@ -153,7 +153,10 @@ async def run_load(target: str, payloads: list[bytes], spec: LoadSpec) -> Result
     sent = 0
     try:
         for ch in channels:
-            await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
+            try:
+                await asyncio.wait_for(ch.channel_ready(), timeout=spec.timeout_s)
+            except TimeoutError:  # bare, it said nothing about what was not reached
+                raise ConnectionError(f"{target} not reachable within {spec.timeout_s:g} s") from None
         start = time.perf_counter()
         deadline = start + spec.duration_s
 
@@ -326,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         target = args.target or stack.enter_context(local_suite())
         print(f"target: {target}\n", flush=True)
-        rows = asyncio.run(_run_levels(target, payloads, levels))
+        try:
+            rows = asyncio.run(_run_levels(target, payloads, levels))
+        except ConnectionError as exc:
+            raise SystemExit(f"bench_loadgen: {exc}") from None
     print_comparison(rows, rows[0][1])
     return 0 if all(r.ok for _, r in rows) else 1
 

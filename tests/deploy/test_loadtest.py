@@ -132,3 +132,11 @@ def test_images_that_would_overwrite_each_others_data_are_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"share an output file \(rename one\): mixed\.bin, photo\.bin$"):
         make_data.write_data(make_data.find_images([str(photos)]), out)
     assert not out.exists()
+
+
+def test_an_unreachable_target_is_named_in_the_error():
+    from tests.conftest import free_port
+
+    target = f"127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match=rf"^{target} not reachable within 0.5 s$"):
+        asyncio.run(run_load(target, [b""], LoadSpec(concurrency=1, duration_s=0.1, timeout_s=0.5)))
