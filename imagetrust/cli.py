@@ -26,7 +26,7 @@ EXIT_BROKEN_PIPE = 141  # exit code when stdout closes early: 128 + SIGPIPE, lik
 def _cmd_serve(args: argparse.Namespace) -> int:
     from services.common import config as config_mod
     from services.common import logging as logging_mod
-    from services.common.server import ServerRuntime
+    from services.common.server import ServerRuntime, StartupError
     from services.registry import SERVICES, build
 
     try:
@@ -36,7 +36,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logging_mod.configure(args.service, config.log_level, config.log_format)
     runtime = ServerRuntime(build(args.service, config), config)
-    asyncio.run(runtime.serve_until_signal())
+    try:
+        asyncio.run(runtime.serve_until_signal())
+    except StartupError:
+        return 1  # the reason is logged, in the configured format
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import sys
@@ -150,6 +151,38 @@ def test_serve_with_a_bad_setting_says_which_in_one_line() -> None:
     result = run_cli("serve", "gateway", "--port", "0", "--metrics-port", "-1", "--log-format", "bogus")
     assert result.returncode == 2
     assert result.stderr.strip() == "imagetrust serve gateway: invalid setting: log_format must be json or text"
+
+
+def _startup_failure(result: subprocess.CompletedProcess) -> dict:
+    """The one ERROR line a service that cannot start logs (JSON, like all its lines)."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr
+    # grpc's C core prints its own bind error line before ours; every line of ours is JSON.
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    errors = [e for e in entries if e["level"] == "ERROR"]
+    assert len(errors) == 1, entries
+    return errors[0]
+
+
+def test_serve_on_a_port_in_use_logs_one_error_line_and_exits_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "metadata", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1",
+                         timeout=60)
+    error = _startup_failure(result)
+    assert error["msg"].startswith(f"metadata failed to start: cannot bind the gRPC port 127.0.0.1:{port}")
+    assert error["error"] == "OSError"
+
+
+def test_serve_with_a_missing_model_logs_one_error_line_and_exits_1(tmp_path) -> None:
+    missing = tmp_path / "nope.pt"
+    result = run_cli("serve", "synthesis", "--port", "0", "--metrics-port", "-1", timeout=120,
+                     env={"IMAGETRUST_MODEL_PATH": str(missing)})
+    error = _startup_failure(result)
+    assert error["msg"] == (f"synthesis failed to start: synthesis model_path {missing} does not exist "
+                            "(unset it to use the default model)")
 
 
 def test_demo_whose_services_do_not_come_up_says_so_in_one_line() -> None:

@@ -40,10 +40,12 @@ def _parse(raw: str, typ: Any, name: str) -> Any:
         if lowered in ("0", "false", "no", "off", ""):
             return False
         raise ValueError(f"{env_name(name)}: expected a boolean, got {raw!r}")
-    if typ is int:
-        return int(raw)
-    if typ is float:
-        return float(raw)
+    if typ in (int, float):
+        try:
+            return typ(raw)
+        except ValueError:  # int()'s own message names neither the setting nor the type
+            raise ValueError(f"{env_name(name)}: expected {'an integer' if typ is int else 'a number'}, "
+                             f"got {raw!r}") from None
     if typ is str:
         return raw
     if origin is tuple:

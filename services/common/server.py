@@ -82,6 +82,10 @@ def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
                             config.tls_reload_interval_s).credentials()
 
 
+class StartupError(Exception):
+    """The service could not start; the reason is already logged."""
+
+
 class ServerRuntime:
     def __init__(self, service: Service, config: ServerConfig) -> None:
         self.service = service
@@ -111,12 +115,15 @@ class ServerRuntime:
         self.server = self._configure_server()
         address = f"{self.config.host}:{self.config.port}"
         credentials = _server_credentials(self.config)
-        if credentials is None:
-            self.port = self.server.add_insecure_port(address)
-        else:
-            self.port = self.server.add_secure_port(address, credentials)
-        if self.port == 0:
-            raise OSError(f"cannot bind {address}")
+        try:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
+        except RuntimeError as exc:  # grpcio raises "Failed to bind to address ..." (a port in use)
+            raise OSError(f"cannot bind the gRPC port {address}: {exc}") from None
+        if self.port == 0:  # older grpcio returned 0 instead of raising
+            raise OSError(f"cannot bind the gRPC port {address}")
         if self.config.metrics_port >= 0:
             self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
         await self.health.set_all(False)
@@ -147,6 +154,14 @@ class ServerRuntime:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        try:
+            await self.start()
+        except Exception as exc:  # noqa: BLE001 - every failure to start ends the process alike
+            # One line in the service's log format, so a crash-looping pod's logs say why
+            # (port in use, model or registry unusable) instead of ending in a traceback;
+            # then release what did start, so the loop closes without "Event loop is closed".
+            log.error("%s failed to start: %s", self.service.name, exc, extra={"error": type(exc).__name__})
+            await self.stop(0)
+            raise StartupError(f"{self.service.name} failed to start: {exc}") from exc
         await stop.wait()
         await self.stop()

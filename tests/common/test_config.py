@@ -42,6 +42,11 @@ def test_configs_are_frozen_and_validated() -> None:
         cfg._parse("maybe", bool, "flag")
     with pytest.raises(ValueError, match="log_format"):
         cfg.load(cfg.ServerConfig, {"IMAGETRUST_LOG_FORMAT": "xml"})
+    # A number that does not parse names the variable (int()'s own message names neither).
+    with pytest.raises(ValueError, match=r"^IMAGETRUST_PORT: expected an integer, got 'abc'$"):
+        cfg.load(cfg.ServerConfig, {"IMAGETRUST_PORT": "abc"})
+    with pytest.raises(ValueError, match=r"^IMAGETRUST_GRACE_S: expected a number, got '5s'$"):
+        cfg.load(cfg.ServerConfig, {"IMAGETRUST_GRACE_S": "5s"})
     with pytest.raises(ValueError, match="tls_cert and tls_key"):
         cfg.load(cfg.ServerConfig, {"IMAGETRUST_TLS_CERT": "/x.pem"})
 
