@@ -49,3 +49,4 @@ class GatewayService(Service):
     async def close(self) -> None:
         if self.checker.backends is not None:
             await self.checker.backends.close()
+        self.checker.close()
