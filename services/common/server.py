@@ -27,6 +27,21 @@ from services.common.tls import CertificateFiles
 
 log = logging.getLogger("imagetrust.server")
 
+# Seconds stop() waits for gRPC's own call tasks once the server has stopped. A call that
+# ended during the drain (a client going away, a health Watch cut by the stop) still has a
+# task that finishes a loop iteration or two after the server reports it stopped; asyncio.run
+# cancels whatever is pending when serve_until_signal returns, and gRPC logs each such task
+# as an ERROR with a traceback. They take milliseconds; the bound is for a task that never ends.
+SETTLE_S = 1.0
+
+
+async def _settle_call_tasks() -> None:
+    """Waits (at most SETTLE_S) for the loop's other tasks: after the server and the service
+    have stopped, those are gRPC's call tasks finishing."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    if others:
+        await asyncio.wait(others, timeout=SETTLE_S)
+
 
 class Service(abc.ABC):
     """What a service provides to the runtime."""
@@ -145,6 +160,7 @@ class ServerRuntime:
             await self.server.stop(grace_s)
         await self.service.close()
         self.metrics.close()
+        await _settle_call_tasks()
         self._stopped.set()
         log.info("%s stopped", self.service.name)
 

@@ -80,3 +80,60 @@ def test_sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+WATCHERS = 20  # health Watch streams open when the drain starts (a gateway holds one per backend)
+CANCEL_GAP_S = 0.005  # seconds between the watchers going away, while the server drains
+
+
+def _watch_then_leave(port: int, draining: threading.Event, ready: threading.Event) -> None:
+    """Opens WATCHERS Watch streams, then cancels them one by one once the drain began."""
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(WATCHERS)]
+    try:
+        watches = [health_pb2_grpc.HealthStub(c).Watch(health_pb2.HealthCheckRequest()) for c in channels]
+        for watch in watches:
+            next(watch)  # SERVING
+        ready.set()
+        next(watches[0])  # NOT_SERVING: the server is draining, held open by these streams
+        draining.set()
+        for watch in watches:
+            time.sleep(CANCEL_GAP_S)
+            watch.cancel()
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def test_stop_leaves_no_call_task_for_the_loop_teardown_to_cancel(caplog) -> None:
+    """When stop() returned, the calls that ended during the drain could still have a gRPC task
+    waiting one loop iteration for its end; asyncio.run (what `imagetrust serve` runs
+    serve_until_signal in) then cancelled it, and gRPC logged each as an ERROR "Exception not
+    handled by _handle_exceptions" with a traceback, plus the traceback again as raw stderr
+    lines (1 shutdown in 4 of a metadata server whose gateway went away with it)."""
+    import asyncio
+    import logging
+
+    from services.common.config import ServerConfig, load
+    from services.common.server import ServerRuntime
+    from tests.common.echo_service import EchoService
+
+    config = load(ServerConfig, {}, host="127.0.0.1", port=0, metrics_port=-1, log_format="text", grace_s=GRACE_S)
+
+    async def serve_then_stop() -> list:
+        runtime = ServerRuntime(EchoService(), config)
+        await runtime.start()
+        ready, draining = threading.Event(), threading.Event()
+        client = threading.Thread(target=_watch_then_leave, args=(runtime.port, draining, ready))
+        client.start()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, ready.wait, GRACE_S)
+        await runtime.stop()  # waits for the watchers: they are calls in flight
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await loop.run_in_executor(None, client.join, GRACE_S)
+        return left
+
+    with caplog.at_level(logging.ERROR):
+        left = asyncio.run(serve_then_stop())
+    assert left == [], f"tasks pending when stop() returned (since finished): {left}"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from services.common import config as config_mod
+from services.common.server import SETTLE_S
 from services.registry import SERVICES
 
 from .manifests import containers, named, of_kind, render, workloads
@@ -102,7 +103,7 @@ def test_drain_fits_in_the_termination_grace_period(docs, name):
     pre_stop_s = c["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop_s >= 3, "endpoints need a few seconds to drop the pod"
     grace_s = float(_config_of(docs, name).get("IMAGETRUST_GRACE_S", config_mod.ServerConfig.grace_s))
-    assert pod["terminationGracePeriodSeconds"] > pre_stop_s + grace_s
+    assert pod["terminationGracePeriodSeconds"] > pre_stop_s + grace_s + SETTLE_S
 
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)
