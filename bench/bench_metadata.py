@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import pathlib
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ NOT_IMAGES = {"README", "README.md", "README.rst", "dump"}
 MAX_BYTES = 64 << 20  # bytes
 MAX_PIXELS = 120_000_000  # pixels
 PHONE_SIZE = (4032, 3024)  # pixels: a 12 MP phone photo
+THUMB_SIZE = (160, 120)  # pixels: the EXIF thumbnail phones write for 4:3 photos
 DEFAULT_BUDGET = PixelBudget(4_000_000, 24_000_000)  # the service defaults (MetadataConfig)
 NO_PIXEL_CHECKS = PixelBudget(0, 0)
 
@@ -45,8 +48,28 @@ def corpus_files() -> list[pathlib.Path]:
     return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name not in NOT_IMAGES)
 
 
+def with_thumbnail(exif: bytes, thumb: bytes) -> bytes:
+    """Pillow's EXIF ("Exif\\0\\0" + TIFF) with an IFD1 JPEG thumbnail chained after IFD0, as
+    every phone writes one; Pillow's writer cannot."""
+    tiff = bytearray(exif[6:])
+    order = {b"II": "<", b"MM": ">"}[bytes(tiff[:2])]
+    ifd0 = struct.unpack_from(order + "I", tiff, 4)[0]
+    entries = struct.unpack_from(order + "H", tiff, ifd0)[0]
+    ifd1 = len(tiff) + len(tiff) % 2  # IFDs start on a word boundary
+    tiff += b"\0" * (ifd1 - len(tiff))
+    struct.pack_into(order + "I", tiff, ifd0 + 2 + 12 * entries, ifd1)  # IFD0's next-IFD link
+    thumb_at = ifd1 + 2 + 3 * 12 + 4
+    tiff += struct.pack(order + "H", 3)
+    tiff += struct.pack(order + "HHIHH", 0x0103, 3, 1, 6, 0)  # Compression: 6 = JPEG thumbnail
+    tiff += struct.pack(order + "HHII", 0x0201, 4, 1, thumb_at)  # JPEGInterchangeFormat (offset)
+    tiff += struct.pack(order + "HHII", 0x0202, 4, 1, len(thumb))  # JPEGInterchangeFormatLength
+    tiff += struct.pack(order + "I", 0) + thumb  # no IFD2
+    return exif[:6] + bytes(tiff)
+
+
 def phone_jpegs(directory: pathlib.Path, count: int) -> list[pathlib.Path]:
-    """12 MP JPEGs with phone EXIF (make, model, dates, sizes, GPS, unique id)."""
+    """12 MP JPEGs with phone EXIF (make, model, dates, sizes, GPS, unique id) and an EXIF
+    thumbnail, as phones write them (the thumbnail comparison decodes the photo at 1/8)."""
     rng = np.random.default_rng(0)
     w, h = PHONE_SIZE
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -67,8 +90,11 @@ def phone_jpegs(directory: pathlib.Path, count: int) -> list[pathlib.Path]:
         sub[0xA002], sub[0xA003], sub[0xA420] = w, h, f"{i:032x}"
         sub[0x829A], sub[0x829D] = 0.01, 1.8
         exif.get_ifd(0x8825).update({1: "N", 2: (37.0, 33.0, 0.0), 3: "E", 4: (126.0, 58.0, 0.0)})
+        if i % 4 == 0:
+            thumb = io.BytesIO()
+            img.resize(THUMB_SIZE, Image.Resampling.BOX).save(thumb, "JPEG", quality=80)
         path = directory / f"phone_{i:03d}.jpg"
-        img.save(path, "JPEG", quality=92, exif=exif)
+        img.save(path, "JPEG", quality=92, exif=with_thumbnail(exif.tobytes(), thumb.getvalue()))
         paths.append(path)
     return paths
 
