@@ -185,6 +185,25 @@ def test_serve_with_a_missing_model_logs_one_error_line_and_exits_1(tmp_path) ->
                             "(unset it to use the default model)")
 
 
+def test_serve_gateway_with_a_bad_policy_logs_one_error_line_and_exits_1(tmp_path) -> None:
+    """The policy is read when the gateway is built, before the runtime starts: a typo in it
+    (docs/gateway.md) must end like any failed start, not in a traceback."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((REPO / "services" / "gateway" / "policy.yaml").read_text().replace("\nthresholds:", "\nthreshholds:", 1))
+    result = run_cli("serve", "gateway", "--port", "0", "--metrics-port", "-1", env={"IMAGETRUST_POLICY_PATH": str(policy)})
+    error = _startup_failure(result)
+    assert error["msg"].startswith(f"gateway failed to start: policy {policy}: policy: unknown key(s) ['threshholds']")
+    assert error["error"] == "PolicyError"
+
+
+def test_serve_gateway_with_a_missing_api_keys_file_logs_one_error_line_and_exits_1(tmp_path) -> None:
+    missing = tmp_path / "api-keys"
+    result = run_cli("serve", "gateway", "--port", "0", "--metrics-port", "-1", env={"IMAGETRUST_API_KEYS_FILE": str(missing)})
+    error = _startup_failure(result)
+    assert error["msg"].startswith("gateway failed to start: ") and str(missing) in error["msg"]
+    assert error["error"] == "FileNotFoundError"
+
+
 def test_demo_whose_services_do_not_come_up_says_so_in_one_line() -> None:
     result = run_cli("demo", env={"IMAGETRUST_LOG_FORMAT": "bogus"})  # every service refuses to start
     assert result.returncode == 1
