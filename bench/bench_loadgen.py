@@ -3,7 +3,7 @@
 ghz cannot be installed on the CI machines, so this drives the same scenarios: the same
 binary request data (deploy/loadtest/make_data.py) and the same config files
 (deploy/loadtest/*.json|toml: concurrency, connections, rps, duration, timeout,
-skip-first, load-schedule const|step), and prints a ghz-like summary (count, RPS,
+skipFirst, load-schedule const|step), and prints a ghz-like summary (count, RPS,
 latency distribution, status code distribution).
 
     python -m bench.bench_loadgen                    # local suite, c = 1, 4, 16 side by side
@@ -60,7 +60,7 @@ class LoadSpec:
     rps: float = 0.0  # total rate limit, calls per second; 0: as fast as possible (ghz --rps)
     connections: int = 1  # gRPC channels the workers share (ghz --connections)
     timeout_s: float = DEFAULT_TIMEOUT_S  # per-call deadline (ghz -t)
-    skip_first: int = 0  # calls left out of the statistics, warm-up (ghz --skip-first)
+    skip_first: int = 0  # calls left out of the statistics, warm-up (ghz --skipFirst)
 
 
 @dataclasses.dataclass
@@ -246,7 +246,7 @@ def specs_from_ghz(config: dict) -> list[LoadSpec]:
         rps=float(config.get("rps", 0)),
         connections=int(config.get("connections", 1)),
         timeout_s=parse_duration_s(config.get("timeout", "20s")),
-        skip_first=int(config.get("skip-first", 0)),
+        skip_first=int(config.get("skipFirst", 0)),
     )
     schedule = config.get("load-schedule", "const")
     if schedule == "const":
