@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="random --arch checkpoint with the paper's preprocessing: the global view only (1 input per image)")
     p.add_argument("--size", type=int, default=512, help="edge of the square JPEG sent, px")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="max_batch_size of both batching modes (model inputs)")
-    p.add_argument("--seconds", type=float, default=0, help="seconds per level (default 8, quick 3)")
+    p.add_argument("--seconds", type=float, default=0, help="seconds per level (default 8, quick 2.5)")
     p.add_argument("--no-per-input", action="store_true", help="skip the per-input reference mode (slow models)")
     # 1: on the 2-core shared VM, a second intra-op thread fights the decode threads and
     # the neighbours; on a real CPU pod pass 0 (all cores of its limit).
