@@ -296,22 +296,37 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ghz-config", type=pathlib.Path, help="run a deploy/loadtest ghz config")
     parser.add_argument("--data", type=pathlib.Path, nargs="*", help=".bin request files or images (default: imagetrust/samples)")
     parser.add_argument("--concurrency", type=int, nargs="*", help=f"levels to compare (default {DEFAULT_LEVELS})")
-    parser.add_argument("--rps", type=float, default=0.0, help="rate limit per level (0: none)")
-    parser.add_argument("--duration", type=float, help=f"seconds per level (default {DEFAULT_DURATION_S})")
-    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--rps", type=float, help="rate limit per level (default 0: none)")
+    parser.add_argument("--duration", type=float,
+                        help=f"seconds per level (default {DEFAULT_DURATION_S}; with --ghz-config, overrides its duration)")
+    parser.add_argument("--connections", type=int, help="channels to the target (default 1)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_DURATION_S:.0f} s per level, levels {QUICK_LEVELS}")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     if args.ghz_config is not None:
+        # As with ghz, flags override the config file: --duration and --data. The load shape
+        # (concurrency, rate, connections) is what the config is for; taking it from flags
+        # too would silently drop one of the two, so that is refused.
+        shape = [flag for flag, value in (("--concurrency", args.concurrency), ("--rps", args.rps),
+                                          ("--connections", args.connections)) if value is not None]
+        if shape:
+            parser.error(f"{', '.join(shape)}: the load shape comes from --ghz-config; edit the config instead")
         config = read_ghz_config(args.ghz_config)
         specs = specs_from_ghz(config)
+        if args.duration is not None:
+            specs = [dataclasses.replace(s, duration_s=args.duration) for s in specs]
+        elif args.quick:
+            specs = [dataclasses.replace(s, duration_s=min(s.duration_s, QUICK_DURATION_S)) for s in specs]
         if args.quick:
-            specs = [dataclasses.replace(s, duration_s=min(s.duration_s, QUICK_DURATION_S)) for s in specs][:3]
+            specs = specs[:3]
         data = [REPO / config["binary-file"]] if "binary-file" in config else None
-        if data and not data[0].exists():
+        if args.data:
+            data = args.data
+        elif data and not data[0].exists():
             # run.sh generates it first; run alone (as docs/sre.md shows), use the requests
             # make_data.py writes by default, the bundled samples, instead of failing.
             print(f"{config['binary-file']} not generated (deploy/loadtest/make_data.py): using the bundled samples",
@@ -321,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         duration = args.duration or (QUICK_DURATION_S if args.quick else DEFAULT_DURATION_S)
         concurrency = args.concurrency or (QUICK_LEVELS if args.quick else DEFAULT_LEVELS)
-        levels = [(f"c={c}", LoadSpec(c, duration, args.rps, args.connections, skip_first=c)) for c in concurrency]
+        levels = [(f"c={c}", LoadSpec(c, duration, args.rps or 0.0, args.connections or 1, skip_first=c))
+                  for c in concurrency]
         data = args.data
     payloads = load_payloads(data) if data else default_payloads()
     print(f"load generator: {len(payloads)} request(s), {sum(map(len, payloads)) // len(payloads)} bytes on average",

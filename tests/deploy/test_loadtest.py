@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import re
 import sys
 import tomllib
 import urllib.request
@@ -165,3 +166,27 @@ def test_an_unreachable_target_is_named_in_the_error():
     target = f"127.0.0.1:{free_port()}"
     with pytest.raises(ConnectionError, match=rf"^{target} not reachable within 0.5 s$"):
         asyncio.run(run_load(target, [b""], LoadSpec(concurrency=1, duration_s=0.1, timeout_s=0.5)))
+
+
+def test_flags_override_a_ghz_config_as_with_ghz_and_the_load_shape_is_not_silently_dropped(
+        server_factory, tmp_path, capsys):
+    """--duration and --data override the config (ghz's flags do too); --concurrency, --rps
+    and --connections would fight the config's load shape, so they are refused, not ignored."""
+    from bench import bench_loadgen
+
+    gateway = server_factory("gateway", synthesis_addr="127.0.0.1:1", metadata_addr="127.0.0.1:1")
+    config = {**_read(LOADTEST / "check-const-c16.json"), "duration": "10m", "concurrency": 2, "skipFirst": 0}
+    path = tmp_path / "check-long.json"
+    path.write_text(json.dumps(config))
+    argv = ["--ghz-config", str(path), "--target", gateway.address, "--duration", "1",
+            "--data", str(SAMPLES / "sns_resave.jpg")]
+    assert bench_loadgen.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "load generator: 1 request(s)" in out  # --data, not the config's binary-file
+    total_s = float(re.search(r"Total:\s+([\d.]+) s", out).group(1))
+    assert total_s < 60  # the config's 10 minutes were overridden by --duration 1
+    for flag, value in (("--rps", "5"), ("--concurrency", "4"), ("--connections", "2")):
+        with pytest.raises(SystemExit) as info:
+            bench_loadgen.main(["--ghz-config", str(path), flag, value])
+        assert info.value.code == 2
+        assert f"{flag}: the load shape comes from --ghz-config" in capsys.readouterr().err
