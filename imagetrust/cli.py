@@ -26,7 +26,7 @@ EXIT_BROKEN_PIPE = 141  # exit code when stdout closes early: 128 + SIGPIPE, lik
 def _cmd_serve(args: argparse.Namespace) -> int:
     from services.common import config as config_mod
     from services.common import logging as logging_mod
-    from services.common.server import ServerRuntime, StartupError, log as server_log
+    from services.common.server import ServerRuntime, StartupError, log_startup_failure
     from services.registry import SERVICES, build
 
     try:
@@ -38,8 +38,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         service = build(args.service, config)
     except Exception as exc:  # noqa: BLE001 - e.g. the gateway's policy or API-keys file: a failed start
-        # The same one ERROR line as a failure inside the runtime's start (not a traceback).
-        server_log.error("%s failed to start: %s", args.service, exc, extra={"error": type(exc).__name__})
+        log_startup_failure(args.service, exc)
         return 1
     runtime = ServerRuntime(service, config)
     try:

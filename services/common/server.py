@@ -101,6 +101,12 @@ class StartupError(Exception):
     """The service could not start; the reason is already logged."""
 
 
+def log_startup_failure(name: str, exc: BaseException) -> None:
+    """One line in the service's log format, so a crash-looping pod's logs say why (port in
+    use, model, registry or policy unusable) instead of ending in a traceback."""
+    log.error("%s failed to start: %s", name, exc, extra={"error": type(exc).__name__})
+
+
 class ServerRuntime:
     def __init__(self, service: Service, config: ServerConfig) -> None:
         self.service = service
@@ -137,8 +143,6 @@ class ServerRuntime:
                 self.port = self.server.add_secure_port(address, credentials)
         except RuntimeError as exc:  # grpcio raises "Failed to bind to address ..." (a port in use)
             raise OSError(f"cannot bind the gRPC port {address}: {exc}") from None
-        if self.port == 0:  # older grpcio returned 0 instead of raising
-            raise OSError(f"cannot bind the gRPC port {address}")
         if self.config.metrics_port >= 0:
             self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
         await self.health.set_all(False)
@@ -173,11 +177,8 @@ class ServerRuntime:
         try:
             await self.start()
         except Exception as exc:  # noqa: BLE001 - every failure to start ends the process alike
-            # One line in the service's log format, so a crash-looping pod's logs say why
-            # (port in use, model or registry unusable) instead of ending in a traceback;
-            # then release what did start, so the loop closes without "Event loop is closed".
-            log.error("%s failed to start: %s", self.service.name, exc, extra={"error": type(exc).__name__})
-            await self.stop(0)
+            log_startup_failure(self.service.name, exc)
+            await self.stop(0)  # release what did start: the loop closes without "Event loop is closed"
             raise StartupError(f"{self.service.name} failed to start: {exc}") from exc
         await stop.wait()
         await self.stop()
