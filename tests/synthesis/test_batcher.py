@@ -48,6 +48,14 @@ def _inputs(value: float, n: int = 1, shape=(3, 4, 4)) -> list[torch.Tensor]:
     return [torch.full(shape, value + i) for i in range(n)]
 
 
+async def _first_pass_held(batcher: DynamicBatcher, fwd: GatedForward) -> asyncio.Future:
+    """Submits two inputs and returns once the inference thread holds them at the gate."""
+    first = asyncio.ensure_future(batcher.submit(_inputs(1.0, 2)))
+    while not fwd.entered.is_set():
+        await asyncio.sleep(0.005)
+    return first
+
+
 def test_batches_form_and_results_route_back():
     registry = CollectorRegistry()
     fwd = GatedForward()
@@ -141,9 +149,7 @@ def test_full_queue_refuses_and_expired_request_is_dropped_before_compute():
     batcher = _batcher(fwd, registry, max_batch_size=2, max_queue_delay_s=0.0, max_queue_size=4)
 
     async def main():
-        first = asyncio.ensure_future(batcher.submit(_inputs(1.0, 2)))
-        while not fwd.entered.is_set():  # the inference thread now holds the first batch
-            await asyncio.sleep(0.005)
+        first = await _first_pass_held(batcher, fwd)
         expiring = asyncio.ensure_future(batcher.submit(_inputs(50.0, 2), deadline=time.monotonic() + 0.05))
         queued = asyncio.ensure_future(batcher.submit(_inputs(7.0, 2)))
         await asyncio.sleep(0)
@@ -194,9 +200,7 @@ def test_a_cancelled_request_leaves_the_queue_at_once():
     batcher = _batcher(fwd, registry, max_batch_size=2, max_queue_delay_s=0.0, max_queue_size=6)
 
     async def main():
-        first = asyncio.ensure_future(batcher.submit(_inputs(1.0, 2)))
-        while not fwd.entered.is_set():  # the inference thread is busy with the first pass
-            await asyncio.sleep(0.005)
+        first = await _first_pass_held(batcher, fwd)
         doomed = asyncio.ensure_future(batcher.submit(_inputs(30.0, 6)))  # fills the queue
         await asyncio.sleep(0.01)
         assert batcher.depth == 6
