@@ -37,12 +37,12 @@ from collections.abc import Iterator
 from grpc import aio
 
 from imagetrust.suite import Ports, running_suite
+from imagetrust.channel import MAX_MESSAGE_BYTES
 from imagetrust.v1 import gateway_pb2
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LOADTEST = REPO / "deploy" / "loadtest"
 CHECK_METHOD = "/imagetrust.v1.ImageTrust/Check"
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # bytes; the servers' default limit
 DEFAULT_LEVELS = (1, 4, 16)  # concurrency levels compared side by side
 DEFAULT_DURATION_S = 10.0  # seconds per level
 QUICK_DURATION_S = 3.0  # seconds per level with --quick

@@ -90,7 +90,7 @@ class RunningServer:
 
 def start_server(name: str, **overrides) -> RunningServer:
     """Starts service `name` on free loopback ports with config overrides."""
-    from services.registry import SERVICES, build
+    from services.service_specs import SERVICES, build
 
     spec = SERVICES[name]
     base = {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "log_format": "text"}

@@ -14,6 +14,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from imagetrust.channel import MAX_MESSAGE_BYTES
+
 ENV_PREFIX = "IMAGETRUST_"
 MIB = 1024 * 1024  # bytes
 
@@ -98,8 +100,9 @@ class ServerConfig:
     host: str = setting("0.0.0.0", "address to listen on")
     port: int = setting(0, "gRPC port (0: pick a free one)")
     metrics_port: int = setting(0, "Prometheus /metrics HTTP port (0: pick a free one, -1: off)")
-    # 32 MiB: phone photos (12-50 MP JPEG/HEIC) exceed gRPC's 4 MiB default.
-    max_message_bytes: int = setting(32 * MIB, "largest request/response message, bytes")
+    # imagetrust.channel.MAX_MESSAGE_BYTES (32 MiB), the SDK's limit too: phone photos
+    # (12-50 MP JPEG/HEIC) exceed gRPC's 4 MiB default.
+    max_message_bytes: int = setting(MAX_MESSAGE_BYTES, "largest request/response message, bytes")
     # 20 s: long enough for a queued CNN batch to finish, short of Kubernetes' 30 s default
     # terminationGracePeriodSeconds.
     grace_s: float = setting(20.0, "seconds to finish in-flight calls on SIGTERM")

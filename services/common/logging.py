@@ -14,7 +14,8 @@ import sys
 import time
 import uuid
 
-REQUEST_ID_HEADER = "x-request-id"
+from imagetrust.channel import REQUEST_ID_HEADER
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 # Attributes every LogRecord has; anything else was passed via extra= and is logged too.

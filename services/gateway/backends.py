@@ -18,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import socket
 import time
+from typing import Any
 
 import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from imagetrust.client import channel_credentials
+from imagetrust import channel
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
 from services.common.config import GatewayConfig
 from services.common.tls import WatchedFiles
@@ -44,45 +44,36 @@ SYNTHESIS_SERVICE = synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisDetector
 METADATA_SERVICE = metadata_pb2.DESCRIPTOR.services_by_name["MetadataAnalyzer"].full_name
 
 
+# Seconds between retries of a backend call that did not reach a servicer: short, since the
+# whole call lives inside the image's budget (a few seconds at most).
+RETRY_INITIAL_BACKOFF_S = 0.02
+RETRY_MAX_BACKOFF_S = 0.2
+MAX_ATTEMPTS = 3  # tries per backend call, first included (UNAVAILABLE only)
+
+
 def service_config(health_service: str) -> str:
     # Retries only for UNAVAILABLE: the call did not reach a servicer, or the connection broke.
     # Detect is a pure function of the image; Analyze with register=true is idempotent by
-    # (image, listing) in the registry (issue 4), so repeating either cannot double-count.
+    # (image, listing) in the reuse registry, so repeating either cannot double-count.
     # Attempts are bounded by the call's own deadline (the per-backend budget).
-    return json.dumps(
-        {
-            "loadBalancingConfig": [{"round_robin": {}}],
-            "healthCheckConfig": {"serviceName": health_service},
-            "methodConfig": [
-                {
-                    "name": [{"service": SYNTHESIS_SERVICE}, {"service": METADATA_SERVICE}],
-                    "retryPolicy": {
-                        "maxAttempts": 3,
-                        "initialBackoff": "0.02s",
-                        "maxBackoff": "0.2s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ],
-        }
+    return channel.service_config(
+        (SYNTHESIS_SERVICE, METADATA_SERVICE), MAX_ATTEMPTS, initial_backoff_s=RETRY_INITIAL_BACKOFF_S,
+        max_backoff_s=RETRY_MAX_BACKOFF_S, health_service=health_service,
     )
 
 
-def channel_options(config: GatewayConfig, health_service: str) -> list[tuple[str, object]]:
-    options: list[tuple[str, object]] = [
-        ("grpc.service_config", service_config(health_service)),
-        ("grpc.enable_retries", 1),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
+def channel_options(config: GatewayConfig, health_service: str) -> list[tuple[str, Any]]:
+    options = channel.channel_options(
+        service_config(health_service), retries=True, max_message_bytes=config.max_message_bytes,
+        server_name=config.backend_tls_server_name,
+    )
+    return [
+        *options,
         # Reconnect quickly after a backend restarts (gRPC's default backoff grows to 120 s).
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 2000),
         ("grpc.keepalive_time_ms", 30_000),
     ]
-    if config.backend_tls_server_name:
-        options.append(("grpc.ssl_target_name_override", config.backend_tls_server_name))
-    return options
 
 
 # gRPC name-resolver schemes: a target starting with one is passed to gRPC as it is.
@@ -160,7 +151,7 @@ class Backend:
 
     def _open(self, pems: tuple[bytes, ...] | None) -> None:
         """A channel (and its stubs) with these PEM contents (ca[, cert, key]), or plaintext."""
-        credentials = channel_credentials(*pems) if pems else None
+        credentials = channel.channel_credentials(*pems) if pems else None
         self.channel = (
             aio.secure_channel(self.target, credentials, options=self._options)
             if credentials is not None

@@ -27,7 +27,7 @@ NO_TORCH_LAUNCHER = (
     "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
     "            raise ImportError(f'{name} is not in the app image')\n"
     "sys.meta_path.insert(0, Block())\n"
-    "from imagetrust.cli import main\n"
+    "from services.main import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
@@ -121,7 +121,7 @@ def test_app_image_services_serve_without_torch(service, tmp_path):
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "HOME": str(tmp_path), "IMAGETRUST_REGISTRY_PATH": str(tmp_path / "registry.sqlite3")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", NO_TORCH_LAUNCHER, "serve", service, "--host", "127.0.0.1",
+        [sys.executable, "-c", NO_TORCH_LAUNCHER, service, "--host", "127.0.0.1",
          "--port", str(port), "--metrics-port", str(metrics_port), "--log-format", "text"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
