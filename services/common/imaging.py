@@ -15,7 +15,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from services.common.errors import ImageTrustError, InvalidImage
 from services.common.limits import check_dimensions
-from services.common.structure import check as check_structure
+from services.common.structure import check_structure
 
 try:  # HEIC/HEIF (iPhone uploads) through libheif.
     import pillow_heif

@@ -100,7 +100,7 @@ def _rule_reason(rule: Rule) -> common_pb2.Finding:
     )
 
 
-def combine(
+def decide(
     policy: Policy,
     synthesis: synthesis_pb2.DetectResponse | None,
     metadata: metadata_pb2.AnalyzeResponse | None,

@@ -19,7 +19,7 @@ from services.common.findings import Finding
 from services.common.errors import InvalidImage
 from services.common.imaging import Header, probe, sniff_format
 from services.common.limits import check_bytes, check_dimensions
-from services.common.structure import check as check_structure
+from services.common.structure import check_structure
 from services.metadata import containers, double_jpeg, exif, jpeg, quant, rules, thumbnail, xmp
 from services.metadata.risk import risk_from_findings
 

@@ -34,7 +34,7 @@ from PIL import Image
 
 from services.common.errors import InvalidImage
 from services.common.imaging import decode_rgb, probe, sniff_format, to_rgb
-from services.common.structure import check as check_structure
+from services.common.structure import check_structure
 from services.metadata import containers, exif, jpeg
 
 # 64x64: PDQ's working resolution; the JPEG draft decode is asked for at least 4x that

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from services.common.imaging import sniff_format
-from services.common.structure import check as check_structure
+from services.common.structure import check_structure
 
 # Rows/columns at the thumbnail's edges that are this dark and this flat are padding.
 BAR_MAX_MEAN = 24.0  # 8-bit grey level

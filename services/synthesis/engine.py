@@ -32,7 +32,7 @@ from services.synthesis.checkpoint import Checkpoint, default_specs, load_checkp
 from services.synthesis.models import build_model
 from services.synthesis.predictor import Predictor, configure_cpu_threads, resolve_device
 from services.synthesis.preprocess import Prepared, prepare
-from services.synthesis.scoring import CalibrationSpec, combine
+from services.synthesis.scoring import CalibrationSpec, image_scores
 
 log = logging.getLogger("imagetrust.synthesis.engine")
 
@@ -185,7 +185,7 @@ class SynthesisEngine:
             self._prepare_seconds.observe(time.monotonic() - started)
         logits = await self.batcher.submit(prepared.items(), deadline)
         ckpt = self.checkpoint
-        scores = combine(logits, prepared.grid, ckpt.tiling, ckpt.calibration)
+        scores = image_scores(logits, prepared.grid, ckpt.tiling, ckpt.calibration)
         return Detection(
             score=scores.score, global_score=scores.global_score, local_score=scores.local_score,
             width=prepared.width, height=prepared.height, model_version=ckpt.model_version,
