@@ -1,14 +1,21 @@
 """The three services by name: their config class and how to build them.
 
-Imports are lazy so `imagetrust serve gateway` never imports torch (only synthesis does).
+The service modules are imported only when built, so serving the gateway never imports
+torch (only synthesis does); the config modules import nothing heavy.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from services.common.config import GatewayConfig, MetadataConfig, ServerConfig, SynthesisConfig
+from services.common.config import ServerConfig
+from services.gateway.config import GatewayConfig
+from services.metadata.config import MetadataConfig
+from services.synthesis.config import SynthesisConfig
+
+if TYPE_CHECKING:
+    from services.common.server import Service
 
 
 class ServiceSpec(NamedTuple):
@@ -23,6 +30,7 @@ SERVICES: dict[str, ServiceSpec] = {
 }
 
 
-def build(name: str, config: ServerConfig):
+def build(name: str, config: ServerConfig) -> Service:
     module, cls = SERVICES[name].factory.split(":")
-    return getattr(importlib.import_module(module), cls)(config)
+    service: Service = getattr(importlib.import_module(module), cls)(config)
+    return service

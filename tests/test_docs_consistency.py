@@ -17,12 +17,15 @@ import pathlib
 import re
 
 from services.common import config as config_mod
+from services.gateway.config import GatewayConfig
+from services.metadata.config import MetadataConfig
+from services.synthesis.config import SynthesisConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 DEPLOY = sorted(p for p in (REPO / "deploy").rglob("*") if p.is_file() and p.suffix != ".bin")
 K8S = [p for p in DEPLOY if "k8s" in p.parts]
-CONFIG_CLASSES = (config_mod.GatewayConfig, config_mod.MetadataConfig, config_mod.SynthesisConfig)
+CONFIG_CLASSES = (GatewayConfig, MetadataConfig, SynthesisConfig)
 METRIC_TYPES = {"Counter", "Gauge", "Histogram", "Summary", "Info"}
 # Labels Prometheus adds to every scraped series (target labels) and histogram buckets.
 TARGET_LABELS = {"job", "namespace", "pod", "instance", "service", "container", "endpoint", "le"}

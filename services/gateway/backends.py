@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imagetrust import channel
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
-from services.common.config import GatewayConfig
+from services.gateway.config import GatewayConfig
 from services.common.tls import WatchedFiles
 from services.gateway.metrics import GatewayMetrics
 
@@ -140,7 +140,10 @@ class Backend:
             if config.backend_tls_ca else None
         )
         self._retired: set[asyncio.Task] = set()
-        self._open(self._tls.contents if self._tls else None)
+        # The channel and its stubs, made by start(): aio channels bind to the running loop.
+        self.channel: aio.Channel | None = None
+        self._stub: Any = None
+        self._health: health_pb2_grpc.HealthStub | None = None
         # None until the first probe: calls are tried, not skipped, while we do not know.
         self.up: bool | None = None
         self.down_cause = ""
@@ -157,8 +160,15 @@ class Backend:
             if credentials is not None
             else aio.insecure_channel(self.target, options=self._options)
         )
-        self.stub = self._stub_class(self.channel)
+        self._stub = self._stub_class(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    @property
+    def stub(self) -> Any:
+        """The backend's stub on the current channel (a certificate rotation swaps both)."""
+        if self._stub is None:
+            raise RuntimeError(f"the {self.name} backend is not started")
+        return self._stub
 
     def _reload_tls(self) -> None:
         """Switches to a new channel when the TLS files changed; calls in flight on the old
@@ -168,6 +178,8 @@ class Backend:
             return
         old = self.channel
         self._open(pems)
+        if old is None:
+            return
         task = asyncio.get_running_loop().create_task(old.close(grace=OLD_CHANNEL_GRACE_S))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
@@ -178,6 +190,8 @@ class Backend:
         return self.up is False
 
     def start(self) -> None:
+        """Opens the channel and starts the health watch (inside the running event loop)."""
+        self._open(self._tls.contents if self._tls else None)
         self._task = asyncio.get_running_loop().create_task(self._watch(), name=f"health-{self.name}")
 
     def suspect(self) -> None:
@@ -185,6 +199,8 @@ class Backend:
         self._wake.set()
 
     async def probe(self) -> tuple[bool, str]:
+        if self._health is None:
+            return False, "not started"
         try:
             reply = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=self.health_service), timeout=self.probe_timeout_s
@@ -226,7 +242,8 @@ class Backend:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.channel.close()
+        if self.channel is not None:
+            await self.channel.close()
         for task in list(self._retired):
             task.cancel()
 

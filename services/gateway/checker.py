@@ -21,7 +21,7 @@ import grpc
 from grpc import aio
 
 from imagetrust.v1 import common_pb2, gateway_pb2, metadata_pb2, synthesis_pb2
-from services.common.config import GatewayConfig
+from services.gateway.config import GatewayConfig
 from services.common.errors import DeadlineExceeded, InvalidImage
 from services.common.imaging import probe
 from services.common.limits import check_bytes, check_context, check_id
@@ -29,7 +29,7 @@ from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_i
 from services.gateway.backends import Backend, Backends
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.policy import PolicySet
-from services.gateway.verdict import combine
+from services.gateway.verdict import decide
 
 log = logging.getLogger("imagetrust.gateway")
 
@@ -52,11 +52,12 @@ _SUSPECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLIN
 
 
 class Checker:
-    def __init__(self, config: GatewayConfig, policies: PolicySet, metrics: GatewayMetrics) -> None:
+    def __init__(self, config: GatewayConfig, policies: PolicySet, metrics: GatewayMetrics, backends: Backends) -> None:
+        """backends: their channels open in Backends.start(), before the first call."""
         self.config = config
         self.policies = policies
         self.metrics = metrics
-        self.backends: Backends | None = None  # set by GatewayService.load()
+        self.backends = backends
         # Header reads hold the GIL (Python code in Pillow), so more threads would add no
         # throughput, only threads taking the GIL from the event loop: measured with four
         # slow uploads at once, a health probe waited ~100 ms with asyncio's default pool
@@ -152,7 +153,7 @@ class Checker:
         missing = {name: cause for name, (answer, cause) in outcomes.items() if answer is None}
 
         policy = self.policies.for_platform(request.context.platform)
-        verdict = combine(policy, answers.get("synthesis"), answers.get("metadata"), missing)
+        verdict = decide(policy, answers.get("synthesis"), answers.get("metadata"), missing)
         self.metrics.decisions.labels(
             common_pb2.Decision.Name(verdict.decision), policy.platform or "default", "true" if missing else "false"
         ).inc()

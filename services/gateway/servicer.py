@@ -11,7 +11,7 @@ import grpc
 from grpc import aio
 
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common.config import GatewayConfig
+from services.gateway.config import GatewayConfig
 from services.common.errors import ImageTrustError, InvalidRequest
 from services.common.logging import new_request_id, request_id_var
 from services.gateway.checker import Checker

@@ -10,11 +10,14 @@ from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc
-from services.common.config import MetadataConfig
+from services.metadata.config import MetadataConfig
 from services.common.limits import check_context
 from services.metadata.analysis import ANALYZER_VERSION, Analysis, PixelBudget, analyze
 from services.metadata.registry import check as registry_check
+from services.metadata.registry.base import Registry
+from services.metadata.registry.metrics import RegistryMetrics
 from services.metadata.registry.model import LookupResult, Sighting
+from services.metadata.registry.monitor import RegistryMonitor
 from services.metadata.risk import risk_from_findings
 
 
@@ -97,12 +100,14 @@ def add_registry(response: metadata_pb2.AnalyzeResponse, a: Analysis, rc: regist
 
 
 class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
-    def __init__(self, config: MetadataConfig) -> None:
+    def __init__(self, config: MetadataConfig, registry: Registry | None = None,
+                 registry_metrics: RegistryMetrics | None = None, monitor: RegistryMonitor | None = None) -> None:
+        """registry None: analysis only, every response says the registry is not configured."""
         self.config = config
         self.budget = PixelBudget(config.double_jpeg_max_pixels, config.thumbnail_max_pixels)
-        self.registry = None  # set by MetadataService.load()
-        self.registry_metrics = None
-        self.monitor = None
+        self.registry = registry
+        self.registry_metrics = registry_metrics
+        self.monitor = monitor
 
     async def Analyze(self, request: metadata_pb2.AnalyzeRequest, context: aio.ServicerContext):
         # Before the conversions below (uploaded_at -> datetime) and before the registry

@@ -38,6 +38,7 @@ class EchoService(Service):
     service_names = (SERVICE_NAME,)
 
     def __init__(self, load_delay_s: float = 0.0) -> None:
+        super().__init__()
         self.load_delay_s = load_delay_s
 
     def add_to_server(self, server: aio.Server) -> None:

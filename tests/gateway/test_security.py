@@ -12,7 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imagetrust.client import Client, build_request
 from services.common.auth import client_for, hash_key, load_key_hashes
-from services.common.config import GatewayConfig, load
+from services.common.config import load
+from services.gateway.config import GatewayConfig
 from tests.conftest import REPO
 
 KEY = "k-market-app-3f9c"  # an API key as a platform would hold it
