@@ -52,7 +52,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120.0  # seconds for a server to load, warm up and turn SERVING
 RPC_TIMEOUT_S = 60.0  # seconds; far above any latency we expect, so nothing is cut short
 BATCH_DELAY_MS = 5.0  # ms, the service's default max_queue_delay_ms
-TARGET_RATIO = 1.5  # dynamic / per-request throughput at concurrency 16 (issue 5)
+TARGET_RATIO = 1.5  # dynamic / per-request throughput at concurrency 16 (the project's target)
 DEFAULT_BATCH = 64  # model inputs, the service's default max_batch_size
 # Server-side histograms that split a Detect's latency: decode + preprocess, and the batcher
 # (queue wait + passes), which is what the max_queue_delay + 2 x pass bound is about.

@@ -61,7 +61,7 @@ def upload_time(request: metadata_pb2.AnalyzeRequest) -> dt.datetime | None:
     return None
 
 
-# --- registry (issue 4) ---------------------------------------------------------------------
+# --- reuse registry ------------------------------------------------------------------------
 def sighting_from_proto(context) -> Sighting:
     seen_at = context.uploaded_at.ToSeconds() if context.HasField("uploaded_at") else time.time()
     return Sighting(context.seller_id, context.listing_id, context.conversation_id, context.platform, float(seen_at))

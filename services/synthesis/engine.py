@@ -5,9 +5,9 @@ pool -> the dynamic batcher (global view + tiles, batched across requests) -> ca
 scores combined by the checkpoint's local/global rule -> Detection.
 
 Which model: SynthesisConfig.model_path, else the packaged DEFAULT_MODEL_PATH. If neither
-exists, an untrained "forensic" network with a fixed seed stands in, with a WARNING
-log and placeholder=True in every response, so `imagetrust up` works before the trained
-default lands; the gateway ignores placeholder scores.
+exists (a source tree without the shipped weights), an untrained "forensic" network with a
+fixed seed stands in, with a WARNING log and placeholder=True in every response, so
+`imagetrust up` still works; the gateway ignores placeholder scores.
 """
 
 from __future__ import annotations
