@@ -101,7 +101,8 @@ class Server:
         try:
             wait_serving(self.port, self.proc, START_TIMEOUT_S)
         except ServiceExited as exc:
-            raise RuntimeError(f"{exc}: {self.proc.stderr.read().decode()[-2000:]}") from None
+            stderr = self.proc.stderr.read().decode() if self.proc.stderr is not None else ""
+            raise RuntimeError(f"{exc}: {stderr[-2000:]}") from None
 
     def scrape(self) -> tuple[tuple[float, float, float], dict[str, list[tuple[float, float]]]]:
         """One read of /metrics: (batches, inputs, compute seconds) so far, and the cumulative

@@ -58,7 +58,9 @@ def _run_checks(target: str, files: list[str], args: argparse.Namespace) -> list
     from imagetrust.client import Client
 
     rows = []
-    show_progress = len(files) > 1 and not args.no_progress
+    # Only for a person watching: a log file or a CI job's captured stderr would collect
+    # one line per redraw.
+    show_progress = len(files) > 1 and not args.no_progress and sys.stderr.isatty()
     with Client(target, timeout=args.timeout) as client:
         pool = concurrent.futures.ThreadPoolExecutor(args.workers)
         try:
@@ -190,7 +192,8 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per call")
     p.add_argument("--workers", type=_positive(int), default=DEFAULT_CHECK_WORKERS, help="concurrent calls")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (it is shown only when stderr is a terminal)")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -15,10 +15,10 @@ import argparse
 import asyncio
 import sys
 
-from services.service_specs import SERVICES, build
 from services.common import config as config_mod
 from services.common import logging as logging_mod
 from services.common.server import ServerRuntime, StartupError, log_startup_failure
+from services.service_specs import SERVICES, build
 
 DEFAULT_PROG = "imagetrust-server"
 EXIT_USAGE = 2  # exit code for bad settings, as argparse uses for bad flags

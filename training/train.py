@@ -255,7 +255,7 @@ def _metadata(args, pre, tiling, history, extra) -> dict:
                    + (f", methods {','.join(args.methods)}" if args.methods else "") + ")",
         "world_size": args.world_size,
         "git_commit": _git_commit(),
-        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "history": history,
         **extra,
     }

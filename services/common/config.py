@@ -15,14 +15,17 @@ import dataclasses
 import os
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from imagetrust.channel import MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ENV_PREFIX = "IMAGETRUST_"
 MIB = 1024 * 1024  # bytes
 
-C = TypeVar("C")
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def setting(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
@@ -63,7 +66,7 @@ def load(cls: type[C], environ: Mapping[str, str] | None = None, **overrides: An
     environ = os.environ if environ is None else environ
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if overrides.get(f.name) is not None:
             value = overrides[f.name]
             if isinstance(value, str) and hints[f.name] is not str:

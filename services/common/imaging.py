@@ -106,7 +106,7 @@ def decode_rgb(data: bytes, max_pixels: int, *, draft_size: tuple[int, int] | No
         raise
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
         raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - third-party decoders raise anything
+    except Exception as exc:
         if isinstance(exc, (MemoryError,)):
             raise
         raise InvalidImage(f"cannot decode the {fmt} image: {type(exc).__name__}: {exc}") from exc

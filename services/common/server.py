@@ -180,7 +180,7 @@ class ServerRuntime:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self.start()
-        except Exception as exc:  # noqa: BLE001 - every failure to start ends the process alike
+        except Exception as exc:
             log_startup_failure(self.service.name, exc)
             await self.stop(0)  # release what did start: the loop closes without "Event loop is closed"
             raise StartupError(f"{self.service.name} failed to start: {exc}") from exc

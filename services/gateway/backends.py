@@ -29,8 +29,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imagetrust import channel
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
-from services.gateway.config import GatewayConfig
 from services.common.tls import WatchedFiles
+from services.gateway.config import GatewayConfig
 from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("imagetrust.gateway.backends")
@@ -88,7 +88,7 @@ def _literal(host: str) -> tuple[str, str]:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        family, *_, sockaddr = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+        *_, sockaddr = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
         ip = ipaddress.ip_address(sockaddr[0])
     return ("ipv6", f"[{ip}]") if ip.version == 6 else ("ipv4", str(ip))
 

@@ -6,10 +6,10 @@ from grpc import aio
 
 from imagetrust.v1 import gateway_pb2, gateway_pb2_grpc
 from services.common.auth import ApiKeyInterceptor, load_key_hashes
-from services.gateway.config import GatewayConfig
 from services.common.server import Service
 from services.gateway.backends import Backends
 from services.gateway.checker import Checker
+from services.gateway.config import GatewayConfig
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.policy import load_policy
 from services.gateway.servicer import ImageTrustServicer

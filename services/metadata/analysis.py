@@ -15,8 +15,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from services.common.findings import Finding
 from services.common.errors import InvalidImage
+from services.common.findings import Finding
 from services.common.imaging import Header, probe, sniff_format
 from services.common.limits import check_bytes, check_dimensions
 from services.common.structure import check_structure
@@ -80,7 +80,7 @@ def analyze(
 ) -> Analysis:
     check_bytes(data, max_bytes)
     budget = budget or PixelBudget(4_000_000, 24_000_000)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if sniff_format(data) == "jpeg":
         # Refused here as well as in probe(): the pixel checks and the registry decode it.
         check_structure(data, "jpeg")

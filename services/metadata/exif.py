@@ -175,7 +175,9 @@ def exifread_work(tiff: bytes) -> int:
     if tiff[:2] not in (b"II", b"MM") or len(tiff) < 8:
         return 0
     endian = "<" if tiff[:2] == b"II" else ">"
-    chain, seen, ifd = [], set(), _u(tiff, endian, "I", 4)
+    chain: list[int] = []
+    seen: set[int] = set()
+    ifd = _u(tiff, endian, "I", 4)
     while ifd and ifd not in seen and len(chain) <= MAX_EXIF_WORK:
         chain.append(ifd)
         seen.add(ifd)
@@ -230,7 +232,7 @@ def read(tiff: bytes | None) -> ExifData:
     error = ""
     try:
         tags = process(tiff, extract_thumbnail=True)
-    except _PARSE_ERRORS as exc:  # noqa: BLE001 - third-party parser on hostile input
+    except _PARSE_ERRORS as exc:
         tags, error = {}, f"{type(exc).__name__}: {exc}"[:MAX_TEXT_CHARS]
     names = [k for k in tags if k not in ("JPEGThumbnail", "TIFFThumbnail")]
     lat = _gps(tags, "GPS GPSLatitude")

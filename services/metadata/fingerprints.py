@@ -106,7 +106,7 @@ def _pixel_sha256_pillow(data: bytes) -> bytes:
             rgb = to_rgb(img)
     except InvalidImage:
         raise
-    except Exception as exc:  # noqa: BLE001 - third-party decoders raise anything
+    except Exception as exc:
         if isinstance(exc, MemoryError):
             raise
         raise InvalidImage(f"cannot decode the image (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
@@ -214,6 +214,15 @@ def compute(data: bytes, max_pixels: int, sha256: bytes | None = None) -> Finger
 
 
 __all__ = [
-    "Fingerprints", "compute", "hamming", "image_unique_id", "pixel_sha256", "pdq_hash", "phash64",
-    "dhash64", "PERCEPTUAL_HASHES", "PERCEPTUAL_ALGORITHM", "display_pixels",
+    "PERCEPTUAL_ALGORITHM",
+    "PERCEPTUAL_HASHES",
+    "Fingerprints",
+    "compute",
+    "dhash64",
+    "display_pixels",
+    "hamming",
+    "image_unique_id",
+    "pdq_hash",
+    "phash64",
+    "pixel_sha256",
 ]

@@ -242,7 +242,9 @@ def parse(data: bytes) -> JpegStructure:
         if pos < size - 1 and data[pos + 1] == 0xFF:
             # Fill bytes: skipped with one C-level match (a byte-at-a-time loop took ~0.15 s
             # per MB, and a 32 MB upload can be all fill).
-            pos = _FILL.match(data, pos).end() - 1
+            fill = _FILL.match(data, pos)
+            assert fill is not None  # data[pos] is 0xFF: the match has at least that byte
+            pos = fill.end() - 1
         if pos >= size - 1:
             continue
         code = data[pos + 1]

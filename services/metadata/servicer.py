@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from typing import cast
 
 from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc
-from services.metadata.config import MetadataConfig
 from services.common.limits import check_context
 from services.metadata.analysis import ANALYZER_VERSION, Analysis, PixelBudget, analyze
+from services.metadata.config import MetadataConfig
 from services.metadata.registry import check as registry_check
 from services.metadata.registry.base import Registry
 from services.metadata.registry.metrics import RegistryMetrics
@@ -57,7 +58,7 @@ def to_proto(a: Analysis) -> metadata_pb2.AnalyzeResponse:
 
 def upload_time(request: metadata_pb2.AnalyzeRequest) -> dt.datetime | None:
     if request.HasField("context") and request.context.HasField("uploaded_at"):
-        return request.context.uploaded_at.ToDatetime(tzinfo=dt.timezone.utc)
+        return request.context.uploaded_at.ToDatetime(tzinfo=dt.UTC)
     return None
 
 
@@ -72,7 +73,7 @@ def registry_to_proto(result: LookupResult) -> metadata_pb2.RegistryResult:
         available=result.available, backend=result.backend, registered=result.registered, error=result.error,
         matches=[
             metadata_pb2.RegistryMatch(
-                kind=int(m.kind), distance=m.distance,
+                kind=cast("metadata_pb2.MatchKind", int(m.kind)), distance=m.distance,
                 sighting=metadata_pb2.Sighting(
                     seller_id=m.sighting.seller_id, listing_id=m.sighting.listing_id,
                     conversation_id=m.sighting.conversation_id, platform=m.sighting.platform,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from grpc import aio
 
 from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
-from services.synthesis.config import SynthesisConfig
 from services.common.server import Service
+from services.synthesis.config import SynthesisConfig
 from services.synthesis.engine import SynthesisEngine
 from services.synthesis.servicer import SynthesisServicer
 

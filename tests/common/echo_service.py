@@ -16,7 +16,7 @@ from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
 from services.common import logging as logging_mod
 from services.common.config import ServerConfig, load
 from services.common.errors import InvalidImage
-from services.common.server import Service, ServerRuntime
+from services.common.server import ServerRuntime, Service
 
 SERVICE_NAME = "imagetrust.v1.SynthesisDetector"
 

@@ -20,8 +20,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, metadata_pb2, metadata_pb2_grpc
-from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
+from imagetrust.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
+    synthesis_pb2,
+    synthesis_pb2_grpc,
+)
 from services.common import structure
 from tests.conftest import start_server
 from tests.metadata.mutations import jpeg_segments

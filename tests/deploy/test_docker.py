@@ -66,7 +66,7 @@ def test_bases_pinned_final_stages_non_root_and_without_build_tools(dockerfile):
         assert "latest" not in base
     runtime_stages = [s for s in stages if "COPY --from=" in s[2] and "/opt/imagetrust" in s[2]]
     assert runtime_stages, "no runtime stage copies the built venv"
-    for base, name, body in stages:
+    for _base, name, body in stages:
         if name.startswith(("deps", "build")):
             continue
         # Runtime stages install nothing: no compilers, no package managers at work.

@@ -10,8 +10,8 @@ import zlib
 
 import grpc
 import pytest
-from PIL import Image
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from imagetrust.client import Client
 from imagetrust.v1 import common_pb2

@@ -81,7 +81,7 @@ def test_mutants_get_an_answer_or_a_clear_status(server_factory, exif_samples, t
                     assert code in ACCEPTED, f"{service} {name}: {code} {err.details()}"
                     assert err.details(), f"{service} {name}: {code} without a message"
                 outcomes[service][code] = outcomes[service].get(code, 0) + 1
-        for service, (stub, call) in calls.items():
+        for stub, call in calls.values():
             call(stub, good)  # still serving
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert not tracebacks, [(r.name, r.getMessage()) for r in tracebacks[:5]]

@@ -16,8 +16,8 @@ from PIL import Image
 
 from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
 from services.common.config import load
-from services.synthesis.config import SynthesisConfig
 from services.common.server import ServerRuntime
+from services.synthesis.config import SynthesisConfig
 from services.synthesis.engine import PLACEHOLDER_VERSION
 from services.synthesis.service import SERVICE_NAME, SynthesisService
 

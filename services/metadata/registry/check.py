@@ -12,6 +12,7 @@ from services.metadata.registry.base import Registry
 from services.metadata.registry.metrics import RegistryMetrics
 from services.metadata.registry.model import LookupResult, Sighting
 
+
 @dataclasses.dataclass(frozen=True)
 class RegistryCheck:
     fingerprints: fingerprints.Fingerprints | None  # None: the pixels could not be decoded
