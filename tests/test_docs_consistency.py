@@ -185,3 +185,17 @@ def test_recording_rules_named_in_the_sre_guide_exist():
     named = set(re.findall(r"imagetrust:[a-z0-9_:]+[a-z0-9]", (REPO / "docs" / "sre.md").read_text()))
     assert named - recorded == set(), f"docs/sre.md names recording rules that do not exist: {named - recorded}"
     assert recorded - named == set(), f"recording rules docs/sre.md does not list: {recorded - named}"
+
+
+def test_every_setting_has_its_help_and_the_readme_points_to_where_they_are_defined():
+    """A setting is described once, where it is defined (its help text, shown by --help);
+    the README's Configuration section points to those modules instead of restating them."""
+    undocumented = sorted(
+        f"{cls.__name__}.{f.name}" for cls in (config_mod.ServerConfig, *CONFIG_CLASSES)
+        for f in dataclasses.fields(cls) if not f.metadata.get("help", "").strip()
+    )
+    assert not undocumented, f"settings without help text: {undocumented}"
+    readme = (REPO / "README.md").read_text()
+    for module in ("services/common/config.py", "services/gateway/config.py", "services/metadata/config.py",
+                   "services/synthesis/config.py"):
+        assert f"`{module}`" in readme, f"README's Configuration section does not point to {module}"

@@ -21,7 +21,8 @@ from imagetrust.v1 import (
 )
 from services.common.config import ServerConfig, load
 from tests.common.echo_service import EchoService
-from tests.conftest import SAMPLES, RunningServer
+from tests.helpers.paths import SAMPLES
+from tests.helpers.servers import RunningServer
 
 SAMPLE = (SAMPLES / "camera_original.jpg").read_bytes()
 SMALL_LIMIT = 64 * 1024  # bytes: below the sample's size, to exercise the size limit

@@ -30,9 +30,9 @@ from imagetrust.v1 import (
     synthesis_pb2_grpc,
 )
 from services.common import structure
-from tests.conftest import start_server
+from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.servers import start_server
 from tests.metadata.mutations import jpeg_segments
-from tests.synthesis.conftest import make_checkpoint
 
 TIMEOUT_S = 30  # seconds per call; each refusal takes milliseconds
 SIDE_PX = 256  # pixels: the reproducers' image side

@@ -25,9 +25,8 @@ from imagetrust.v1 import (
     synthesis_pb2_grpc,
 )
 from services.common.limits import MAX_ID_CHARS
-from tests.conftest import RunningServer, start_server
-from tests.gateway.conftest import wait_until
-from tests.synthesis.conftest import make_checkpoint
+from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.servers import RunningServer, start_server, wait_until
 
 HUGE_ID_CHARS = 100_000  # characters: a registered sighting this size poisoned later answers
 REST_TIMEOUT_S = 5.0  # seconds for gauges to settle after a call ends

@@ -19,8 +19,8 @@ import grpc
 from PIL import Image
 
 from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
+from tests.helpers.checkpoints import make_checkpoint
 from tests.metadata.mutations import FIXED, mutants
-from tests.synthesis.conftest import make_checkpoint
 
 SEED = 20240601  # fixed: a failure names a mutant anyone can rebuild
 MUTANTS_PER_FILE = 60  # mutants kept per source file (sampled with SEED when there are more)

@@ -15,7 +15,8 @@ from PIL import Image
 
 from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc
 from services.metadata.service import REGISTRY_HEALTH_NAME, SERVICE_NAME
-from tests.conftest import RedisServer, require_tool
+from tests.helpers.paths import require_tool
+from tests.helpers.redis_servers import RedisServer
 
 HEALTH_WAIT_S = 10.0  # seconds for the monitor (0.2 s period here) to notice a change
 

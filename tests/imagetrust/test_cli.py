@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, SAMPLES
+from tests.helpers.paths import REPO, SAMPLES
 
 CLI = [sys.executable, "-m", "imagetrust.cli"]
 
@@ -108,7 +108,7 @@ def test_check_exits_non_zero_when_a_call_fails(gateway, tmp_path) -> None:
 
 
 def test_check_against_no_server_fails_with_unavailable(tmp_path) -> None:
-    from tests.conftest import free_port
+    from tests.helpers.ports import free_port
 
     result = run_cli("check", "--addr", f"127.0.0.1:{free_port()}", "--timeout", "2", str(SAMPLES / "camera_original.jpg"))
     assert result.returncode == 1
