@@ -199,3 +199,11 @@ def test_every_setting_has_its_help_and_the_readme_points_to_where_they_are_defi
     for module in ("services/common/config.py", "services/gateway/config.py", "services/metadata/config.py",
                    "services/synthesis/config.py"):
         assert f"`{module}`" in readme, f"README's Configuration section does not point to {module}"
+
+
+def test_every_benchmark_has_its_section_in_docs_benchmarks():
+    """docs/benchmarks.md is the one place figures live: a section per benchmark `make bench` runs."""
+    from bench.__main__ import BENCHMARKS
+
+    sections = set(re.findall(r"^## (\S+)$", (REPO / "docs" / "benchmarks.md").read_text(), re.M))
+    assert set(BENCHMARKS) <= sections, f"benchmarks without a section in docs/benchmarks.md: {set(BENCHMARKS) - sections}"
