@@ -182,3 +182,18 @@ def test_recording_rules_named_in_the_sre_guide_exist():
     named = set(re.findall(r"imagetrust:[a-z0-9_:]+[a-z0-9]", (REPO / "docs" / "sre.md").read_text()))
     assert named - recorded == set(), f"docs/sre.md names recording rules that do not exist: {named - recorded}"
     assert recorded - named == set(), f"recording rules docs/sre.md does not list: {recorded - named}"
+
+
+def test_every_error_reason_is_in_the_readme_errors_table():
+    """The reasons are an API: each one the code can send is documented, and the table
+    names no reason the code lacks."""
+    import re
+
+    from services.common import errors
+
+    reasons = {value for name, value in vars(errors).items() if name.isupper() and name == value}
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("### Errors"):readme.index("The SDK (`imagetrust.client`) retries")]
+    documented = set(re.findall(r"^\| `[A-Z_]+` \| `([A-Z_]+)`", table, flags=re.M))
+    documented |= set(re.findall(r"/ `([A-Z_]+)` \|", table))
+    assert reasons == documented

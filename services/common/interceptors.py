@@ -17,7 +17,8 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from services.common.errors import ImageTrustError, InvalidRequest
+from services.common import status
+from services.common.errors import INTERNAL_ERROR, REQUEST_MALFORMED, ImageTrustError, InvalidRequest
 from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
 from services.common.metrics import GrpcServerMetrics
 
@@ -47,7 +48,7 @@ class _Malformed:
     ERROR traceback in the log; handing this on lets the call answer INVALID_ARGUMENT."""
 
     def __init__(self, exc: Exception) -> None:
-        self.error = InvalidRequest(f"the request is not a valid message: {exc}")
+        self.error = InvalidRequest(f"the request is not a valid message: {exc}", reason=REQUEST_MALFORMED)
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -162,11 +163,16 @@ class _Call:
         request_id_var.reset(token)
 
     async def _map_error(self, exc: BaseException, context: aio.ServicerContext) -> None:
-        """Aborts the call with the status exc maps to (always raises)."""
+        """Aborts the call with the status exc maps to, its google.rpc.Status details in the
+        trailers (always raises)."""
+        request_id = request_id_var.get()
         if isinstance(exc, ImageTrustError):
-            await context.abort(exc.code, exc.message)
+            await status.abort(context, status.of_error(exc, request_id))
         log.exception("unhandled error in %s/%s", self.service, self.method)
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id_var.get()}")
+        await status.abort(context, status.build(
+            grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}", INTERNAL_ERROR,
+            {"request_id": request_id},
+        ))
 
     def unary(self, behavior: Callable[..., Awaitable[Any]], grpc_type: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:

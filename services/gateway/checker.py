@@ -21,6 +21,7 @@ import grpc
 from grpc import aio
 
 from imagetrust.v1 import common_pb2, gateway_pb2, metadata_pb2, synthesis_pb2
+from services.common import status
 from services.common.config import GatewayConfig
 from services.common.errors import DeadlineExceeded, InvalidImage
 from services.common.imaging import probe
@@ -104,7 +105,7 @@ class Checker:
             code = exc.code()
             self.metrics.backend_calls.labels(backend.name, code.name).inc()
             if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidImage(f"{backend.name}: {exc.details()}") from None
+                raise _passed_on(backend.name, exc) from None
             if code in _SUSPECT_CODES:
                 backend.suspect()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -167,6 +168,18 @@ class Checker:
         if "metadata" in answers:
             response.metadata.CopyFrom(answers["metadata"])
         return response
+
+
+def _passed_on(backend: str, exc: aio.AioRpcError) -> InvalidImage:
+    """A backend's INVALID_ARGUMENT as the gateway's own error, keeping the backend's
+    ErrorInfo reason, metadata and field violations (plus which backend said it)."""
+    rich = status.from_metadata(exc.trailing_metadata())
+    info = status.error_info(rich)
+    metadata = {**(info.metadata if info is not None else {}), "backend": backend}
+    return InvalidImage(
+        f"{backend}: {exc.details()}", reason=info.reason if info is not None else None,
+        metadata=metadata, violations=status.violations(rich),
+    )
 
 
 async def _gather_or_first_error(calls: dict[str, Awaitable]) -> dict[str, tuple[object | None, str]]:

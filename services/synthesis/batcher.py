@@ -39,7 +39,15 @@ from collections.abc import Callable, Sequence
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.errors import DeadlineExceeded, NotReady, Overloaded
+from services.common.errors import (
+    DRAINING,
+    DRAINING_RETRY_S,
+    IMAGE_EXCEEDS_QUEUE,
+    DeadlineExceeded,
+    NotReady,
+    Overloaded,
+    TooLarge,
+)
 
 log = logging.getLogger("imagetrust.synthesis.batcher")
 
@@ -166,8 +174,10 @@ class DynamicBatcher:
         if not inputs:
             raise ValueError("a request needs at least one model input")
         if len(inputs) > self.max_queue_size:
-            raise Overloaded(
-                f"one image needs {len(inputs)} model inputs, more than the queue holds ({self.max_queue_size})"
+            # TooLarge, not Overloaded: however long the caller waits, this image cannot fit.
+            raise TooLarge(
+                f"one image needs {len(inputs)} model inputs, more than the queue holds ({self.max_queue_size})",
+                reason=IMAGE_EXCEEDS_QUEUE, metadata={"inputs": len(inputs), "max_queue_size": self.max_queue_size},
             )
         now = time.monotonic()
         if deadline is not None and deadline <= now:
@@ -177,12 +187,14 @@ class DynamicBatcher:
         request = _Request(loop, loop.create_future(), deadline, [0.0] * len(inputs), len(inputs))
         with self._cond:
             if self._closed:
-                raise NotReady("the synthesis model is shutting down")
+                raise NotReady("the synthesis model is shutting down", reason=DRAINING, retry_after_s=DRAINING_RETRY_S)
             if len(self._queue) + len(inputs) > self.max_queue_size:
                 self.metrics.dropped.labels("queue_full").inc()
                 raise Overloaded(
                     f"synthesis queue full ({len(self._queue)} of {self.max_queue_size} model inputs queued); "
-                    "retry with backoff"
+                    "retry with backoff",
+                    metadata={"queued_inputs": len(self._queue), "inputs": len(inputs),
+                              "max_queue_size": self.max_queue_size},
                 )
             self._queue.extend(_Input(request, i, t, now) for i, t in enumerate(inputs))
             self.metrics.queue_depth.set(len(self._queue))

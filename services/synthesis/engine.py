@@ -177,7 +177,9 @@ class SynthesisEngine:
             raise DeadlineExceeded("the deadline passed before the image was decoded")
         if self.batcher.depth >= self.batcher.max_queue_size:
             # Refuse before spending a decode on an image the queue cannot take.
-            raise Overloaded(f"synthesis queue full ({self.batcher.depth} model inputs queued); retry with backoff")
+            raise Overloaded(f"synthesis queue full ({self.batcher.depth} model inputs queued); retry with backoff",
+                             metadata={"queued_inputs": self.batcher.depth,
+                                       "max_queue_size": self.batcher.max_queue_size})
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
