@@ -20,6 +20,7 @@ BENCHMARKS = (
     "bench_forward",                # model forward alone: batch size and precision (what batching can buy)
     "bench_synthesis",              # dynamic batching vs one at a time
     "bench_gateway",                # gateway vs slowest backend, fan-out vs sequential, kill/restart
+    "bench_tracing",                # OpenTelemetry tracing off vs on through the real services
     "bench_loadgen",                # ghz-style load through the gateway
     "bench_replicas",               # throughput vs synthesis replica count
 )

@@ -26,6 +26,7 @@ EXIT_BROKEN_PIPE = 141  # exit code when stdout closes early: 128 + SIGPIPE, lik
 def _cmd_serve(args: argparse.Namespace) -> int:
     from services.common import config as config_mod
     from services.common import logging as logging_mod
+    from services.common import tracing
     from services.common.server import ServerRuntime, StartupError, log_startup_failure
     from services.registry import SERVICES, build
 
@@ -35,6 +36,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"imagetrust serve {args.service}: invalid setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logging_mod.configure(args.service, config.log_level, config.log_format)
+    tracing.configure(args.service)  # OTLP export only when the OTEL_* variables ask for it
     try:
         service = build(args.service, config)
     except Exception as exc:  # noqa: BLE001 - e.g. the gateway's policy or API-keys file: a failed start
@@ -45,6 +47,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(runtime.serve_until_signal())
     except StartupError:
         return 1  # the reason is logged, in the configured format
+    finally:
+        tracing.shutdown()  # the last spans are sent before the process exits
     return 0
 
 

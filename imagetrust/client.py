@@ -12,7 +12,8 @@ Production (TLS, mTLS, an API key, settings from the environment):
 Every call has a deadline (default 10 s). Calls are retried by the channel on UNAVAILABLE
 only (the gateway was not reached or went away), up to `max_attempts` in total and within
 the call's deadline; a check is safe to repeat (registering the same image for the same
-listing twice records one sighting). A failed Check or CheckBatch whose status carries a
+listing twice records one sighting). Within an OpenTelemetry span, calls carry its W3C
+trace context (traceparent), so the services' spans join the caller's trace. A failed Check or CheckBatch whose status carries a
 google.rpc.RetryInfo (queue full, starting, draining) is tried again after the delay it
 names (at most MAX_RETRY_DELAY_S), up to `max_attempts` rounds and never past the call's
 deadline (an UNAVAILABLE round is itself up to `max_attempts` quick channel tries); a status without
@@ -34,6 +35,7 @@ from typing import TypeVar
 
 import grpc
 from grpc import aio
+from opentelemetry import propagate
 
 from imagetrust.errors import ErrorDetails, error_details
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
@@ -166,6 +168,11 @@ def _metadata(api_key: str | None, request_id: str | None) -> tuple[tuple[str, s
         md.append((API_KEY_HEADER, api_key))
     if request_id:
         md.append((REQUEST_ID_HEADER, request_id))
+    # W3C trace context of the caller's current OpenTelemetry span (traceparent, tracestate),
+    # so the gateway's and the backends' spans join the caller's trace; nothing without one.
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    md.extend(carrier.items())
     return tuple(md)
 
 

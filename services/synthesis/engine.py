@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from prometheus_client import CollectorRegistry, Histogram, Info
 
+from services.common import tracing
 from services.common.config import SynthesisConfig
 from services.common.errors import DeadlineExceeded, NotReady, Overloaded
 from services.common.imaging import decode_rgb
@@ -35,6 +36,7 @@ from services.synthesis.preprocess import Prepared, prepare
 from services.synthesis.scoring import CalibrationSpec, combine
 
 log = logging.getLogger("imagetrust.synthesis.engine")
+_tracer = tracing.tracer("imagetrust.synthesis")
 
 PLACEHOLDER_ARCH = "forensic"
 PLACEHOLDER_SEED = 0  # fixed: the placeholder answers the same on every pod and restart
@@ -182,7 +184,8 @@ class SynthesisEngine:
                                        "max_queue_size": self.batcher.max_queue_size})
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
+        with tracing.span(_tracer, "decode+prepare", **{"imagetrust.image_bytes": len(data)}):
+            prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
         if self._prepare_seconds is not None:
             self._prepare_seconds.observe(time.monotonic() - started)
         logits = await self.batcher.submit(prepared.items(), deadline)
