@@ -263,9 +263,16 @@ class SynthesisConfig(ServerConfig):
     # 2 passes per batch shape and size: the first allocates and (on CUDA) autotunes
     # kernels, the second confirms the steady state before health turns SERVING.
     warmup_iterations: int = setting(2, "warm-up forward passes per input shape and batch size")
+    # --- model runtime (services/synthesis/onnx_runtime.py) ---
+    # torch: eager PyTorch on CPU or CUDA (the default). onnxruntime: the checkpoint's network
+    # exported to ONNX at start-up and run by ONNX Runtime on the CPU, float32; same
+    # preprocessing and scoring. bench/bench_onnx.py measures which is faster on a machine.
+    runtime: str = setting("torch", "model runtime: torch (CPU or CUDA) or onnxruntime (CPU, float32)")
 
     def validate(self) -> None:
         super().validate()
+        if self.runtime not in ("torch", "onnxruntime"):
+            raise ValueError("runtime must be torch or onnxruntime")
         if self.max_batch_size < 1 or self.max_queue_size < 1 or self.max_queue_delay_ms < 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1, max_queue_delay_ms >= 0")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):

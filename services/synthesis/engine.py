@@ -152,7 +152,12 @@ class SynthesisEngine:
                 f"max_queue_size {self.config.max_queue_size} cannot hold one image "
                 f"(1 global view + up to {tiles} tiles)"
             )
-        predictor = Predictor(ckpt, device, self.config.precision)
+        if self.config.runtime == "onnxruntime":
+            from services.synthesis.onnx_runtime import OrtPredictor  # onnxruntime loads only when chosen
+
+            predictor = OrtPredictor(ckpt, device, self.config.precision, torch.get_num_threads())
+        else:
+            predictor = Predictor(ckpt, device, self.config.precision)
         predictor.reserve(self.config.max_batch_size)
         size = ckpt.preprocessing.input_size
         shapes = [(3, size, size)]
