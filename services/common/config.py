@@ -186,7 +186,10 @@ class GatewayConfig(ServerConfig):
 class MetadataConfig(ServerConfig):
     port: int = setting(50052, "gRPC port")
     metrics_port: int = setting(9092, "Prometheus /metrics HTTP port (-1: off)")
-    redis_url: str = setting("", "reuse registry in Redis, e.g. redis://host:6379/0 (empty: embedded SQLite)")
+    # redis+sentinel://h1:26379,h2:26379/<service_name>/<db>: the primary a Sentinel group
+    # names, followed across failovers (services/metadata/registry/redis_url.py).
+    redis_url: str = setting("", "reuse registry in Redis: redis://host:6379/0, or "
+                                 "redis+sentinel://sentinel1:26379,sentinel2:26379/service_name/0 (empty: embedded SQLite)")
     # Off: the whole registry under one hash tag (one slot, so one node: a Redis Cluster
     # holds it on one shard). On: keys sharded over every slot, for a Redis Cluster (the URL
     # names any node, e.g. a managed service's configuration endpoint). The two layouts do
@@ -222,6 +225,14 @@ class MetadataConfig(ServerConfig):
         super().validate()
         if self.redis_cluster and not self.redis_url:
             raise ValueError("redis_cluster needs redis_url (any node of the cluster)")
+        # --- Redis Sentinel ---
+        from services.metadata.registry.redis_url import is_sentinel, parse_sentinel
+
+        if is_sentinel(self.redis_url):
+            if self.redis_cluster:
+                raise ValueError("redis_cluster and a redis+sentinel:// URL exclude each other: "
+                                 "a Redis Cluster fails over by itself")
+            parse_sentinel(self.redis_url)  # a malformed URL fails at start-up, naming the part
         if self.registry_wait_replicas < 0:
             raise ValueError("registry_wait_replicas must be >= 0")
         # WAIT 0 ms would block until the replicas answer, i.e. forever while one is down. (The
@@ -264,15 +275,18 @@ class SynthesisConfig(ServerConfig):
     # kernels, the second confirms the steady state before health turns SERVING.
     warmup_iterations: int = setting(2, "warm-up forward passes per input shape and batch size")
     # --- model runtime (services/synthesis/onnx_runtime.py) ---
-    # torch: eager PyTorch on CPU or CUDA (the default). onnxruntime: the checkpoint's network
-    # exported to ONNX at start-up and run by ONNX Runtime on the CPU, float32; same
-    # preprocessing and scoring. bench/bench_onnx.py measures which is faster on a machine.
-    runtime: str = setting("torch", "model runtime: torch (CPU or CUDA) or onnxruntime (CPU, float32)")
+    # torch: eager PyTorch on CPU or CUDA. onnxruntime: the checkpoint's network exported to
+    # ONNX at start-up (parity-checked) and run by ONNX Runtime on the CPU, float32; same
+    # preprocessing and scoring. auto: onnxruntime on a CPU at float32, where it measured
+    # 1.5x the images/s of torch eager through the service (forward alone 1.2-2.9x;
+    # bench/bench_onnx.py, docs/benchmarks.md), torch on CUDA and for bf16/fp16; a network
+    # that does not export falls back to torch with a warning.
+    runtime: str = setting("auto", "model runtime: auto (CPU fp32: onnxruntime; else torch), torch, onnxruntime")
 
     def validate(self) -> None:
         super().validate()
-        if self.runtime not in ("torch", "onnxruntime"):
-            raise ValueError("runtime must be torch or onnxruntime")
+        if self.runtime not in ("auto", "torch", "onnxruntime"):
+            raise ValueError("runtime must be auto, torch or onnxruntime")
         if self.max_batch_size < 1 or self.max_queue_size < 1 or self.max_queue_delay_ms < 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1, max_queue_delay_ms >= 0")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):

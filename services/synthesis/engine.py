@@ -31,6 +31,7 @@ from services.synthesis import DEFAULT_MODEL_PATH
 from services.synthesis.batcher import BatcherMetrics, DynamicBatcher
 from services.synthesis.checkpoint import Checkpoint, default_specs, load_checkpoint
 from services.synthesis.models import build_model
+from services.synthesis.onnx_runtime import make_predictor
 from services.synthesis.predictor import Predictor, configure_cpu_threads, resolve_device
 from services.synthesis.preprocess import Prepared, prepare
 from services.synthesis.scoring import CalibrationSpec, combine
@@ -138,6 +139,7 @@ class SynthesisEngine:
             "synthesis model ready",
             extra={"model_version": self.checkpoint.model_version, "arch": self.checkpoint.arch,
                    "device": self.predictor.device_name, "precision": self.predictor.precision_name,
+                   "runtime": "torch" if isinstance(self.predictor, Predictor) else "onnxruntime",
                    "torch_threads": torch.get_num_threads(), "placeholder": self.checkpoint.placeholder},
         )
 
@@ -152,12 +154,7 @@ class SynthesisEngine:
                 f"max_queue_size {self.config.max_queue_size} cannot hold one image "
                 f"(1 global view + up to {tiles} tiles)"
             )
-        if self.config.runtime == "onnxruntime":
-            from services.synthesis.onnx_runtime import OrtPredictor  # onnxruntime loads only when chosen
-
-            predictor = OrtPredictor(ckpt, device, self.config.precision, torch.get_num_threads())
-        else:
-            predictor = Predictor(ckpt, device, self.config.precision)
+        predictor = make_predictor(ckpt, device, self.config.precision, self.config.runtime, torch.get_num_threads())
         predictor.reserve(self.config.max_batch_size)
         size = ckpt.preprocessing.input_size
         shapes = [(3, size, size)]

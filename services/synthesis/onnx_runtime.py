@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from services.synthesis.checkpoint import Checkpoint
+from services.synthesis.predictor import Predictor
 
 log = logging.getLogger("imagetrust.synthesis.onnx")
 
@@ -130,3 +131,26 @@ class OrtPredictor:
                     out = self.forward([torch.zeros(shape)] * n)
                     if out.shape != (n,) or not torch.isfinite(out).all():
                         raise RuntimeError(f"warm-up forward on {n}x{shape} gave {tuple(out.shape)} / non-finite")
+
+
+def resolve_runtime(runtime: str, device: torch.device, precision: str) -> str:
+    """The runtime `auto` means here: onnxruntime on a CPU at float32, else torch."""
+    if runtime != "auto":
+        return runtime
+    return "onnxruntime" if device.type == "cpu" and precision in ("auto", "fp32") else "torch"
+
+
+def make_predictor(checkpoint: Checkpoint, device: torch.device, precision: str, runtime: str,
+                   threads: int) -> Predictor | OrtPredictor:
+    """The predictor for the runtime setting (SynthesisConfig.runtime). With `auto`, a
+    network the exporter cannot carry, or that misses parity, runs on torch instead."""
+    chosen = resolve_runtime(runtime, device, precision)
+    if chosen == "torch":
+        return Predictor(checkpoint, device, precision)
+    try:
+        return OrtPredictor(checkpoint, device, precision, threads)
+    except Exception as exc:  # noqa: BLE001 - any export failure: auto keeps serving on torch
+        if runtime != "auto":
+            raise
+        log.warning("onnx export failed, serving with torch: %s", exc, extra={"error": type(exc).__name__})
+        return Predictor(checkpoint, device, precision)

@@ -108,3 +108,17 @@ def test_the_service_with_runtime_onnxruntime_scores_as_torch_does(server_factor
     assert scores["onnxruntime"].model_version == scores["torch"].model_version
     assert abs(scores["onnxruntime"].score - scores["torch"].score) <= SCORE_TOLERANCE
     assert abs(scores["onnxruntime"].local_score - scores["torch"].local_score) <= SCORE_TOLERANCE
+
+
+def test_auto_runs_onnxruntime_on_a_cpu_at_fp32_and_torch_otherwise(server_factory, tiny_checkpoint):
+    from services.synthesis.onnx_runtime import resolve_runtime
+    from services.synthesis.predictor import Predictor
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_runtime("auto", cpu, "auto") == resolve_runtime("auto", cpu, "fp32") == "onnxruntime"
+    assert resolve_runtime("auto", cpu, "bf16") == resolve_runtime("auto", cuda, "auto") == "torch"
+    assert resolve_runtime("torch", cpu, "auto") == "torch"
+    default = server_factory("synthesis", model_path=str(tiny_checkpoint), torch_threads=1)
+    assert isinstance(default.service.engine.predictor, OrtPredictor)
+    pinned = server_factory("synthesis", model_path=str(tiny_checkpoint), torch_threads=1, runtime="torch")
+    assert isinstance(pinned.service.engine.predictor, Predictor)
