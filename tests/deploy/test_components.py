@@ -62,3 +62,19 @@ def test_tracing_sets_the_otlp_endpoint_for_every_service(tmp_path):
         assert env["IMAGETRUST_LOG_FORMAT"] == "text"  # the overlay's own settings are kept
     policy = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "otlp-egress")
     assert policy["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 4317}]
+
+
+def test_external_redis_replaces_the_in_cluster_pod_with_a_sentinel_url(tmp_path):
+    from services.metadata.registry.redis_url import parse_sentinel
+
+    docs = render_with("prod-gpu", "external-redis", tmp_path)
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("StatefulSet", "redis") not in names and ("Service", "redis") not in names
+    assert ("NetworkPolicy", "redis") not in names and ("NetworkPolicy", "metadata-external-redis") in names
+    url = _env(docs, "metadata")["IMAGETRUST_REDIS_URL"]
+    assert parse_sentinel(url)["service_name"] == "mymaster"  # a URL the registry accepts
+    metadata = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "metadata")
+    refs = [e["configMapRef"]["name"] for c in metadata["spec"]["template"]["spec"]["containers"]
+            for e in c.get("envFrom", [])]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("metadata-config"))
+    assert config["metadata"]["name"] in refs  # the pods read the merged config
