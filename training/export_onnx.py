@@ -39,7 +39,7 @@ from services.synthesis.preprocess import spec_to_dict
 
 CONTRACT_FORMAT = "imagetrust.synthesis.onnx-contract"
 CONTRACT_VERSION = 1
-TRITON_NAME = "imagetrust_synthesis"
+TRITON_NAME = "synthesis_detector"
 # Triton's batching: 64 model inputs per pass as the synthesis service's max_batch_size;
 # 5 ms queue delay as its max_queue_delay_ms (docs/synthesis.md).
 TRITON_MAX_BATCH = 64

@@ -18,7 +18,15 @@ from PIL import Image
 
 from imagetrust.client import AsyncClient, Client, build_request
 from imagetrust.errors import error_details
-from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
+from imagetrust.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
+    synthesis_pb2,
+    synthesis_pb2_grpc,
+)
 from services.common import errors
 from services.common.config import ServerConfig, load
 from services.common.server import Service
@@ -217,3 +225,16 @@ def test_direct_synthesis_errors_carry_details(backends_module):
         stub = synthesis_pb2_grpc.SynthesisDetectorStub(channel)
         details = _details(lambda: stub.Detect(synthesis_pb2.DetectRequest(image=common_pb2.Image(data=b"")), timeout=5))
     assert details.reason == "IMAGE_EMPTY" and details.field_violations[0][0] == "image.data"
+
+
+def test_direct_metadata_errors_carry_details(backends_module, jpeg):
+    metadata, _ = backends_module
+    with grpc.insecure_channel(metadata.address) as channel:
+        stub = metadata_pb2_grpc.MetadataAnalyzerStub(channel)
+        request = metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=jpeg),
+                                              context=common_pb2.Context(listing_id="l" * 257))
+        details = _details(lambda: stub.Analyze(request, timeout=10))
+        bomb = _details(lambda: stub.Analyze(metadata_pb2.AnalyzeRequest(
+            image=common_pb2.Image(data=png_declaring(70_000, 10))), timeout=10))
+    assert details.reason == "FIELD_INVALID" and details.field_violations[0][0] == "context.listing_id"
+    assert bomb.code == grpc.StatusCode.RESOURCE_EXHAUSTED and bomb.reason == "DECOMPRESSION_BOMB"

@@ -74,10 +74,10 @@ def test_the_contract_and_the_triton_entry(tiny_checkpoint, tmp_path):
     assert contract["preprocessing"]["input_size"] == 64 and contract["tiling"]["tile_size"] == 64
     assert contract["calibration"]["method"] == ckpt.calibration.method
     assert any("scoring" in step for step in contract["outside_the_graph"])
-    config = (tmp_path / "triton" / "imagetrust_synthesis" / "config.pbtxt").read_text()
+    config = (tmp_path / "triton" / "synthesis_detector" / "config.pbtxt").read_text()
     assert 'backend: "onnxruntime"' in config and "dynamic_batching {" in config
     assert "max_batch_size: 64" in config and "dims: [ 3, 64, 64 ]" in config
-    triton_model = tmp_path / "triton" / "imagetrust_synthesis" / "1" / "model.onnx"
+    triton_model = tmp_path / "triton" / "synthesis_detector" / "1" / "model.onnx"
     assert triton_model.read_bytes() == (tmp_path / "model.onnx").read_bytes()
 
 
