@@ -30,12 +30,12 @@ import grpc
 import torch
 
 from bench.bench_synthesis import make_checkpoint
+from imagetrust.suite import free_port, stop_processes, wait_serving
+from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
 from services.synthesis import DEFAULT_MODEL_PATH
 from services.synthesis.checkpoint import Checkpoint, load_checkpoint
 from services.synthesis.onnx_runtime import OrtPredictor, input_shapes
 from services.synthesis.predictor import Predictor, configure_cpu_threads
-from imagetrust.suite import free_port, stop_processes, wait_serving
-from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
 
 BATCHES = (1, 16, 64)  # model inputs per forward pass (64: the service's max_batch_size)
 WINDOW_S = 1.5  # seconds per measurement window (quick: 0.5)
@@ -57,7 +57,7 @@ def _throughput(predictor: Predictor | OrtPredictor, shape: tuple[int, ...], bat
 
 def _compare(name: str, ckpt: Checkpoint, threads: int, window_s: float, rounds: int) -> None:
     shape = input_shapes(ckpt)[0]
-    runtimes = {"torch": Predictor(ckpt, torch.device("cpu"), "fp32"),
+    runtimes: dict[str, Predictor | OrtPredictor] = {"torch": Predictor(ckpt, torch.device("cpu"), "fp32"),
                 "onnxruntime": OrtPredictor(ckpt, torch.device("cpu"), "fp32", threads)}
     best = {(rt, b): 0.0 for rt in runtimes for b in BATCHES}
     for _ in range(rounds):

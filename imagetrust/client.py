@@ -12,14 +12,15 @@ Production (TLS, mTLS, an API key, settings from the environment):
 Every call has a deadline (default 10 s). Calls are retried by the channel on UNAVAILABLE
 only (the gateway was not reached or went away), up to `max_attempts` in total and within
 the call's deadline; a check is safe to repeat (registering the same image for the same
-listing twice records one sighting). Within an OpenTelemetry span, calls carry its W3C
-trace context (traceparent), so the services' spans join the caller's trace. A failed Check or CheckBatch whose status carries a
-google.rpc.RetryInfo (queue full, starting, draining) is tried again after the delay it
-names (at most MAX_RETRY_DELAY_S), up to `max_attempts` rounds and never past the call's
-deadline (an UNAVAILABLE round is itself up to `max_attempts` quick channel tries); a status without
-RetryInfo (a bad image, a decompression bomb) is raised at once. `error_details(exc)`
-(imagetrust.errors) gives any failure's reason, metadata and retry delay.
-docs/gateway.md documents the SDK for platform services.
+listing twice records one sighting). Within an OpenTelemetry span, calls carry its W3C trace
+context (traceparent), so the services' spans join the caller's trace. A failed Check or
+CheckBatch whose status carries a google.rpc.RetryInfo (queue full, starting, draining) is
+tried again after the delay it names (at most MAX_RETRY_DELAY_S), up to `max_attempts`
+rounds and never past the call's deadline (an UNAVAILABLE round is itself up to
+`max_attempts` quick channel tries); a status without RetryInfo (a bad image, a
+decompression bomb) is raised at once. `error_details(exc)` (imagetrust.errors) gives any
+failure's reason, metadata and retry delay. docs/gateway.md documents the SDK for platform
+services.
 """
 
 from __future__ import annotations

@@ -47,16 +47,16 @@ TRITON_PREFERRED_BATCHES = (16, 64)
 TRITON_QUEUE_DELAY_US = 5_000
 
 OUTSIDE_THE_GRAPH = [
-    "decode the upload as sent (JPEG, PNG, WebP, TIFF, HEIC/HEIF) to 8-bit RGB and apply the EXIF orientation "
-    "(services/common/imaging.py decode_rgb)",
-    "preprocessing per `preprocessing`: resize the whole image to input_size x input_size for the global view, "
-    "colour space (incl. HLS lightness/saturation gains), then (x / 255 - mean) / std per channel "
-    "(services/synthesis/preprocess.py prepare)",
-    "tiling per `tiling`: native-resolution tiles of tile_size at stride, at most max_tiles, normalised the "
-    "same way; the global view and every tile are one model input each, batched along N",
-    "scoring per `tiling` and `calibration`: sigmoid of each logit; the local score aggregates the tiles "
-    "(local_aggregate, top_k), the score combines global and local (global_weight), then calibration "
-    "(none / temperature / Platt a, b) maps it to the probability served (services/synthesis/scoring.py combine)",
+    ("decode the upload as sent (JPEG, PNG, WebP, TIFF, HEIC/HEIF) to 8-bit RGB and apply the EXIF orientation "
+     "(services/common/imaging.py decode_rgb)"),
+    ("preprocessing per `preprocessing`: resize the whole image to input_size x input_size for the global view, "
+     "colour space (incl. HLS lightness/saturation gains), then (x / 255 - mean) / std per channel "
+     "(services/synthesis/preprocess.py prepare)"),
+    ("tiling per `tiling`: native-resolution tiles of tile_size at stride, at most max_tiles, normalised the "
+     "same way; the global view and every tile are one model input each, batched along N"),
+    ("scoring per `tiling` and `calibration`: sigmoid of each logit; the local score aggregates the tiles "
+     "(local_aggregate, top_k), the score combines global and local (global_weight), then calibration "
+     "(none / temperature / Platt a, b) maps it to the probability served (services/synthesis/scoring.py combine)"),
 ]
 
 

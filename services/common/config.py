@@ -189,7 +189,8 @@ class MetadataConfig(ServerConfig):
     # redis+sentinel://h1:26379,h2:26379/<service_name>/<db>: the primary a Sentinel group
     # names, followed across failovers (services/metadata/registry/redis_url.py).
     redis_url: str = setting("", "reuse registry in Redis: redis://host:6379/0, or "
-                                 "redis+sentinel://sentinel1:26379,sentinel2:26379/service_name/0 (empty: embedded SQLite)")
+                                 "redis+sentinel://sentinel1:26379,sentinel2:26379/service_name/0 "
+                                 "(empty: embedded SQLite)")
     # Off: the whole registry under one hash tag (one slot, so one node: a Redis Cluster
     # holds it on one shard). On: keys sharded over every slot, for a Redis Cluster (the URL
     # names any node, e.g. a managed service's configuration endpoint). The two layouts do

@@ -17,11 +17,11 @@ from typing import Any
 
 import grpc
 from grpc import aio
-
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from services.common import status, tracing
+from services.common import status as rich_status
+from services.common import tracing
 from services.common.errors import INTERNAL_ERROR, REQUEST_MALFORMED, ImageTrustError, InvalidRequest
 from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
 from services.common.metrics import GrpcServerMetrics
@@ -189,9 +189,9 @@ class _Call:
         trailers (always raises)."""
         request_id = request_id_var.get()
         if isinstance(exc, ImageTrustError):
-            await status.abort(context, status.of_error(exc, request_id))
+            await rich_status.abort(context, rich_status.of_error(exc, request_id))
         log.exception("unhandled error in %s/%s", self.service, self.method)
-        await status.abort(context, status.build(
+        await rich_status.abort(context, rich_status.build(
             grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}", INTERNAL_ERROR,
             {"request_id": request_id},
         ))

@@ -38,7 +38,8 @@ def check_bytes(data: bytes, max_bytes: int) -> None:
 def check_dimensions(width: int, height: int, max_pixels: int) -> None:
     """Refuses decompression bombs from the header's declared size, before allocating."""
     if width <= 0 or height <= 0:
-        raise InvalidImage(f"image declares an empty size {width}x{height}", metadata={"width": width, "height": height})
+        raise InvalidImage(f"image declares an empty size {width}x{height}",
+                           metadata={"width": width, "height": height})
     if width > MAX_SIDE_PX or height > MAX_SIDE_PX or width * height > max_pixels:
         raise TooLarge(
             f"image declares {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels "

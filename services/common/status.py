@@ -35,7 +35,8 @@ def build(
 ) -> status_pb2.Status:
     """A google.rpc.Status with an ErrorInfo, plus RetryInfo and BadRequest when given."""
     status = status_pb2.Status(code=code.value[0], message=message)
-    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {}))))
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {}))
+    status.details.append(_pack(info))
     if retry_after_s is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(retry_after_s * 1e9))

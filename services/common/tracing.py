@@ -100,14 +100,14 @@ def inject(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]
 
 
 @contextlib.contextmanager
-def span(tracer_: trace.Tracer, name: str, kind: SpanKind = SpanKind.INTERNAL,
-         **attributes: str | int | float | bool) -> Iterator[Span | None]:
+def span(tracer_: trace.Tracer, name: str, attributes: Mapping[str, str | float | bool] | None = None,
+         kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span | None]:
     """A current span around a step when tracing is on (nothing at all when off). An
     exception marks it as an error and is re-raised."""
     if not _enabled:
         yield None
         return
-    with tracer_.start_as_current_span(name, kind=kind, attributes=attributes) as current:
+    with tracer_.start_as_current_span(name, kind=kind, attributes=dict(attributes or {})) as current:
         yield current
 
 

@@ -100,8 +100,8 @@ class Checker:
             self.metrics.backend_calls.labels(backend.name, "SKIPPED_DOWN").inc()
             return None, f"down: {backend.down_cause}"
         started = time.perf_counter()
-        with tracing.span(_tracer, f"backend {backend.name}", tracing.SpanKind.CLIENT,
-                          **{"imagetrust.backend": backend.name, "imagetrust.budget_ms": round(timeout_s * 1000)}) as span:
+        attributes = {"imagetrust.backend": backend.name, "imagetrust.budget_ms": round(timeout_s * 1000)}
+        with tracing.span(_tracer, f"backend {backend.name}", attributes, tracing.SpanKind.CLIENT) as span:
             try:
                 answer = await call(timeout_s)
             except aio.AioRpcError as exc:
@@ -133,7 +133,7 @@ class Checker:
         self, request: gateway_pb2.CheckRequest, time_remaining: float | None, request_id: str | None = None
     ) -> gateway_pb2.CheckResponse:
         started = time.monotonic()
-        with tracing.span(_tracer, "validate", **{"imagetrust.image_bytes": len(request.image.data)}):
+        with tracing.span(_tracer, "validate", {"imagetrust.image_bytes": len(request.image.data)}):
             await self._validate(request)
         if time_remaining is not None:
             # The header read may have waited for the probe thread: that time is the caller's.
@@ -157,7 +157,7 @@ class Checker:
                 lambda t: backends.metadata_stub.Analyze(analyze, timeout=t, metadata=tracing.inject(metadata)),
                 self._cap(budget, self.config.metadata_budget_ms),
             )
-        with tracing.span(_tracer, "fan-out", **{"imagetrust.budget_ms": round(budget * 1000)}):
+        with tracing.span(_tracer, "fan-out", {"imagetrust.budget_ms": round(budget * 1000)}):
             outcomes = await _gather_or_first_error(calls)
         answers = {name: answer for name, (answer, _) in outcomes.items() if answer is not None}
         missing = {name: cause for name, (answer, cause) in outcomes.items() if answer is None}

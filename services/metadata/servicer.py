@@ -112,14 +112,14 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         # stores the ids: a bad field is INVALID_ARGUMENT, never INTERNAL or a stored megabyte.
         check_context(request.context)
         # Off the event loop: parsing a large file must not stall other calls.
-        with tracing.span(_tracer, "decode+analyze", **{"imagetrust.image_bytes": len(request.image.data)}):
+        with tracing.span(_tracer, "decode+analyze", {"imagetrust.image_bytes": len(request.image.data)}):
             result = await asyncio.to_thread(
                 analyze, request.image.data, self.config.max_message_bytes, self.config.max_pixels,
                 budget=self.budget, now=upload_time(request),
             )
         response = to_proto(result)
         # to_thread copies the context: the registry's spans (fingerprint, lookup) nest here.
-        with tracing.span(_tracer, "registry", **{"imagetrust.register": request.register}):
+        with tracing.span(_tracer, "registry", {"imagetrust.register": request.register}):
             rc = await asyncio.to_thread(
                 registry_check.run, request.image.data, sighting_from_proto(request.context), request.register,
                 self.registry, self.config.max_pixels, bytes.fromhex(result.sha256), self.registry_metrics,

@@ -31,7 +31,7 @@ from services.synthesis import DEFAULT_MODEL_PATH
 from services.synthesis.batcher import BatcherMetrics, DynamicBatcher
 from services.synthesis.checkpoint import Checkpoint, default_specs, load_checkpoint
 from services.synthesis.models import build_model
-from services.synthesis.onnx_runtime import make_predictor
+from services.synthesis.onnx_runtime import OrtPredictor, make_predictor
 from services.synthesis.predictor import Predictor, configure_cpu_threads, resolve_device
 from services.synthesis.preprocess import Prepared, prepare
 from services.synthesis.scoring import CalibrationSpec, combine
@@ -98,7 +98,7 @@ class SynthesisEngine:
         self.config = config
         self._decode_pool = ThreadPoolExecutor(max_workers=config.decode_workers, thread_name_prefix="decode")
         self.checkpoint: Checkpoint | None = None
-        self.predictor: Predictor | None = None
+        self.predictor: Predictor | OrtPredictor | None = None
         self.batcher: DynamicBatcher | None = None
         self._description = ""
         self._prepare_seconds: Histogram | None = None
@@ -186,7 +186,7 @@ class SynthesisEngine:
                                        "max_queue_size": self.batcher.max_queue_size})
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        with tracing.span(_tracer, "decode+prepare", **{"imagetrust.image_bytes": len(data)}):
+        with tracing.span(_tracer, "decode+prepare", {"imagetrust.image_bytes": len(data)}):
             prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
         if self._prepare_seconds is not None:
             self._prepare_seconds.observe(time.monotonic() - started)

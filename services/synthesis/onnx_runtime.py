@@ -20,6 +20,7 @@ import os
 import pathlib
 import tempfile
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -124,7 +125,7 @@ class OrtPredictor:
         x = torch.stack(inputs).numpy()
         return torch.from_numpy(self.session.run(None, {INPUT_NAME: x})[0])
 
-    def warm_up(self, shapes: list[tuple[int, ...]], batch_sizes: list[int], iterations: int) -> None:
+    def warm_up(self, shapes: Sequence[tuple[int, ...]], batch_sizes: list[int], iterations: int) -> None:
         for shape in shapes:
             for n in sorted(set(batch_sizes)):
                 for _ in range(max(1, iterations)):

@@ -223,7 +223,8 @@ def test_direct_synthesis_errors_carry_details(backends_module):
     _, synthesis = backends_module
     with grpc.insecure_channel(synthesis.address) as channel:
         stub = synthesis_pb2_grpc.SynthesisDetectorStub(channel)
-        details = _details(lambda: stub.Detect(synthesis_pb2.DetectRequest(image=common_pb2.Image(data=b"")), timeout=5))
+        empty = synthesis_pb2.DetectRequest(image=common_pb2.Image(data=b""))
+        details = _details(lambda: stub.Detect(empty, timeout=5))
     assert details.reason == "IMAGE_EMPTY" and details.field_violations[0][0] == "image.data"
 
 

@@ -142,7 +142,8 @@ def test_the_metadata_service_serves_from_a_sentinel_url(sentinel_group, server_
 def test_sentinel_urls_parse():
     spec = parse_sentinel("redis+sentinel://:s3cret@s1:26379,s2:26380,s3/mymaster/2?sentinel_password=sp")
     assert spec["sentinels"] == [("s1", 26379), ("s2", 26380), ("s3", 26379)]
-    assert (spec["service_name"], spec["db"], spec["password"], spec["sentinel_password"]) == ("mymaster", 2, "s3cret", "sp")
+    assert (spec["service_name"], spec["db"]) == ("mymaster", 2)
+    assert (spec["password"], spec["sentinel_password"]) == ("s3cret", "sp")
     assert not spec["ssl"] and parse_sentinel("rediss+sentinel://s1:26379/m")["ssl"]
 
 

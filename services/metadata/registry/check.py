@@ -42,7 +42,7 @@ def run(
     if registry is None:
         return RegistryCheck(fp, sha, LookupResult("", available=False, error="registry not configured"))
     started = time.perf_counter()
-    with tracing.span(_tracer, "registry lookup", **{"imagetrust.registry_backend": backend}):
+    with tracing.span(_tracer, "registry lookup", {"imagetrust.registry_backend": backend}):
         result = registry.lookup(fp, sighting, register)
     if metrics is not None:
         metrics.observe(result, time.perf_counter() - started, fingerprinted=True)

@@ -37,7 +37,13 @@ from __future__ import annotations
 import struct
 
 from services.metadata.registry.base import (
-    Keys, Raw, Registry, decode_sightings, encode_sighting, identity_digest, unpack_ids,
+    Keys,
+    Raw,
+    Registry,
+    decode_sightings,
+    encode_sighting,
+    identity_digest,
+    unpack_ids,
 )
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_common import LUA_HELPERS, SIGHTING_BUCKET, SOCKET_TIMEOUT_S, call, split_records
