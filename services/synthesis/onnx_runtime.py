@@ -21,12 +21,16 @@ import pathlib
 import tempfile
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from services.synthesis.checkpoint import Checkpoint
 from services.synthesis.predictor import Predictor
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 log = logging.getLogger("imagetrust.synthesis.onnx")
 
@@ -84,7 +88,7 @@ def export_onnx(checkpoint: Checkpoint, path: str | os.PathLike, opset: int = OP
     return worst
 
 
-def _session(path: str | os.PathLike, threads: int):
+def _session(path: str | os.PathLike, threads: int) -> ort.InferenceSession:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
