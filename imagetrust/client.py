@@ -12,19 +12,30 @@ Production (TLS, mTLS, an API key, settings from the environment):
 Every call has a deadline (default 10 s). Calls are retried by the channel on UNAVAILABLE
 only (the gateway was not reached or went away), up to `max_attempts` in total and within
 the call's deadline; a check is safe to repeat (registering the same image for the same
-listing twice records one sighting). docs/gateway.md documents the SDK for platform services.
+listing twice records one sighting). Within an OpenTelemetry span, calls carry its W3C trace
+context (traceparent), so the services' spans join the caller's trace. A failed Check or
+CheckBatch whose status carries a google.rpc.RetryInfo (queue full, starting, draining) is
+tried again after the delay it names (at most MAX_RETRY_DELAY_S), up to `max_attempts`
+rounds and never past the call's deadline (an UNAVAILABLE round is itself up to
+`max_attempts` quick channel tries); a status without RetryInfo (a bad image, a
+decompression bomb) is raised at once. `error_details(exc)` (imagetrust.errors) gives any
+failure's reason, metadata and retry delay. docs/gateway.md documents the SDK for platform
+services.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import pathlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
+from opentelemetry import propagate
 
 from imagetrust import channel
 from imagetrust.channel import (  # noqa: F401 - re-exported: names of the SDK's API
@@ -33,7 +44,10 @@ from imagetrust.channel import (  # noqa: F401 - re-exported: names of the SDK's
     REQUEST_ID_HEADER,
     channel_credentials,
 )
+from imagetrust.errors import ErrorDetails, error_details
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+__all__ = ["AsyncClient", "Client", "ErrorDetails", "build_request", "error_details", "settings_from_env"]
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 10.0  # seconds per call
@@ -43,6 +57,22 @@ GATEWAY_SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["ImageTrust"].full_nam
 # pod going away), then backing off up to half a second.
 RETRY_INITIAL_BACKOFF_S = 0.05
 RETRY_MAX_BACKOFF_S = 0.5
+# Seconds: the longest RetryInfo delay the SDK waits for on its own; a server asking for
+# more is passed on to the caller (it knows whether the upload can wait that long).
+MAX_RETRY_DELAY_S = 5.0
+
+T = TypeVar("T")
+
+
+def _retry_delay(exc: grpc.RpcError, attempt: int, max_attempts: int, deadline: float) -> float | None:
+    """Seconds to wait before trying again, or None to raise exc now: only a status with
+    RetryInfo is retried, within max_attempts calls and before the deadline (monotonic)."""
+    if attempt + 1 >= max_attempts:
+        return None
+    delay = error_details(exc).retry_after_s
+    if delay is None or delay > MAX_RETRY_DELAY_S or time.monotonic() + delay >= deadline:
+        return None
+    return delay
 
 
 def service_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> str:
@@ -99,6 +129,11 @@ def _metadata(api_key: str | None, request_id: str | None) -> tuple[tuple[str, s
         md.append((API_KEY_HEADER, api_key))
     if request_id:
         md.append((REQUEST_ID_HEADER, request_id))
+    # W3C trace context of the caller's current OpenTelemetry span (traceparent, tracestate),
+    # so the gateway's and the backends' spans join the caller's trace; nothing without one.
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    md.extend(carrier.items())
     return tuple(md)
 
 
@@ -156,6 +191,7 @@ class _Base:
         self.api_key = api_key
         self._credentials = credentials
         self._options = channel_options(max_attempts, tls_server_name)
+        self.max_attempts = max(1, max_attempts)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides):
@@ -184,8 +220,22 @@ class Client(_Base):
         """Checks one image (bytes or a path); fields are build_request's keyword arguments."""
         return self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
+    def _with_retry(self, call: Callable[[float], T], timeout: float | None) -> T:
+        deadline = time.monotonic() + self._timeout(timeout)
+        attempt = 0
+        while True:
+            try:
+                return call(max(0.0, deadline - time.monotonic()))
+            except grpc.RpcError as exc:
+                delay = _retry_delay(exc, attempt, self.max_attempts, deadline)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            attempt += 1
+
     def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
-        return self.stub.Check(request, timeout=self._timeout(timeout), metadata=_metadata(self.api_key, request_id))
+        metadata = _metadata(self.api_key, request_id)
+        return self._with_retry(lambda t: self.stub.Check(request, timeout=t, metadata=metadata), timeout)
 
     def check_stream(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> Iterator[gateway_pb2.CheckResponse]:
         """One response per request, in order; a bad image gives a response with `error` set.
@@ -195,10 +245,9 @@ class Client(_Base):
     def check_batch(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> list[gateway_pb2.CheckResponse]:
         """One response per request, in order, per-item errors; at most the server's
         batch_max_items per call (default 256)."""
-        response = self.stub.CheckBatch(
-            gateway_pb2.CheckBatchRequest(requests=list(requests)),
-            timeout=self._timeout(timeout), metadata=_metadata(self.api_key, None),
-        )
+        batch = gateway_pb2.CheckBatchRequest(requests=list(requests))
+        metadata = _metadata(self.api_key, None)
+        response = self._with_retry(lambda t: self.stub.CheckBatch(batch, timeout=t, metadata=metadata), timeout)
         return list(response.responses)
 
     def close(self) -> None:
@@ -226,10 +275,22 @@ class AsyncClient(_Base):
     async def check(self, image: ImageLike, *, timeout: float | None = None, request_id: str | None = None, **fields) -> gateway_pb2.CheckResponse:
         return await self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
+    async def _with_retry(self, call: Callable[[float], Awaitable[T]], timeout: float | None) -> T:
+        deadline = time.monotonic() + self._timeout(timeout)
+        attempt = 0
+        while True:
+            try:
+                return await call(max(0.0, deadline - time.monotonic()))
+            except grpc.RpcError as exc:
+                delay = _retry_delay(exc, attempt, self.max_attempts, deadline)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            attempt += 1
+
     async def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
-        return await self.stub.Check(
-            request, timeout=self._timeout(timeout), metadata=_metadata(self.api_key, request_id)
-        )
+        metadata = _metadata(self.api_key, request_id)
+        return await self._with_retry(lambda t: self.stub.Check(request, timeout=t, metadata=metadata), timeout)
 
     async def check_stream(
         self,
@@ -242,10 +303,9 @@ class AsyncClient(_Base):
             yield response
 
     async def check_batch(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> list[gateway_pb2.CheckResponse]:
-        response = await self.stub.CheckBatch(
-            gateway_pb2.CheckBatchRequest(requests=list(requests)),
-            timeout=self._timeout(timeout), metadata=_metadata(self.api_key, None),
-        )
+        batch = gateway_pb2.CheckBatchRequest(requests=list(requests))
+        metadata = _metadata(self.api_key, None)
+        response = await self._with_retry(lambda t: self.stub.CheckBatch(batch, timeout=t, metadata=metadata), timeout)
         return list(response.responses)
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ import sys
 
 from services.common import config as config_mod
 from services.common import logging as logging_mod
+from services.common import tracing
 from services.common.server import ServerRuntime, StartupError, log_startup_failure
 from services.service_specs import SERVICES, build
 
@@ -50,6 +51,7 @@ def serve(name: str, args: argparse.Namespace, prog: str) -> int:
         print(f"{prog}: invalid setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logging_mod.configure(name, config.log_level, config.log_format)
+    tracing.configure(name)  # OTLP export only when the OTEL_* variables ask for it
     try:
         service = build(name, config)
     except Exception as exc:  # noqa: BLE001 - e.g. the gateway's policy or API-keys file: a failed start
@@ -59,6 +61,8 @@ def serve(name: str, args: argparse.Namespace, prog: str) -> int:
         asyncio.run(ServerRuntime(service, config).serve_until_signal())
     except StartupError:
         return 1  # the reason is logged, in the configured format
+    finally:
+        tracing.shutdown()  # the last spans are sent before the process exits
     return 0
 
 

@@ -207,3 +207,16 @@ def test_every_benchmark_has_its_section_in_docs_benchmarks():
 
     sections = set(re.findall(r"^## (\S+)$", (REPO / "docs" / "benchmarks.md").read_text(), re.M))
     assert set(BENCHMARKS) <= sections, f"benchmarks without a section in docs/benchmarks.md: {set(BENCHMARKS) - sections}"
+def test_every_error_reason_is_in_the_readme_errors_table():
+    """The reasons are an API: each one the code can send is documented, and the table
+    names no reason the code lacks."""
+    import re
+
+    from services.common import errors
+
+    reasons = {value for name, value in vars(errors).items() if name.isupper() and name == value}
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("### Errors"):readme.index("The SDK (`imagetrust.client`) retries")]
+    documented = set(re.findall(r"^\| `[A-Z_]+` \| `([A-Z_]+)`", table, flags=re.M))
+    documented |= set(re.findall(r"/ `([A-Z_]+)` \|", table))
+    assert reasons == documented

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimagetrust/v1/common.proto\x12\rimagetrust.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"\x8c\x01\n\x07\x43ontext\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x12\n\nlisting_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12/\n\x0buploaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcc\x01\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12)\n\x08severity\x18\x02 \x01(\x0e\x32\x17.imagetrust.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x36\n\x08\x65vidence\x18\x04 \x03(\x0b\x32$.imagetrust.v1.Finding.EvidenceEntry\x12\x0e\n\x06source\x18\x05 \x01(\t\x1a/\n\rEvidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*M\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x08\n\x04INFO\x10\x01\x12\x07\n\x03LOW\x10\x02\x12\n\n\x06MEDIUM\x10\x03\x12\x08\n\x04HIGH\x10\x04*F\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\n\n\x06REVIEW\x10\x02\x12\t\n\x05\x42LOCK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimagetrust/v1/common.proto\x12\rimagetrust.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\"\x8c\x01\n\x07\x43ontext\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x12\n\nlisting_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12/\n\x0buploaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcc\x01\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12)\n\x08severity\x18\x02 \x01(\x0e\x32\x17.imagetrust.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x36\n\x08\x65vidence\x18\x04 \x03(\x0b\x32$.imagetrust.v1.Finding.EvidenceEntry\x12\x0e\n\x06source\x18\x05 \x01(\t\x1a/\n\rEvidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x11\n\tcode_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t*M\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x08\n\x04INFO\x10\x01\x12\x07\n\x03LOW\x10\x02\x12\n\n\x06MEDIUM\x10\x03\x12\x08\n\x04HIGH\x10\x04*F\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\n\n\x06REVIEW\x10\x02\x12\t\n\x05\x42LOCK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FINDING_EVIDENCEENTRY']._loaded_options = None
   _globals['_FINDING_EVIDENCEENTRY']._serialized_options = b'8\001'
-  _globals['_SEVERITY']._serialized_start=532
-  _globals['_SEVERITY']._serialized_end=609
-  _globals['_DECISION']._serialized_start=611
-  _globals['_DECISION']._serialized_end=681
+  _globals['_SEVERITY']._serialized_start=548
+  _globals['_SEVERITY']._serialized_end=625
+  _globals['_DECISION']._serialized_start=627
+  _globals['_DECISION']._serialized_end=697
   _globals['_IMAGE']._serialized_start=78
   _globals['_IMAGE']._serialized_end=117
   _globals['_CONTEXT']._serialized_start=120
@@ -47,5 +47,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINDING_EVIDENCEENTRY']._serialized_start=420
   _globals['_FINDING_EVIDENCEENTRY']._serialized_end=467
   _globals['_ITEMERROR']._serialized_start=469
-  _globals['_ITEMERROR']._serialized_end=530
+  _globals['_ITEMERROR']._serialized_end=546
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,8 @@ import grpc
 from grpc import aio
 
 from imagetrust.channel import API_KEY_HEADER
+from services.common import status
+from services.common.errors import API_KEY_INVALID, API_KEY_MISSING
 from services.common.interceptors import split_method
 
 # Services callable without a key: probes and API discovery.
@@ -66,14 +68,15 @@ def client_for(presented: str, keys: Mapping[str, bytes]) -> str | None:
     return found
 
 
-def _deny(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+def _deny(handler: grpc.RpcMethodHandler, message: str, reason: str) -> grpc.RpcMethodHandler:
     """A handler of the same kind as handler that ends the call with UNAUTHENTICATED."""
+    denied = status.build(grpc.StatusCode.UNAUTHENTICATED, message, reason, {"header": API_KEY_HEADER})
 
     async def abort(_request, context: aio.ServicerContext):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await status.abort(context, denied)
 
     async def abort_stream(_request, context: aio.ServicerContext):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await status.abort(context, denied)
         yield  # pragma: no cover - makes this an async generator, as streaming handlers are
 
     ser, deser = handler.response_serializer, handler.request_deserializer
@@ -110,9 +113,10 @@ class ApiKeyInterceptor(aio.ServerInterceptor):
             if key == API_KEY_HEADER:
                 presented = str(value)
         if not presented:
-            return _deny(handler, f"this server requires an API key: send it as {API_KEY_HEADER} metadata")
+            return _deny(handler, f"this server requires an API key: send it as {API_KEY_HEADER} metadata",
+                         API_KEY_MISSING)
         if client_for(presented, self.keys) is None:
-            return _deny(handler, f"the {API_KEY_HEADER} sent is not a valid key for this server")
+            return _deny(handler, f"the {API_KEY_HEADER} sent is not a valid key for this server", API_KEY_INVALID)
         return handler
 
 

@@ -13,7 +13,7 @@ import warnings
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from services.common.errors import ImageTrustError, InvalidImage
+from services.common.errors import IMAGE_UNSUPPORTED_FORMAT, ImageTrustError, InvalidImage
 from services.common.limits import check_dimensions
 from services.common.structure import check_structure
 
@@ -70,13 +70,14 @@ def _open(data: bytes) -> tuple[Image.Image, str]:
     fmt = sniff_format(data)
     if fmt is None:
         raise InvalidImage(
-            f"not a supported image (first bytes {data[:8].hex()}); send JPEG, PNG, WebP, TIFF or HEIC/HEIF"
+            f"not a supported image (first bytes {data[:8].hex()}); send JPEG, PNG, WebP, TIFF or HEIC/HEIF",
+            reason=IMAGE_UNSUPPORTED_FORMAT, metadata={"first_bytes_hex": data[:8].hex()},
         )
     check_structure(data, fmt)  # TooLarge before Pillow's header reader walks it
     try:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise InvalidImage(f"cannot read the {fmt} header: {exc}") from exc
+        raise InvalidImage(f"cannot read the {fmt} header: {exc}", metadata={"format": fmt}) from exc
     return img, fmt
 
 
@@ -105,11 +106,13 @@ def decode_rgb(data: bytes, max_pixels: int, *, draft_size: tuple[int, int] | No
     except ImageTrustError:  # our own limits (TooLarge) keep their status
         raise
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
-        raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {exc}") from exc
+        raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {exc}",
+                           metadata={"format": fmt}) from exc
     except Exception as exc:
         if isinstance(exc, (MemoryError,)):
             raise
-        raise InvalidImage(f"cannot decode the {fmt} image: {type(exc).__name__}: {exc}") from exc
+        raise InvalidImage(f"cannot decode the {fmt} image: {type(exc).__name__}: {exc}",
+                           metadata={"format": fmt}) from exc
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

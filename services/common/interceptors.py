@@ -1,6 +1,7 @@
-"""The per-call server interceptor: request id, error mapping, metrics and access logs.
+"""The per-call server interceptor: request id, error mapping, metrics, access logs, and (when
+tracing is on) the call's server span, its parent taken from the caller's traceparent.
 
-One interceptor does all four so each call is wrapped once (the gateway's latency budget is
+One interceptor does all five so each call is wrapped once (the gateway's latency budget is
 a few milliseconds). Servicers raise ImageTrustError subclasses and this maps them to a
 status and message; anything unexpected becomes INTERNAL with the request id to quote,
 and the server keeps serving.
@@ -16,13 +17,18 @@ from typing import Any
 
 import grpc
 from grpc import aio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from imagetrust.channel import REQUEST_ID_HEADER
-from services.common.errors import ImageTrustError, InvalidRequest
+from services.common import status as rich_status
+from services.common import tracing
+from services.common.errors import INTERNAL_ERROR, REQUEST_MALFORMED, ImageTrustError, InvalidRequest
 from services.common.logging import new_request_id, request_id_var
 from services.common.metrics import GrpcServerMetrics
 
 log = logging.getLogger("imagetrust.access")
+_tracer = tracing.tracer("imagetrust.server")
 
 # Services whose calls are not access-logged: probes every few seconds would drown the log.
 _QUIET_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
@@ -48,7 +54,7 @@ class _Malformed:
     ERROR traceback in the log; handing this on lets the call answer INVALID_ARGUMENT."""
 
     def __init__(self, exc: Exception) -> None:
-        self.error = InvalidRequest(f"the request is not a valid message: {exc}")
+        self.error = InvalidRequest(f"the request is not a valid message: {exc}", reason=REQUEST_MALFORMED)
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -144,34 +150,56 @@ class _Call:
     def _received(self, grpc_type: str) -> Any:
         return self.metrics.msg_received.labels(grpc_type, self.service, self.method)
 
-    def _begin(self, grpc_type: str) -> tuple[Any, float]:
-        token = request_id_var.set(_incoming_request_id(self.details))
+    def _begin(self, grpc_type: str) -> tuple[Any, float, tuple[trace.Span, object] | None]:
+        request_id = _incoming_request_id(self.details)
+        token = request_id_var.set(request_id)
         self.metrics.started.labels(grpc_type, self.service, self.method).inc()
         self.metrics.in_flight.labels(self.service, self.method).inc()
-        return token, time.perf_counter()
+        traced = None
+        if tracing.enabled() and not self.quiet:
+            span = _tracer.start_span(
+                f"{self.service}/{self.method}", context=tracing.extract(self.details.invocation_metadata),
+                kind=trace.SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.method,
+                            "imagetrust.request_id": request_id},
+            )
+            traced = (span, otel_context.attach(trace.set_span_in_context(span)))
+        return token, time.perf_counter(), traced
 
-    def _end(self, grpc_type: str, token: Any, start: float, code: grpc.StatusCode, detail: str = "") -> None:
+    def _end(self, grpc_type: str, begun: tuple[Any, float, tuple[trace.Span, object] | None],
+             code: grpc.StatusCode, detail: str = "") -> None:
+        token, start, traced = begun
         elapsed = time.perf_counter() - start
         self.metrics.in_flight.labels(self.service, self.method).dec()
         self.metrics.handled.labels(grpc_type, self.service, self.method, code.name).inc()
         self.metrics.handling_seconds.labels(grpc_type, self.service, self.method).observe(elapsed)
         if not self.quiet:
-            log.info(
+            log.info(  # inside the span: the access line carries the call's trace_id
                 "%s/%s %s", self.service, self.method, code.name,
                 extra={"grpc_code": code.name, "duration_ms": round(elapsed * 1000, 2), "detail": detail},
             )
+        if traced is not None:
+            span, context_token = traced
+            tracing.set_error(span, code.name, detail)
+            span.end()
+            otel_context.detach(context_token)  # type: ignore[arg-type]
         request_id_var.reset(token)
 
     async def _map_error(self, exc: BaseException, context: aio.ServicerContext) -> None:
-        """Aborts the call with the status exc maps to (always raises)."""
+        """Aborts the call with the status exc maps to, its google.rpc.Status details in the
+        trailers (always raises)."""
+        request_id = request_id_var.get()
         if isinstance(exc, ImageTrustError):
-            await context.abort(exc.code, exc.message)
+            await rich_status.abort(context, rich_status.of_error(exc, request_id))
         log.exception("unhandled error in %s/%s", self.service, self.method)
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id_var.get()}")
+        await rich_status.abort(context, rich_status.build(
+            grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}", INTERNAL_ERROR,
+            {"request_id": request_id},
+        ))
 
     def unary(self, behavior: Callable[..., Awaitable[Any]], grpc_type: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
-            token, start = self._begin(grpc_type)
+            begun = self._begin(grpc_type)
             code, detail = grpc.StatusCode.OK, ""
             try:
                 response = await behavior(_checked(request, self._received(grpc_type)), context)
@@ -188,7 +216,7 @@ class _Call:
                 detail = str(exc)
                 await self._map_error(exc, context)
             finally:
-                self._end(grpc_type, token, start, code, detail)
+                self._end(grpc_type, begun, code, detail)
 
         return wrapper
 
@@ -203,7 +231,7 @@ class _Call:
         # the handler's own clean-up (the stream window's tasks) waited for garbage
         # collection. Written here, every end runs in the call's own task.
         async def wrapper(request: Any, context: aio.ServicerContext) -> None:
-            token, start = self._begin(grpc_type)
+            begun = self._begin(grpc_type)
             code, detail = grpc.StatusCode.OK, ""
             result = None
             try:
@@ -236,6 +264,6 @@ class _Call:
                     if result is not None and hasattr(result, "aclose"):
                         await result.aclose()  # a handler left mid-stream cleans up now, here
                 finally:
-                    self._end(grpc_type, token, start, code, detail)
+                    self._end(grpc_type, begun, code, detail)
 
         return wrapper

@@ -2,7 +2,9 @@
 
 The request id lives in a contextvar that the server interceptor sets per call (from the
 caller's x-request-id metadata, or a new one), so every log line of a call, in any module,
-carries it without passing it around.
+carries it without passing it around. With tracing on (services/common/tracing.py), a line
+written inside a span also carries its trace_id and span_id, so a trace viewer's trace leads
+to its log lines and back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 import sys
 import time
 import uuid
+
+from services.common import tracing
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -40,6 +44,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        ids = tracing.current_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

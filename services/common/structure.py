@@ -52,7 +52,7 @@ _PNG_CHUNK_OVERHEAD = 12  # bytes: length, type and CRC around the data
 
 
 def _bomb(what: str) -> TooLarge:
-    return TooLarge(f"image has {what} (decompression-bomb guard)")
+    return TooLarge(f"image has {what} (decompression-bomb guard)", metadata={"structure": what})
 
 
 def check_jpeg(data: bytes) -> None:

@@ -23,6 +23,7 @@ from grpc import aio
 
 from imagetrust.channel import REQUEST_ID_HEADER
 from imagetrust.v1 import common_pb2, gateway_pb2, metadata_pb2, synthesis_pb2
+from services.common import status, tracing
 from services.common.errors import DeadlineExceeded, InvalidImage
 from services.common.imaging import probe
 from services.common.limits import check_bytes, check_context, check_id
@@ -34,6 +35,7 @@ from services.gateway.policy import PolicySet
 from services.gateway.verdict import decide
 
 log = logging.getLogger("imagetrust.gateway")
+_tracer = tracing.tracer("imagetrust.gateway")
 
 # Kept back from the caller's deadline to combine and send the verdict: at least
 # RESPONSE_RESERVE_S seconds, or RESPONSE_RESERVE_FRACTION of the time left when that is
@@ -101,24 +103,31 @@ class Checker:
             self.metrics.backend_calls.labels(backend.name, "SKIPPED_DOWN").inc()
             return None, f"down: {backend.down_cause}"
         started = time.perf_counter()
-        try:
-            answer = await call(timeout_s)
-        except aio.AioRpcError as exc:
-            code = exc.code()
-            self.metrics.backend_calls.labels(backend.name, code.name).inc()
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidImage(f"{backend.name}: {exc.details()}") from None
-            if code in _SUSPECT_CODES:
-                backend.suspect()
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                cause = f"no answer within its budget of {timeout_s * 1000:.0f} ms"
-            else:
-                cause = f"{code.name}: {(exc.details() or '')[:_MAX_CAUSE_CHARS]}"
-            log.warning("%s left out: %s", backend.name, cause, extra={"backend": backend.name})
-            return None, cause
+        attributes: dict[str, str | float | bool] = {"imagetrust.backend": backend.name, "imagetrust.budget_ms": round(timeout_s * 1000)}
+        with tracing.span(_tracer, f"backend {backend.name}", attributes, tracing.SpanKind.CLIENT) as span:
+            try:
+                answer = await call(timeout_s)
+            except aio.AioRpcError as exc:
+                tracing.set_error(span, exc.code().name, exc.details() or "")
+                return self._left_out(backend, exc, timeout_s)
         self.metrics.backend_calls.labels(backend.name, "OK").inc()
         self.metrics.backend_seconds.labels(backend.name).observe(time.perf_counter() - started)
         return answer, ""
+
+    def _left_out(self, backend: Backend, exc: aio.AioRpcError, timeout_s: float) -> tuple[None, str]:
+        """(None, why) for a failed backend call; raises the error a bad image must be."""
+        code = exc.code()
+        self.metrics.backend_calls.labels(backend.name, code.name).inc()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            raise _passed_on(backend.name, exc) from None
+        if code in _SUSPECT_CODES:
+            backend.suspect()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            cause = f"no answer within its budget of {timeout_s * 1000:.0f} ms"
+        else:
+            cause = f"{code.name}: {(exc.details() or '')[:_MAX_CAUSE_CHARS]}"
+        log.warning("%s left out: %s", backend.name, cause, extra={"backend": backend.name})
+        return None, cause
 
     def _cap(self, budget_s: float, cap_ms: int) -> float:
         return min(budget_s, cap_ms / 1000.0) if cap_ms else budget_s
@@ -127,7 +136,8 @@ class Checker:
         self, request: gateway_pb2.CheckRequest, time_remaining: float | None, request_id: str | None = None
     ) -> gateway_pb2.CheckResponse:
         started = time.monotonic()
-        await self._validate(request)
+        with tracing.span(_tracer, "validate", {"imagetrust.image_bytes": len(request.image.data)}):
+            await self._validate(request)
         if time_remaining is not None:
             # The header read may have waited for the probe thread: that time is the caller's.
             time_remaining -= time.monotonic() - started
@@ -140,17 +150,18 @@ class Checker:
             detect = synthesis_pb2.DetectRequest(image=request.image, want_heatmap=request.options.want_heatmap)
             calls["synthesis"] = self._call(
                 backends.synthesis,
-                lambda t: backends.synthesis_stub.Detect(detect, timeout=t, metadata=metadata),
+                lambda t: backends.synthesis_stub.Detect(detect, timeout=t, metadata=tracing.inject(metadata)),
                 self._cap(budget, self.config.synthesis_budget_ms),
             )
         if not request.options.skip_metadata:
             analyze = metadata_pb2.AnalyzeRequest(image=request.image, context=request.context, register=request.register)
             calls["metadata"] = self._call(
                 backends.metadata,
-                lambda t: backends.metadata_stub.Analyze(analyze, timeout=t, metadata=metadata),
+                lambda t: backends.metadata_stub.Analyze(analyze, timeout=t, metadata=tracing.inject(metadata)),
                 self._cap(budget, self.config.metadata_budget_ms),
             )
-        outcomes = await _gather_or_first_error(calls)
+        with tracing.span(_tracer, "fan-out", {"imagetrust.budget_ms": round(budget * 1000)}):
+            outcomes = await _gather_or_first_error(calls)
         synthesis = cast("synthesis_pb2.DetectResponse | None", outcomes.get("synthesis", (None, ""))[0])
         metadata_answer = cast("metadata_pb2.AnalyzeResponse | None", outcomes.get("metadata", (None, ""))[0])
         missing = {name: cause for name, (answer, cause) in outcomes.items() if answer is None}
@@ -172,6 +183,18 @@ class Checker:
         if metadata_answer is not None:
             response.metadata.CopyFrom(metadata_answer)
         return response
+
+
+def _passed_on(backend: str, exc: aio.AioRpcError) -> InvalidImage:
+    """A backend's INVALID_ARGUMENT as the gateway's own error, keeping the backend's
+    ErrorInfo reason, metadata and field violations (plus which backend said it)."""
+    rich = status.from_metadata(exc.trailing_metadata())
+    info = status.error_info(rich)
+    metadata = {**(info.metadata if info is not None else {}), "backend": backend}
+    return InvalidImage(
+        f"{backend}: {exc.details()}", reason=info.reason if info is not None else None,
+        metadata=metadata, violations=status.violations(rich),
+    )
 
 
 async def _gather_or_first_error(calls: dict[str, Awaitable]) -> dict[str, tuple[object | None, str]]:

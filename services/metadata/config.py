@@ -17,7 +17,11 @@ from services.common.config import ServerConfig, setting
 class MetadataConfig(ServerConfig):
     port: int = setting(50052, "gRPC port")
     metrics_port: int = setting(9092, "Prometheus /metrics HTTP port (-1: off)")
-    redis_url: str = setting("", "reuse registry in Redis, e.g. redis://host:6379/0 (empty: embedded SQLite)")
+    # redis+sentinel://h1:26379,h2:26379/<service_name>/<db>: the primary a Sentinel group
+    # names, followed across failovers (services/metadata/registry/redis_url.py).
+    redis_url: str = setting("", "reuse registry in Redis: redis://host:6379/0, or "
+                                 "redis+sentinel://sentinel1:26379,sentinel2:26379/service_name/0 "
+                                 "(empty: embedded SQLite)")
     # Off: the whole registry under one hash tag (one slot, so one node: a Redis Cluster
     # holds it on one shard). On: keys sharded over every slot, for a Redis Cluster (the URL
     # names any node, e.g. a managed service's configuration endpoint). The two layouts do
@@ -53,6 +57,13 @@ class MetadataConfig(ServerConfig):
         super().validate()
         if self.redis_cluster and not self.redis_url:
             raise ValueError("redis_cluster needs redis_url (any node of the cluster)")
+        from services.metadata.registry.redis_url import is_sentinel, parse_sentinel
+
+        if is_sentinel(self.redis_url):
+            if self.redis_cluster:
+                raise ValueError("redis_cluster and a redis+sentinel:// URL exclude each other: "
+                                 "a Redis Cluster fails over by itself")
+            parse_sentinel(self.redis_url)  # a malformed URL fails at start-up, naming the part
         if self.registry_wait_replicas < 0:
             raise ValueError("registry_wait_replicas must be >= 0")
         # WAIT 0 ms would block until the replicas answer, i.e. forever while one is down. (The

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc
+from services.common import tracing
 from services.common.limits import check_context
 from services.metadata.analysis import ANALYZER_VERSION, Analysis, PixelBudget, analyze
 from services.metadata.config import MetadataConfig
@@ -20,6 +21,8 @@ from services.metadata.registry.metrics import RegistryMetrics
 from services.metadata.registry.model import LookupResult, Sighting
 from services.metadata.registry.monitor import RegistryMonitor
 from services.metadata.risk import risk_from_findings
+
+_tracer = tracing.tracer("imagetrust.metadata")
 
 
 def to_proto(a: Analysis) -> metadata_pb2.AnalyzeResponse:
@@ -115,15 +118,18 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         # stores the ids: a bad field is INVALID_ARGUMENT, never INTERNAL or a stored megabyte.
         check_context(request.context)
         # Off the event loop: parsing a large file must not stall other calls.
-        result = await asyncio.to_thread(
-            analyze, request.image.data, self.config.max_message_bytes, self.config.max_pixels,
-            budget=self.budget, now=upload_time(request),
-        )
+        with tracing.span(_tracer, "decode+analyze", {"imagetrust.image_bytes": len(request.image.data)}):
+            result = await asyncio.to_thread(
+                analyze, request.image.data, self.config.max_message_bytes, self.config.max_pixels,
+                budget=self.budget, now=upload_time(request),
+            )
         response = to_proto(result)
-        rc = await asyncio.to_thread(
-            registry_check.run, request.image.data, sighting_from_proto(request.context), request.register,
-            self.registry, self.config.max_pixels, bytes.fromhex(result.sha256), self.registry_metrics,
-        )
+        # to_thread copies the context: the registry's spans (fingerprint, lookup) nest here.
+        with tracing.span(_tracer, "registry", {"imagetrust.register": request.register}):
+            rc = await asyncio.to_thread(
+                registry_check.run, request.image.data, sighting_from_proto(request.context), request.register,
+                self.registry, self.config.max_pixels, bytes.fromhex(result.sha256), self.registry_metrics,
+            )
         if self.monitor is not None and rc.fingerprints is not None:
             await self.monitor.observe(rc.result.available, rc.result.error)
         add_registry(response, result, rc)

@@ -39,9 +39,19 @@ from collections.abc import Callable, Sequence
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.errors import DeadlineExceeded, NotReady, Overloaded
+from services.common import tracing
+from services.common.errors import (
+    DRAINING,
+    DRAINING_RETRY_S,
+    IMAGE_EXCEEDS_QUEUE,
+    DeadlineExceeded,
+    NotReady,
+    Overloaded,
+    TooLarge,
+)
 
 log = logging.getLogger("imagetrust.synthesis.batcher")
+_tracer = tracing.tracer("imagetrust.synthesis.batcher")
 
 # Seconds: queue waits are around the batching delay (ms); CPU batches take 10 ms to seconds.
 WAIT_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -97,6 +107,9 @@ class _Request:
     results: list[float]
     remaining: int
     dead: bool = False  # failed, timed out or cancelled: its queued inputs are skipped
+    # Tracing on only: the forward passes that held its inputs, as (start, end) wall-clock
+    # nanoseconds and that pass's batch size; the request's spans are made from them.
+    passes: list[tuple[int, int, int]] | None = None
 
     def fail(self, exc: BaseException) -> None:
         self.dead = True
@@ -109,6 +122,17 @@ class _Input:
     index: int
     tensor: torch.Tensor
     enqueued: float  # time.monotonic() seconds
+
+
+def _trace_passes(enqueued_ns: int, passes: list[tuple[int, int, int]], inputs: int) -> None:
+    """Spans for one request's time in the batcher, under the caller's current span: the
+    queue wait (enqueued until its first pass began) and each forward pass it was part of."""
+    wait = _tracer.start_span("synthesis queue wait", start_time=enqueued_ns, attributes={"imagetrust.inputs": inputs})
+    wait.end(end_time=passes[0][0])
+    for start_ns, end_ns, batch_size in passes:
+        forward = _tracer.start_span("synthesis forward pass", start_time=start_ns,
+                                     attributes={"imagetrust.batch_size": batch_size})
+        forward.end(end_time=end_ns)
 
 
 def _set_exception(future: asyncio.Future, exc: BaseException) -> None:
@@ -166,8 +190,10 @@ class DynamicBatcher:
         if not inputs:
             raise ValueError("a request needs at least one model input")
         if len(inputs) > self.max_queue_size:
-            raise Overloaded(
-                f"one image needs {len(inputs)} model inputs, more than the queue holds ({self.max_queue_size})"
+            # TooLarge, not Overloaded: however long the caller waits, this image cannot fit.
+            raise TooLarge(
+                f"one image needs {len(inputs)} model inputs, more than the queue holds ({self.max_queue_size})",
+                reason=IMAGE_EXCEEDS_QUEUE, metadata={"inputs": len(inputs), "max_queue_size": self.max_queue_size},
             )
         now = time.monotonic()
         if deadline is not None and deadline <= now:
@@ -175,14 +201,19 @@ class DynamicBatcher:
             raise DeadlineExceeded("the deadline passed before the image was queued for the model")
         loop = asyncio.get_running_loop()
         request = _Request(loop, loop.create_future(), deadline, [0.0] * len(inputs), len(inputs))
+        enqueued_ns = 0
+        if tracing.enabled():
+            request.passes, enqueued_ns = [], time.time_ns()
         with self._cond:
             if self._closed:
-                raise NotReady("the synthesis model is shutting down")
+                raise NotReady("the synthesis model is shutting down", reason=DRAINING, retry_after_s=DRAINING_RETRY_S)
             if len(self._queue) + len(inputs) > self.max_queue_size:
                 self.metrics.dropped.labels("queue_full").inc()
                 raise Overloaded(
                     f"synthesis queue full ({len(self._queue)} of {self.max_queue_size} model inputs queued); "
-                    "retry with backoff"
+                    "retry with backoff",
+                    metadata={"queued_inputs": len(self._queue), "inputs": len(inputs),
+                              "max_queue_size": self.max_queue_size},
                 )
             self._queue.extend(_Input(request, i, t, now) for i, t in enumerate(inputs))
             self.metrics.queue_depth.set(len(self._queue))
@@ -190,6 +221,8 @@ class DynamicBatcher:
         try:
             result = await request.future
             self.metrics.request.observe(time.monotonic() - now)
+            if request.passes:
+                _trace_passes(enqueued_ns, request.passes, len(inputs))
             return result
         except asyncio.CancelledError:
             if not request.dead:
@@ -289,6 +322,7 @@ class DynamicBatcher:
 
     def _execute(self, batch: list[_Input]) -> None:
         start = time.monotonic()
+        start_ns = time.time_ns() if tracing.enabled() else 0
         for item in batch:
             self.metrics.queue_wait.observe(start - item.enqueued)
         self.metrics.batch_size.observe(len(batch))
@@ -306,6 +340,11 @@ class DynamicBatcher:
             return
         finally:
             self.metrics.compute.observe(time.monotonic() - start)
+            if start_ns:
+                end_ns = time.time_ns()
+                for req in {item.request for item in batch}:
+                    if req.passes is not None:
+                        req.passes.append((start_ns, end_ns, len(batch)))
         for item, value in zip(batch, values):
             req = item.request
             if req.dead:

@@ -46,10 +46,19 @@ class SynthesisConfig(ServerConfig):
     # 2 passes per batch shape and size: the first allocates and (on CUDA) autotunes
     # kernels, the second confirms the steady state before health turns SERVING.
     warmup_iterations: int = setting(2, "warm-up forward passes per input shape and batch size")
+    # torch: eager PyTorch on CPU or CUDA. onnxruntime: the checkpoint's network exported to
+    # ONNX at start-up (parity-checked) and run by ONNX Runtime on the CPU, float32; same
+    # preprocessing and scoring. auto: onnxruntime on a CPU at float32, where it measured
+    # 1.5x the images/s of torch eager through the service (forward alone 1.2-2.9x;
+    # bench/bench_onnx.py, docs/benchmarks.md), torch on CUDA and for bf16/fp16; a network
+    # that does not export falls back to torch with a warning (services/synthesis/onnx_runtime.py).
+    runtime: str = setting("auto", "model runtime: auto (CPU fp32: onnxruntime; else torch), torch, onnxruntime")
 
     def validate(self) -> None:
         super().validate()
         if self.max_batch_size < 1 or self.max_queue_size < 1 or self.max_queue_delay_ms < 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1, max_queue_delay_ms >= 0")
+        if self.runtime not in ("auto", "torch", "onnxruntime"):
+            raise ValueError("runtime must be auto, torch or onnxruntime")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ValueError("precision must be auto, bf16, fp16 or fp32")

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from prometheus_client import CollectorRegistry, Histogram, Info
 
+from services.common import tracing
 from services.common.config import SynthesisConfig
 from services.common.errors import DeadlineExceeded, NotReady, Overloaded
 from services.common.imaging import decode_rgb
@@ -30,11 +31,13 @@ from services.synthesis import DEFAULT_MODEL_PATH
 from services.synthesis.batcher import BatcherMetrics, DynamicBatcher
 from services.synthesis.checkpoint import Checkpoint, default_specs, load_checkpoint
 from services.synthesis.models import build_model
+from services.synthesis.onnx_runtime import OrtPredictor, make_predictor
 from services.synthesis.predictor import Predictor, configure_cpu_threads, resolve_device
 from services.synthesis.preprocess import Prepared, prepare
 from services.synthesis.scoring import CalibrationSpec, image_scores
 
 log = logging.getLogger("imagetrust.synthesis.engine")
+_tracer = tracing.tracer("imagetrust.synthesis")
 
 PLACEHOLDER_ARCH = "forensic"
 PLACEHOLDER_SEED = 0  # fixed: the placeholder answers the same on every pod and restart
@@ -95,7 +98,7 @@ class SynthesisEngine:
         self.config = config
         self._decode_pool = ThreadPoolExecutor(max_workers=config.decode_workers, thread_name_prefix="decode")
         self.checkpoint: Checkpoint | None = None
-        self.predictor: Predictor | None = None
+        self.predictor: Predictor | OrtPredictor | None = None
         self.batcher: DynamicBatcher | None = None
         self._description = ""
         self._prepare_seconds: Histogram | None = None
@@ -136,6 +139,7 @@ class SynthesisEngine:
             "synthesis model ready",
             extra={"model_version": self.checkpoint.model_version, "arch": self.checkpoint.arch,
                    "device": self.predictor.device_name, "precision": self.predictor.precision_name,
+                   "runtime": "torch" if isinstance(self.predictor, Predictor) else "onnxruntime",
                    "torch_threads": torch.get_num_threads(), "placeholder": self.checkpoint.placeholder},
         )
 
@@ -150,7 +154,7 @@ class SynthesisEngine:
                 f"max_queue_size {self.config.max_queue_size} cannot hold one image "
                 f"(1 global view + up to {tiles} tiles)"
             )
-        predictor = Predictor(ckpt, device, self.config.precision)
+        predictor = make_predictor(ckpt, device, self.config.precision, self.config.runtime, torch.get_num_threads())
         predictor.reserve(self.config.max_batch_size)
         size = ckpt.preprocessing.input_size
         shapes = [(3, size, size)]
@@ -177,10 +181,13 @@ class SynthesisEngine:
             raise DeadlineExceeded("the deadline passed before the image was decoded")
         if self.batcher.depth >= self.batcher.max_queue_size:
             # Refuse before spending a decode on an image the queue cannot take.
-            raise Overloaded(f"synthesis queue full ({self.batcher.depth} model inputs queued); retry with backoff")
+            raise Overloaded(f"synthesis queue full ({self.batcher.depth} model inputs queued); retry with backoff",
+                             metadata={"queued_inputs": self.batcher.depth,
+                                       "max_queue_size": self.batcher.max_queue_size})
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
+        with tracing.span(_tracer, "decode+prepare", {"imagetrust.image_bytes": len(data)}):
+            prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
         if self._prepare_seconds is not None:
             self._prepare_seconds.observe(time.monotonic() - started)
         logits = await self.batcher.submit(prepared.items(), deadline)

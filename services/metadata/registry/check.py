@@ -6,12 +6,14 @@ import dataclasses
 import hashlib
 import time
 
+from services.common import tracing
 from services.common.errors import InvalidImage
 from services.metadata import fingerprints
 from services.metadata.registry.base import Registry
 from services.metadata.registry.metrics import RegistryMetrics
 from services.metadata.registry.model import LookupResult, Sighting
 
+_tracer = tracing.tracer("imagetrust.metadata.registry")
 
 @dataclasses.dataclass(frozen=True)
 class RegistryCheck:
@@ -28,7 +30,8 @@ def run(
     sha = sha256 if sha256 is not None else hashlib.sha256(data).digest()
     backend = registry.backend if registry is not None else ""
     try:
-        fp = fingerprints.compute(data, max_pixels, sha256=sha)
+        with tracing.span(_tracer, "fingerprint"):
+            fp = fingerprints.compute(data, max_pixels, sha256=sha)
     except InvalidImage as exc:
         # A file whose header parses but whose pixels do not (truncated, corrupt) still gets
         # its metadata analysis; it just cannot be matched on content.
@@ -39,7 +42,8 @@ def run(
     if registry is None:
         return RegistryCheck(fp, sha, LookupResult("", available=False, error="registry not configured"))
     started = time.perf_counter()
-    result = registry.lookup(fp, sighting, register)
+    with tracing.span(_tracer, "registry lookup", {"imagetrust.registry_backend": backend}):
+        result = registry.lookup(fp, sighting, register)
     if metrics is not None:
         metrics.observe(result, time.perf_counter() - started, fingerprinted=True)
     return RegistryCheck(fp, sha, result)

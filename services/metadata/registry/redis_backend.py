@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import struct
 
-import redis
-
 from services.metadata.registry.base import (
     Keys,
     Raw,
@@ -49,6 +47,7 @@ from services.metadata.registry.base import (
 )
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_common import LUA_HELPERS, SIGHTING_BUCKET, SOCKET_TIMEOUT_S, call, split_records
+from services.metadata.registry.redis_url import client_from_url
 
 __all__ = ["SIGHTING_BUCKET", "RedisRegistry"]  # SIGHTING_BUCKET: the bench's bulk loader writes the same buckets
 
@@ -129,7 +128,8 @@ class RedisRegistry(Registry):
     def __init__(self, url: str, prefix: str = "imagetrust", ttl_s: int = 0, **kwargs) -> None:
         super().__init__(ttl_s, **kwargs)
         self.prefix = b"{" + prefix.encode() + b"}:"
-        self.client = redis.Redis.from_url(
+        # A node URL, or a Sentinel URL naming the primary to follow across failovers.
+        self.client = client_from_url(
             url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
             health_check_interval=0,
         )
