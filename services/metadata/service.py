@@ -42,6 +42,7 @@ class MetadataService(Service):
         await self.monitor.start()
 
     async def close(self) -> None:
+        self.servicer.pool.shutdown(wait=False, cancel_futures=True)
         if self.monitor is not None:
             await self.monitor.stop()
             self.monitor.registry.close()
