@@ -231,12 +231,19 @@ class DecodedUpload:
 
         self._run(run)
 
+    @property
+    def structure(self) -> JpegStructure | None:
+        """A JPEG's marker parse (jpeg.parse), made once; None for other formats."""
+        if self._structure is None and self.format == "jpeg":
+            self._structure = jpeg.parse(self.data)
+        return self._structure
+
     def _cv2_safe(self, grey: bool) -> bool:
         """OpenCV decodes as Pillow does: a whole 8-bit YCbCr (or, for grey, 1-component) file.
         A file without EOI is Pillow's error ("truncated") where OpenCV would fill it in."""
-        if self._structure is None:
-            self._structure = jpeg.parse(self.data)
-        structure, frame = self._structure, self._structure.frame
+        structure = self.structure
+        assert structure is not None  # JPEG only
+        frame = structure.frame
         return not (structure.truncated or structure.eoi_offset < 0 or structure.adobe_app14 or frame is None
                     or frame.precision != 8 or len(frame.components) not in ((1, 3) if grey else (3,)))
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from types import EllipsisType
 
 import cv2
 import numpy as np
@@ -85,13 +84,7 @@ def unique_id_of_exif(tiff: bytes | None) -> str:
         tags = exif.process(tiff, stop_tag="ImageUniqueID", builtin_types=True) if tiff else {}
     except Exception:  # noqa: BLE001 - exifread raises anything on broken files; the ID is optional
         return ""
-    value = tags.get("EXIF ImageUniqueID")
-    if value is None:
-        return ""
-    text = str(value).strip().strip("\x00").strip()
-    if not text or set(text) <= {"0", " "}:
-        return ""
-    return text
+    return exif.registry_unique_id(tags)
 
 
 def pixel_sha256(data: bytes, max_pixels: int) -> bytes:
@@ -104,7 +97,7 @@ def pixel_identity(data: bytes, upload: DecodedUpload) -> tuple[bytes, str]:
     """(key, algorithm) of the upload: the JPEG coded-image key without touching pixels, the
     decoded RGB's otherwise (also for a JPEG without a complete coded image that still decodes)."""
     if upload.format == "jpeg":
-        key = pixel_key.jpeg_coded(data)
+        key = pixel_key.jpeg_coded(data, upload.structure)
         if key is not None:
             return key, pixel_key.ALGORITHM_JPEG
     return pixel_key.rgb8(upload.rgb()), pixel_key.ALGORITHM_RGB
@@ -192,15 +185,15 @@ def hamming(a: bytes, b: bytes) -> int:
 
 def compute(
     data: bytes, max_pixels: int, sha256: bytes | None = None, *, upload: DecodedUpload | None = None,
-    legacy: bool = False, exif_block: bytes | None | EllipsisType = ...,
+    legacy: bool = False, unique_id: str | None = None,
 ) -> Fingerprints:
     """All fingerprints of an uploaded file. Raises InvalidImage / TooLarge like decoding.
 
     sha256: the bytes' digest when the caller already has it (a whole-file pass saved).
     upload: the request's shared decode (its needs must include NEEDS); made here when absent.
     legacy: also the SHA-256 RGB8 key (a full colour decode: declare colour and full needs).
-    exif_block: the EXIF block the analysis cut out (None: the file has none), so the
-    ImageUniqueID is read without walking the file again; left out, it is read from `data`.
+    unique_id: the ImageUniqueID the analysis read (exif.ExifData.registry_unique_id), so
+    EXIF is not parsed twice; None: read from `data`.
     """
     if upload is None:
         upload = _upload(data, max_pixels, NEEDS | DecodeNeeds(full=legacy, colour=legacy))
@@ -210,7 +203,7 @@ def compute(
         sha256=sha256 if sha256 is not None else hashlib.sha256(data).digest(),
         pixel_sha256=key,
         perceptual=perceptual,
-        image_unique_id=image_unique_id(data) if isinstance(exif_block, EllipsisType) else unique_id_of_exif(exif_block),
+        image_unique_id=image_unique_id(data) if unique_id is None else unique_id,
         pixel_key_algorithm=algorithm,
         legacy_pixel_sha256=pixel_key.legacy_rgb8(upload.rgb()) if legacy else b"",
     )

@@ -32,8 +32,11 @@ def inspect(
     # The legacy SHA-256 key hashes full-resolution RGB: then that is the one decode.
     needs = fingerprints.NEEDS | DecodeNeeds(full=legacy_pixel_key, colour=legacy_pixel_key)
     result, upload = analyze_upload(data, max_bytes, max_pixels, budget=budget, now=now, needs=needs)
+    unique_id = result.exif.registry_unique_id
+    if unique_id is None:  # exifread failed on the whole block: the registry reads the ID alone, as it would
+        unique_id = fingerprints.unique_id_of_exif(result.exif_block)
     rc = registry_check.run(
         data, sighting, register, registry, max_pixels, bytes.fromhex(result.sha256), metrics,
-        upload=upload, legacy_pixel_key=legacy_pixel_key, exif_block=result.exif_block,
+        upload=upload, legacy_pixel_key=legacy_pixel_key, unique_id=unique_id,
     )
     return Inspection(result, rc, upload.decodes)

@@ -36,7 +36,8 @@ import struct
 import blake3
 import numpy as np
 
-from services.common.structure import NEXT_MARKER, STANDALONE_MARKERS
+from services.metadata import jpeg
+from services.metadata.jpeg import JpegStructure
 
 ALGORITHM_JPEG = "blake3-jpeg-coded"
 ALGORITHM_RGB = "blake3-rgb8"
@@ -44,57 +45,30 @@ LEGACY_ALGORITHM = "sha256-rgb8"
 # Inputs from this size are hashed on BLAKE3's threads (decoded pixels); a coded JPEG
 # stream is hashed on the calling thread, where the thread start would cost more.
 THREADED_MIN_BYTES = 8 << 20  # bytes
-_APP14, _APP0, _COM, _SOS, _EOI = 0xEE, 0xE0, 0xFE, 0xDA, 0xD9
 _RGB_IDS = (0x52, 0x47, 0x42)  # component ids "R", "G", "B"
 _JPEG_DOMAIN = b"JPGC"  # domain tags: a JPEG key can never equal an RGB one
 _RGB_DOMAIN = b"RGB8"
 
 
-def jpeg_coded(data: bytes) -> bytes | None:
-    """The JPEG key (32 bytes), or None when the file has no SOI...EOI coded image (a
-    truncated file: it has no pixels to identify)."""
+def jpeg_coded(data: bytes, structure: JpegStructure | None = None) -> bytes | None:
+    """The JPEG key (32 bytes), or None when the file has no complete SOI...EOI coded image
+    (a truncated file: it has no pixels to identify). structure: the file's marker parse
+    (jpeg.parse) when the caller has it; the key is defined by that walk either way."""
     if data[:2] != b"\xff\xd8":
+        return None
+    structure = structure if structure is not None else jpeg.parse(data)
+    if structure.truncated or structure.eoi_offset < 0:
         return None
     view = memoryview(data)
     digest = blake3.blake3(_JPEG_DOMAIN)
-    size, pos, start = len(data), 2, 0  # [start, pos) is the included run not yet hashed
-    jfif = False
-    component_ids: tuple[int, ...] = ()
-    while pos < size - 1:
-        if data[pos] != 0xFF or data[pos + 1] in (0x00, 0xFF):
-            match = NEXT_MARKER.search(data, pos)
-            if match is None:
-                return None
-            pos = match.start()  # stray and fill bytes stay in the included run
-            continue
-        code = data[pos + 1]
-        if code == _EOI:
-            digest.update(view[start:pos + 2])
-            digest.update(bytes([jfif and component_ids == _RGB_IDS]))
-            return digest.digest()
-        if code in STANDALONE_MARKERS:
-            pos += 2
-            continue
-        if pos + 4 > size:
-            return None
-        end = pos + 2 + ((data[pos + 2] << 8) | data[pos + 3])
-        if end > size:
-            return None
-        metadata = (0xE0 <= code <= 0xEF and code != _APP14) or code == _COM
-        if metadata:
-            jfif = jfif or (code == _APP0 and data[pos + 4:pos + 9] == b"JFIF\x00")
-            digest.update(view[start:pos])
-            start = end
-        elif 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC) and end - pos >= 10:
-            count = data[pos + 9]
-            component_ids = tuple(data[pos + 10 + 3 * i] for i in range(count) if pos + 10 + 3 * i < end)
-        if code == _SOS:
-            match = NEXT_MARKER.search(data, end)
-            if match is None:
-                return None
-            end = match.start()
-        pos = max(end, pos + 2)
-    return None
+    start = 0
+    for span_start, span_end in structure.metadata_spans:
+        digest.update(view[start:span_start])
+        start = span_end
+    digest.update(view[start:structure.eoi_offset])
+    ids = tuple(c.id for c in structure.frame.components) if structure.frame is not None else ()
+    digest.update(bytes([structure.jfif and ids == _RGB_IDS]))
+    return digest.digest()
 
 
 def rgb8(rgb: np.ndarray) -> bytes:

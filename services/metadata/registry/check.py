@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from types import EllipsisType
 
 from services.common.errors import InvalidImage
 from services.metadata import fingerprints
@@ -24,17 +23,17 @@ class RegistryCheck:
 def run(
     data: bytes, sighting: Sighting, register: bool, registry: Registry | None, max_pixels: int,
     sha256: bytes | None = None, metrics: RegistryMetrics | None = None, *,
-    upload: DecodedUpload | None = None, legacy_pixel_key: bool = False, exif_block: bytes | None | EllipsisType = ...,
+    upload: DecodedUpload | None = None, legacy_pixel_key: bool = False, unique_id: str | None = None,
 ) -> RegistryCheck:
     """sha256: the bytes' digest when the analysis already computed it; upload: the
     request's shared decode; legacy_pixel_key: also match pixel-identical images registered
-    under the SHA-256 pixel key (a migration: docs/registry.md, "Pixel key"); exif_block: the
-    EXIF block the analysis read (fingerprints.compute)."""
+    under the SHA-256 pixel key (a migration: docs/registry.md, "Pixel key"); unique_id: the
+    ImageUniqueID the analysis read (fingerprints.compute)."""
     sha = sha256 if sha256 is not None else hashlib.sha256(data).digest()
     backend = registry.backend if registry is not None else ""
     try:
         fp = fingerprints.compute(data, max_pixels, sha256=sha, upload=upload, legacy=legacy_pixel_key,
-                                  exif_block=exif_block)
+                                  unique_id=unique_id)
     except InvalidImage as exc:
         # A file whose header parses but whose pixels do not (truncated, corrupt) still gets
         # its metadata analysis; it just cannot be matched on content.
