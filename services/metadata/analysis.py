@@ -13,8 +13,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 
-from services.common.findings import Finding
 from services.common.errors import InvalidImage
+from services.common.findings import Finding
 from services.common.imaging import Header, probe, sniff_format
 from services.common.limits import check_bytes, check_dimensions
 from services.common.structure import check as check_structure
@@ -73,6 +73,7 @@ class PixelBudget:
 
 # The service defaults (MetadataConfig): every check on up to the largest accepted image.
 DEFAULT_BUDGET = PixelBudget(120_000_000, 120_000_000)
+NO_NEEDS = DecodeNeeds()  # the caller reads nothing from the decode itself
 
 
 def analyze(
@@ -93,13 +94,13 @@ def analyze_upload(
     *,
     budget: PixelBudget | None = None,
     now: dt.datetime | None = None,
-    needs: DecodeNeeds = DecodeNeeds(),
+    needs: DecodeNeeds = NO_NEEDS,
 ) -> tuple[Analysis, DecodedUpload]:
     """The analysis and the upload's shared decode, planned for the pixel checks and for
     `needs` (what the caller reads from it afterwards, e.g. fingerprints.NEEDS)."""
     check_bytes(data, max_bytes)
     budget = budget or DEFAULT_BUDGET
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if sniff_format(data) == "jpeg":
         # Refused here as well as in probe(): the pixel checks and the registry decode it.
         check_structure(data, "jpeg")
@@ -131,16 +132,16 @@ def analyze_upload(
         thumb is not None and aspect is not None and aspect <= rules.THUMB_ASPECT_TOLERANCE
         and width * height <= budget.thumbnail_max_pixels
     )
-    thumb_side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height) if want_thumb else 0
+    thumb_side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height) if thumb is not None and want_thumb else 0
     upload = DecodedUpload(
         data, header.format, header.width, header.height,
         needs | DecodeNeeds(full=want_dq, min_side=thumb_side), structure=structure,
     )
     if want_dq or want_thumb:
         try:
-            if want_dq:
-                dq = double_jpeg.analyse(upload.luma(), structure.luma_chroma_tables()[0])
-            if want_thumb:
+            if want_dq and structure is not None:
+                dq = double_jpeg.analyse(upload.luma(), structure.luma_chroma_tables()[0])  # type: ignore[arg-type]
+            if want_thumb and thumb is not None:
                 # The smallest view above the thumbnail's size (libjpeg's 1/8 scale for a
                 # phone photo): DCT-scaled by the decode, or box-averaged from a full one.
                 similarity = thumbnail.similarity(upload.grey_view(thumb_side), thumb)

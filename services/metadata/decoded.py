@@ -247,7 +247,7 @@ class DecodedUpload:
         return not (structure.truncated or structure.eoi_offset < 0 or structure.adobe_app14 or frame is None
                     or frame.precision != 8 or len(frame.components) not in ((1, 3) if grey else (3,)))
 
-    def _run(self, step) -> None:  # noqa: ANN001 - a closure
+    def _run(self, step) -> None:
         self.decodes += 1
         try:
             step()

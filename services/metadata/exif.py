@@ -234,7 +234,7 @@ def read(tiff: bytes | None) -> ExifData:
     error = ""
     try:
         tags = process(tiff, extract_thumbnail=True)
-    except _PARSE_ERRORS as exc:  # noqa: BLE001 - third-party parser on hostile input
+    except _PARSE_ERRORS as exc:
         tags, error = {}, f"{type(exc).__name__}: {exc}"[:MAX_TEXT_CHARS]
     names = [k for k in tags if k not in ("JPEGThumbnail", "TIFFThumbnail")]
     lat = _gps(tags, "GPS GPSLatitude")

@@ -210,7 +210,18 @@ def compute(
 
 
 __all__ = [
-    "Fingerprints", "compute", "hamming", "image_unique_id", "pixel_sha256", "pdq_hash", "phash64",
-    "dhash64", "PERCEPTUAL_HASHES", "PERCEPTUAL_ALGORITHM", "display_pixels", "NEEDS", "phash64_grey",
+    "NEEDS",
+    "PERCEPTUAL_ALGORITHM",
+    "PERCEPTUAL_HASHES",
+    "Fingerprints",
+    "compute",
+    "dhash64",
+    "display_pixels",
+    "hamming",
+    "image_unique_id",
+    "pdq_hash",
+    "phash64",
+    "phash64_grey",
     "pixel_identity",
+    "pixel_sha256",
 ]

@@ -81,7 +81,7 @@ def legacy_rgb8(rgb: np.ndarray) -> bytes:
     return _rgb_input_hash(hashlib.sha256, rgb)
 
 
-def _rgb_input_hash(make, rgb: np.ndarray) -> bytes:  # noqa: ANN001 - hashlib.sha256 or blake3.blake3
+def _rgb_input_hash(make, rgb: np.ndarray) -> bytes:
     height, width = rgb.shape[:2]
     header = _RGB_DOMAIN + struct.pack(">II", width, height)
     pixels = np.ascontiguousarray(rgb)
@@ -90,5 +90,5 @@ def _rgb_input_hash(make, rgb: np.ndarray) -> bytes:  # noqa: ANN001 - hashlib.s
         digest = blake3.blake3(header, max_threads=threads)
     else:
         digest = make(header)
-    digest.update(pixels)
+    digest.update(pixels.data)
     return digest.digest()

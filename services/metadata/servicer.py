@@ -57,7 +57,7 @@ def to_proto(a: Analysis) -> metadata_pb2.AnalyzeResponse:
 
 def upload_time(request: metadata_pb2.AnalyzeRequest) -> dt.datetime | None:
     if request.HasField("context") and request.context.HasField("uploaded_at"):
-        return request.context.uploaded_at.ToDatetime(tzinfo=dt.timezone.utc)
+        return request.context.uploaded_at.ToDatetime(tzinfo=dt.UTC)
     return None
 
 

@@ -13,6 +13,7 @@ from services.metadata.registry.base import Registry
 from services.metadata.registry.metrics import RegistryMetrics
 from services.metadata.registry.model import LookupResult, MatchKind, Sighting, findings, rank
 
+
 @dataclasses.dataclass(frozen=True)
 class RegistryCheck:
     fingerprints: fingerprints.Fingerprints | None  # None: the pixels could not be decoded
