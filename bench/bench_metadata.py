@@ -216,11 +216,13 @@ def key_costs(data: bytes, repeat: int) -> None:
     """The pixel identity key's candidates on one photo: function x input."""
     rgb = np.ascontiguousarray(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
     pixels = rgb.data  # the buffer the hashes read
+    structure = parse(data)
     rows = [
         ("sha256 over RGB8 pixels (the legacy key)", lambda: hashlib.sha256(pixels).digest()),
         ("blake3 over RGB8 pixels, 1 thread", lambda: blake3.blake3(pixels).digest()),
         ("blake3 over RGB8 pixels, all threads", lambda: blake3.blake3(pixels, max_threads=blake3.blake3.AUTO).digest()),
-        ("blake3 over the coded image (the key)", lambda: pixel_key.jpeg_coded(data)),
+        ("blake3 over the coded image (the key)", lambda: pixel_key.jpeg_coded(data, structure)),
+        ("  the marker parse it reuses (the analysis')", lambda: parse(data)),
         ("sha256 over the file bytes", lambda: hashlib.sha256(data).digest()),
     ]
     try:

@@ -206,7 +206,7 @@ class MetadataConfig(ServerConfig):
     # 0: one per CPU the process may use. Each worker holds at most one request's decode at
     # a time (~25 MB for a 12 MP photo, docs/metadata.md), so this also bounds the memory.
     analysis_workers: int = setting(0, "threads analysing uploads at once (0: one per CPU)")
-    # A registry migration (docs/registry.md, "Pixel key"): also look up images registered
+    # A registry migration (docs/metadata.md, "Pixel identity key"): also look up images registered
     # under the SHA-256 pixel key, at the cost of a full colour decode and hash per request.
     legacy_pixel_key: bool = setting(False, "also match the SHA-256 pixel keys of images registered before BLAKE3")
     # 2 s: a Redis outage (and its recovery) shows in health within a probe period.

@@ -116,9 +116,10 @@ class DecodedUpload:
         return self._orientation
 
     def displayed(self, pixels: np.ndarray) -> np.ndarray:
-        """pixels turned as the EXIF orientation says a viewer shows them."""
+        """pixels turned as the EXIF orientation says a viewer shows them (a strided view,
+        not a copy: callers that need contiguous memory copy it once)."""
         turn = _ORIENT_TRANSFORMS.get(self.orientation)
-        return np.ascontiguousarray(turn(pixels)) if turn else pixels
+        return turn(pixels) if turn else pixels
 
     # --- planning and decoding -------------------------------------------------------------
     def decode(self) -> None:
@@ -157,20 +158,26 @@ class DecodedUpload:
         return self._rgb  # type: ignore[return-value]
 
     def _view(self, kind: str, min_side: int) -> np.ndarray:
-        want = jpeg_scale(self.width, self.height, min_side)
-        key = (kind, want)
+        return self._view_at(kind, jpeg_scale(self.width, self.height, min_side))
+
+    def _view_at(self, kind: str, scale: int) -> np.ndarray:
+        """The view at 1/scale: the decode itself when it was made at that scale, else a 2x
+        box average of the view at 1/(scale/2). One pyramid per upload, so a view is the
+        same whichever consumer asked first, and each level reads a quarter of the last."""
+        key = (kind, scale)
         if key in self._views:
             return self._views[key]
-        base = self._grey_at(want) if kind == "grey" else self._rgb_at(want)
+        base = self._grey_at(scale) if kind == "grey" else self._rgb_at(scale)
         have = self._grey_scale if kind == "grey" else self._rgb_scale
-        factor = want // have
-        if factor > 1:
-            h, w = base.shape[:2]
-            # INTER_AREA by an integer factor is a box average, what libjpeg's DCT scaling gives.
-            base = _readonly(cv2.resize(base, (math.ceil(w / factor), math.ceil(h / factor)),
-                                        interpolation=cv2.INTER_AREA))
-        self._views[key] = base
-        return base
+        if scale <= have:
+            view = base
+        else:
+            finer = self._view_at(kind, scale // 2)
+            h, w = finer.shape[:2]
+            # INTER_AREA halving is a 2x2 box average, as libjpeg's DCT scaling averages.
+            view = _readonly(cv2.resize(finer, (math.ceil(w / 2), math.ceil(h / 2)), interpolation=cv2.INTER_AREA))
+        self._views[key] = view
+        return view
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

@@ -25,7 +25,7 @@ on one core here and it spreads large inputs over threads, releasing the GIL.
 
 The key the registry held before (``LEGACY_ALGORITHM``, SHA-256 over the RGB8 input above
 for every format) costs a full colour decode plus a 36 MB hash per 12 MP photo; it is
-computed only while a deployment migrates its registry (docs/registry.md, "Pixel key").
+computed only while a deployment migrates its registry (docs/metadata.md, "Pixel identity key").
 """
 
 from __future__ import annotations

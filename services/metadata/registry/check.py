@@ -28,7 +28,7 @@ def run(
 ) -> RegistryCheck:
     """sha256: the bytes' digest when the analysis already computed it; upload: the
     request's shared decode; legacy_pixel_key: also match pixel-identical images registered
-    under the SHA-256 pixel key (a migration: docs/registry.md, "Pixel key"); unique_id: the
+    under the SHA-256 pixel key (a migration: docs/metadata.md, "Pixel identity key"); unique_id: the
     ImageUniqueID the analysis read (fingerprints.compute)."""
     sha = sha256 if sha256 is not None else hashlib.sha256(data).digest()
     backend = registry.backend if registry is not None else ""
