@@ -259,8 +259,15 @@ def read(tiff: bytes | None) -> ExifData:
         camera_fields=tuple(k.split(" ", 1)[1] for k in CAMERA_FIELDS if k in tags and _present(tags[k])),
         thumbnail=thumb if isinstance(thumb, bytes) else b"",
         error=error,
-        registry_unique_id=None if error else registry_unique_id(tags),
+        registry_unique_id=None if error else _registry_unique_id_or_none(tags),
     )
+
+
+def _registry_unique_id_or_none(tags: dict) -> str | None:
+    try:
+        return registry_unique_id(tags)
+    except Exception:  # noqa: BLE001 - exifread's conversion on hostile values: read the ID alone
+        return None
 
 
 def registry_unique_id(tags: dict) -> str:
