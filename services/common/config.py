@@ -208,7 +208,7 @@ class MetadataConfig(ServerConfig):
     analysis_workers: int = setting(0, "threads analysing uploads at once (0: one per CPU)")
     # A registry migration (docs/metadata.md, "Pixel identity key"): also look up images registered
     # under the SHA-256 pixel key, at the cost of a full colour decode and hash per request.
-    legacy_pixel_key: bool = setting(False, "also match the SHA-256 pixel keys of images registered before BLAKE3")
+    legacy_pixel_key: bool = setting(False, "also match images registered under the legacy SHA-256 pixel key")
     # 2 s: a Redis outage (and its recovery) shows in health within a probe period.
     registry_health_interval_s: float = setting(2.0, "seconds between registry health pings")
     # Sharded layout only (redis_cluster): after the step that creates a new image id, Redis

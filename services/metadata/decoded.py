@@ -169,13 +169,17 @@ class DecodedUpload:
             return self._views[key]
         base = self._grey_at(scale) if kind == "grey" else self._rgb_at(scale)
         have = self._grey_scale if kind == "grey" else self._rgb_scale
-        if scale <= have:
-            view = base
+        finer = base if scale <= have else self._view_at(kind, scale // 2)
+        h, w = finer.shape[:2]
+        if scale <= have or h < 2 or w < 2:
+            view = finer
         else:
-            finer = self._view_at(kind, scale // 2)
-            h, w = finer.shape[:2]
-            # INTER_AREA halving is a 2x2 box average, as libjpeg's DCT scaling averages.
-            view = _readonly(cv2.resize(finer, (math.ceil(w / 2), math.ceil(h / 2)), interpolation=cv2.INTER_AREA))
+            # A 2x2 box average, as libjpeg's DCT scaling averages. An odd last row or column
+            # is left out: OpenCV's exact-halving path is ~20x faster than its general area
+            # filter (24 ms on a 9 MP luminance of odd height), and one pixel is nothing to
+            # views made for 32x32 comparisons.
+            even = finer[: max(2, h - h % 2), : max(2, w - w % 2)]
+            view = _readonly(cv2.resize(even, (even.shape[1] // 2, even.shape[0] // 2), interpolation=cv2.INTER_AREA))
         self._views[key] = view
         return view
 

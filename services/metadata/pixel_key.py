@@ -77,7 +77,7 @@ def rgb8(rgb: np.ndarray) -> bytes:
 
 
 def legacy_rgb8(rgb: np.ndarray) -> bytes:
-    """SHA-256 over the RGB8 input: the key registered before the BLAKE3 keys."""
+    """SHA-256 over the RGB8 input: the legacy key (sha256-rgb8) a registry may still hold."""
     return _rgb_input_hash(hashlib.sha256, rgb)
 
 
