@@ -22,8 +22,8 @@ MAX_PIXELS = 120_000_000  # pixels
 
 def _upload(data: bytes, needs: DecodeNeeds) -> DecodedUpload:
     with Image.open(io.BytesIO(data)) as img:
-        return DecodedUpload(data, "jpeg" if img.format in ("JPEG", "MPO") else img.format.lower(),
-                             img.width, img.height, needs)
+        fmt = "jpeg" if img.format in ("JPEG", "MPO") else str(img.format).lower()
+        return DecodedUpload(data, fmt, img.width, img.height, needs)
 
 
 def _pillow_y(data: bytes, scale: int = 1) -> np.ndarray:
