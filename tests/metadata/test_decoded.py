@@ -114,3 +114,31 @@ def test_displayed_turns_views_as_pillow_does(exif_samples):
         assert up.orientation == orientation
         expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data)).convert("RGB")))
         assert np.array_equal(up.displayed(up.rgb()), expected), orientation
+
+
+def test_exif_thumbnails_decode_as_pillow_decodes_them(exif_samples):
+    """thumbnail.load takes OpenCV's Y plane where it equals Pillow's draft("L") decode:
+    every corpus thumbnail it takes is bit-equal, and most take it."""
+    from services.common.imaging import sniff_format
+    from services.metadata import containers, exif, thumbnail
+
+    thumbs = []
+    for path in corpus_files(exif_samples):
+        data = path.read_bytes()
+        try:
+            block = containers.read(data, sniff_format(data) or "").exif
+        except Exception:  # noqa: BLE001, S112 - no readable container: no thumbnail
+            continue
+        thumb = exif.read(block).thumbnail
+        if thumb:
+            thumbs.append(thumb)
+    fast = 0
+    for thumb in thumbs:
+        grey = thumbnail._opencv_y_plane(thumb)
+        if grey is None:
+            continue
+        img = Image.open(io.BytesIO(thumb))
+        img.draft("L", img.size)
+        assert np.array_equal(grey, np.asarray(img.convert("L"), dtype=np.float32))
+        fast += 1
+    assert len(thumbs) >= 40 and fast >= 0.9 * len(thumbs)
