@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     n = 100 if args.quick else 500
     before_s, after_s = (1.0, 1.5) if args.quick else (3.0, 4.0)
-    image = open(SAMPLE, "rb").read()
+    with open(SAMPLE, "rb") as f:
+        image = f.read()
     print(f"bench_gateway: {n} sequential calls per variant, image {len(image)} bytes, "
           f"{os.cpu_count()} CPUs{', quick' if args.quick else ''}")
     ok = True

@@ -36,13 +36,13 @@ from collections.abc import Iterator
 
 from grpc import aio
 
+from imagetrust.channel import MAX_MESSAGE_BYTES
 from imagetrust.suite import Ports, running_suite
 from imagetrust.v1 import gateway_pb2
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LOADTEST = REPO / "deploy" / "loadtest"
 CHECK_METHOD = "/imagetrust.v1.ImageTrust/Check"
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # bytes; the servers' default limit
 DEFAULT_LEVELS = (1, 4, 16)  # concurrency levels compared side by side
 DEFAULT_DURATION_S = 10.0  # seconds per level
 QUICK_DURATION_S = 3.0  # seconds per level with --quick
@@ -190,7 +190,7 @@ async def run_load(target: str, payloads: list[bytes], spec: LoadSpec) -> Result
 def load_payloads(paths: list[pathlib.Path], *, skip_metadata: bool = False) -> list[bytes]:
     """Serialised CheckRequests from ghz .bin files (single or count-prefixed) or images."""
     sys.path.insert(0, str(LOADTEST))
-    import make_data  # deploy/loadtest/make_data.py: one definition of the request data
+    import make_data  # type: ignore[import-not-found]  # deploy/loadtest/make_data.py, put on sys.path above
 
     requests: list[gateway_pb2.CheckRequest] = []
     for path in paths:

@@ -131,7 +131,7 @@ def large_camera_jpegs(files: list[pathlib.Path]) -> list[pathlib.Path]:
             with Image.open(io.BytesIO(data)) as img:
                 img.draft("L", (img.width // 8, img.height // 8))
                 img.load()
-        except Exception:  # noqa: BLE001, S112 - a file the reference decoder refuses has no decode floor
+        except Exception:  # noqa: BLE001 - a file the reference decoder refuses has no decode floor
             continue
         out.append(path)
     return out
@@ -142,8 +142,9 @@ def _full_decode(data: bytes) -> None:
 
 
 def _whole_answer(data: bytes, now: dt.datetime) -> int:
-    done = inspect(data, MAX_BYTES, MAX_PIXELS, budget=DEFAULT_BUDGET, now=now, sighting=Sighting(),
-                   register=False, registry=None)
+    done = inspect(
+        data, MAX_BYTES, MAX_PIXELS, budget=DEFAULT_BUDGET, now=now, sighting=Sighting(), register=False, registry=None
+    )
     return done.decodes
 
 
@@ -165,10 +166,14 @@ def decode_floor(label: str, paths: list[pathlib.Path], repeat: int) -> None:
         rows.append((path.name, t_decode, t_answer, decodes))
     print(f"{label}: {len(paths)} files")
     for name, t_decode, t_answer, decodes in rows:
-        print(f"  {name[:34]:34s} decode {t_decode * 1000:7.1f} ms  analyze {t_answer * 1000:7.1f} ms"
-              f"  {t_answer / t_decode:5.2f}x  ({decodes} decode)")
-    print(f"  median analyze / one full decode: {statistics.median(ratios):.2f}x"
-          f"  (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+        print(
+            f"  {name[:34]:34s} decode {t_decode * 1000:7.1f} ms  analyze {t_answer * 1000:7.1f} ms"
+            f"  {t_answer / t_decode:5.2f}x  ({decodes} decode)"
+        )
+    print(
+        f"  median analyze / one full decode: {statistics.median(ratios):.2f}x"
+        f"  (min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
+    )
 
 
 def time_header_path(datas: list[bytes]) -> float:
@@ -200,8 +205,10 @@ def header_floor(exiftool: str, paths: list[pathlib.Path], repeat: int) -> None:
         t_ours = min(t_ours, time_header_path(datas))
     print(f"header path, exif-samples corpus: {n} files, {sum(map(len, datas)) / 1e6:.1f} MB")
     print(f"  exiftool -fast -j (batch)   {n / t_et:8.1f} files/s  ({t_et * 1000 / n:6.2f} ms/file)")
-    print(f"  ours, header checks         {n / t_ours:8.1f} files/s  ({t_ours * 1000 / n:6.2f} ms/file)"
-          f"  ratio {t_et / t_ours:5.2f}x")
+    print(
+        f"  ours, header checks         {n / t_ours:8.1f} files/s  ({t_ours * 1000 / n:6.2f} ms/file)"
+        f"  ratio {t_et / t_ours:5.2f}x"
+    )
 
 
 def _best_ms(step, repeat: int) -> float:
@@ -221,7 +228,10 @@ def key_costs(data: bytes, repeat: int) -> None:
     rows = [
         ("sha256 over RGB8 pixels (the legacy key)", lambda: hashlib.sha256(pixels).digest()),
         ("blake3 over RGB8 pixels, 1 thread", lambda: blake3.blake3(pixels).digest()),
-        ("blake3 over RGB8 pixels, all threads", lambda: blake3.blake3(pixels, max_threads=blake3.blake3.AUTO).digest()),
+        (
+            "blake3 over RGB8 pixels, all threads",
+            lambda: blake3.blake3(pixels, max_threads=blake3.blake3.AUTO).digest(),
+        ),
         ("blake3 over the coded image (the key)", lambda: pixel_key.jpeg_coded(data, structure)),
         ("  the marker parse it reuses (the analysis')", lambda: parse(data)),
         ("sha256 over the file bytes", lambda: hashlib.sha256(data).digest()),
@@ -232,8 +242,10 @@ def key_costs(data: bytes, repeat: int) -> None:
         rows.insert(3, ("xxh3-128 over RGB8 pixels (not cryptographic)", lambda: xxhash.xxh3_128(pixels).digest()))
     except ImportError:
         pass  # a dev dependency: the row is informative only
-    print(f"pixel key candidates, {rgb.shape[1]}x{rgb.shape[0]} photo ({rgb.nbytes / 1e6:.0f} MB of RGB8,"
-          f" {len(data) / 1e6:.1f} MB file); full colour decode {_best_ms(lambda: _full_decode(data), repeat):.1f} ms")
+    print(
+        f"pixel key candidates, {rgb.shape[1]}x{rgb.shape[0]} photo ({rgb.nbytes / 1e6:.0f} MB of RGB8,"
+        f" {len(data) / 1e6:.1f} MB file); full colour decode {_best_ms(lambda: _full_decode(data), repeat):.1f} ms"
+    )
     for label, step in rows:
         print(f"  {label:46s} {_best_ms(step, repeat):7.2f} ms")
 
@@ -260,8 +272,10 @@ def pool_scaling(paths: list[pathlib.Path], repeat: int) -> None:
             if elapsed < wall[workers]:
                 wall[workers], busy[workers] = elapsed, cpu / elapsed
     one, many = len(datas) / wall[1], len(datas) / wall[cpus]
-    print(f"analysis pool on the 12 MP phone JPEGs: 1 worker {one:.1f} files/s ({busy[1]:.2f} CPU s per s),"
-          f" {cpus} workers {many:.1f} files/s ({busy[cpus]:.2f} CPU s per s): {many / one:.2f}x files/s")
+    print(
+        f"analysis pool on the 12 MP phone JPEGs: 1 worker {one:.1f} files/s ({busy[1]:.2f} CPU s per s),"
+        f" {cpus} workers {many:.1f} files/s ({busy[cpus]:.2f} CPU s per s): {many / one:.2f}x files/s"
+    )
 
 
 def peak_memory(data: bytes) -> None:
@@ -270,8 +284,10 @@ def peak_memory(data: bytes) -> None:
     _whole_answer(data, now)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"peak allocation of one 12 MP request (tracemalloc, besides its {len(data) / 1e6:.1f} MB of bytes):"
-          f" {peak / 1e6:.1f} MB")
+    print(
+        f"peak allocation of one 12 MP request (tracemalloc, besides its {len(data) / 1e6:.1f} MB of bytes):"
+        f" {peak / 1e6:.1f} MB"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

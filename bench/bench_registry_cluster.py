@@ -33,8 +33,19 @@ import numpy as np
 import redis
 
 from bench.bench_registry_scale import (
-    BATCH, FLIPS, QUERIES, QUICK_QUERIES, SEED, _groups, band_columns, bench_sighting, load, pct, real_bit_frequencies,
-    start_redis, timed,
+    BATCH,
+    FLIPS,
+    QUERIES,
+    QUICK_QUERIES,
+    SEED,
+    _groups,
+    band_columns,
+    bench_sighting,
+    load,
+    pct,
+    real_bit_frequencies,
+    start_redis,
+    timed,
 )
 from bench.redis_local import start_cluster, start_replica
 from services.common.config import MetadataConfig

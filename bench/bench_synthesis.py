@@ -52,7 +52,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120.0  # seconds for a server to load, warm up and turn SERVING
 RPC_TIMEOUT_S = 60.0  # seconds; far above any latency we expect, so nothing is cut short
 BATCH_DELAY_MS = 5.0  # ms, the service's default max_queue_delay_ms
-TARGET_RATIO = 1.5  # dynamic / per-request throughput at concurrency 16 (issue 5)
+TARGET_RATIO = 1.5  # dynamic / per-request throughput at concurrency 16 (the project's target)
 DEFAULT_BATCH = 64  # model inputs, the service's default max_batch_size
 # Server-side histograms that split a Detect's latency: decode + preprocess, and the batcher
 # (queue wait + passes), which is what the max_queue_delay + 2 x pass bound is about.
@@ -101,7 +101,8 @@ class Server:
         try:
             wait_serving(self.port, self.proc, START_TIMEOUT_S)
         except ServiceExited as exc:
-            raise RuntimeError(f"{exc}: {self.proc.stderr.read().decode()[-2000:]}") from None
+            stderr = self.proc.stderr.read().decode() if self.proc.stderr is not None else ""
+            raise RuntimeError(f"{exc}: {stderr[-2000:]}") from None
 
     def scrape(self) -> tuple[tuple[float, float, float], dict[str, list[tuple[float, float]]]]:
         """One read of /metrics: (batches, inputs, compute seconds) so far, and the cumulative

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures
 import math
 import os
@@ -18,34 +17,21 @@ SAMPLES_DIR = pathlib.Path(__file__).parent / "samples"
 STOLEN_PREFIX = "stolen_"  # bundled samples checked as a second seller by `imagetrust demo`
 DEMO_SELLER, DEMO_OTHER_SELLER = "demo-seller", "demo-other-seller"
 DEFAULT_CHECK_WORKERS = 4  # concurrent Check calls for many files
-EXIT_USAGE = 2  # exit code for bad settings, as argparse uses for bad flags
+SERVER_MODULE = "services.main"  # the servers' entry point, run by `imagetrust serve`
 EXIT_INTERRUPTED = 130  # exit code after Ctrl-C: 128 + SIGINT, as shells report it
 EXIT_BROKEN_PIPE = 141  # exit code when stdout closes early: 128 + SIGPIPE, like other Unix tools
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from services.common import config as config_mod
-    from services.common import logging as logging_mod
-    from services.common.server import ServerRuntime, StartupError, log_startup_failure
-    from services.registry import SERVICES, build
-
-    try:
-        config = config_mod.from_args(SERVICES[args.service].config_class, args)
-    except ValueError as exc:  # a flag or IMAGETRUST_* value that does not parse or validate
-        print(f"imagetrust serve {args.service}: invalid setting: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    logging_mod.configure(args.service, config.log_level, config.log_format)
-    try:
-        service = build(args.service, config)
-    except Exception as exc:  # noqa: BLE001 - e.g. the gateway's policy or API-keys file: a failed start
-        log_startup_failure(args.service, exc)
-        return 1
-    runtime = ServerRuntime(service, config)
-    try:
-        asyncio.run(runtime.serve_until_signal())
-    except StartupError:
-        return 1  # the reason is logged, in the configured format
-    return 0
+def serve(argv: list[str]) -> int:
+    """`imagetrust serve SERVICE [flags]`: runs the server entry point (services/main.py) in
+    this process's place, so signals and the exit code are the server's own. The client
+    package imports nothing of the servers; their flags are theirs (`imagetrust serve
+    SERVICE --help`)."""
+    command = [sys.executable, "-m", SERVER_MODULE, "--prog", "imagetrust serve", *argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 1  # not reached: execv replaces the process or raises OSError
 
 
 def _check_one(client, path: str, args: argparse.Namespace):
@@ -72,7 +58,9 @@ def _run_checks(target: str, files: list[str], args: argparse.Namespace) -> list
     from imagetrust.client import Client
 
     rows = []
-    show_progress = len(files) > 1 and not args.no_progress
+    # Only for a person watching: a log file or a CI job's captured stderr would collect
+    # one line per redraw.
+    show_progress = len(files) > 1 and not args.no_progress and sys.stderr.isatty()
     with Client(target, timeout=args.timeout) as client:
         pool = concurrent.futures.ThreadPoolExecutor(args.workers)
         try:
@@ -204,22 +192,16 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per call")
     p.add_argument("--workers", type=_positive(int), default=DEFAULT_CHECK_WORKERS, help="concurrent calls")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (it is shown only when stderr is a terminal)")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from services.common import config as config_mod
-    from services.registry import SERVICES
-
     parser = argparse.ArgumentParser(prog="imagetrust", description=imagetrust.__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run one service")
-    serve_sub = serve.add_subparsers(dest="service", required=True)
-    for name, spec in SERVICES.items():
-        p = serve_sub.add_parser(name, help=f"run the {name} service")
-        config_mod.add_arguments(p, spec.config_class)
-        p.set_defaults(func=_cmd_serve)
+    # Only listed here: main() hands `serve ...` to the server entry point before parsing.
+    sub.add_parser("serve", help="run one service: serve gateway|metadata|synthesis [flags] (serve SERVICE --help)")
 
     up = sub.add_parser("up", help="run all three services on localhost (embedded registry, CPU)")
     up.add_argument("--log-dir", default=None, help="write each service's log here instead of the terminal")
@@ -243,6 +225,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
     args = get_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -17,82 +17,43 @@ listing twice records one sighting). docs/gateway.md documents the SDK for platf
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any
 
 import grpc
 from grpc import aio
 
+from imagetrust import channel
+from imagetrust.channel import (  # noqa: F401 - re-exported: names of the SDK's API
+    API_KEY_HEADER,
+    MAX_MESSAGE_BYTES,
+    REQUEST_ID_HEADER,
+    channel_credentials,
+)
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 10.0  # seconds per call
 DEFAULT_MAX_ATTEMPTS = 3  # calls per check, first try included (UNAVAILABLE only)
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # bytes; matches the servers' default limit
-API_KEY_HEADER = "x-api-key"
-REQUEST_ID_HEADER = "x-request-id"
+GATEWAY_SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["ImageTrust"].full_name
+# Seconds between retries of a call that did not reach the gateway: a first retry soon (a
+# pod going away), then backing off up to half a second.
+RETRY_INITIAL_BACKOFF_S = 0.05
+RETRY_MAX_BACKOFF_S = 0.5
 
 
 def service_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> str:
-    config: dict = {"loadBalancingConfig": [{"round_robin": {}}]}
-    if max_attempts > 1:
-        config["methodConfig"] = [
-            {
-                "name": [{"service": "imagetrust.v1.ImageTrust"}],
-                "retryPolicy": {
-                    "maxAttempts": max_attempts,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    return json.dumps(config)
-
-
-def channel_options(max_attempts: int = DEFAULT_MAX_ATTEMPTS, server_name: str = "") -> list[tuple[str, object]]:
-    options: list[tuple[str, object]] = [
-        ("grpc.service_config", service_config(max_attempts)),
-        ("grpc.enable_retries", 1 if max_attempts > 1 else 0),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ]
-    if server_name:
-        # Verify the server certificate for this name instead of the target's host.
-        options.append(("grpc.ssl_target_name_override", server_name))
-    return options
-
-
-def _pem(value: str | bytes | os.PathLike | None) -> bytes | None:
-    """PEM bytes from bytes, or from a file path; None for empty."""
-    if not value:
-        return None
-    if isinstance(value, bytes):
-        return value
-    return pathlib.Path(value).read_bytes()
-
-
-def channel_credentials(
-    ca: str | bytes | os.PathLike | None = None,
-    cert: str | bytes | os.PathLike | None = None,
-    key: str | bytes | os.PathLike | None = None,
-) -> grpc.ChannelCredentials | None:
-    """TLS credentials from PEM files (paths) or bytes; None when nothing is set (plaintext).
-
-    ca: the CA bundle that signed the server's certificate; cert and key: this client's
-    certificate for mTLS (servers started with tls_client_ca require one).
-    """
-    if bool(cert) != bool(key):
-        raise ValueError("a client certificate and its key go together (mTLS)")
-    if not ca and not cert:
-        return None
-    return grpc.ssl_channel_credentials(
-        root_certificates=_pem(ca), private_key=_pem(key), certificate_chain=_pem(cert)
+    """The SDK channel's service config: round_robin, retries on UNAVAILABLE (imagetrust.channel)."""
+    return channel.service_config(
+        (GATEWAY_SERVICE,), max_attempts, initial_backoff_s=RETRY_INITIAL_BACKOFF_S, max_backoff_s=RETRY_MAX_BACKOFF_S
     )
+
+
+def channel_options(max_attempts: int = DEFAULT_MAX_ATTEMPTS, server_name: str = "") -> list[tuple[str, Any]]:
+    return channel.channel_options(service_config(max_attempts), retries=max_attempts > 1, server_name=server_name)
 
 
 ImageLike = bytes | str | os.PathLike

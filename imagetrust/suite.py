@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -95,7 +96,7 @@ def _service_args(name: str, ports: Ports) -> list[str]:
     return args
 
 
-def _log_to(log_dir: str | None, name: str, opened: list) -> dict:
+def _log_to(log_dir: str | None, name: str, opened: list[IO[bytes]]) -> dict[str, Any]:
     """Popen stdout/stderr: the terminal, or <log_dir>/<name>.log (appended to `opened`)."""
     if log_dir is None:
         return {}
@@ -111,7 +112,7 @@ def running_suite(ports: Ports, log_dir: str | None = None, extra_env: dict[str,
     env = {**os.environ, **(extra_env or {})}
     env.setdefault("IMAGETRUST_HOST", "127.0.0.1")  # local use: do not listen on every interface
     procs: dict[str, subprocess.Popen] = {}
-    logs = []
+    logs: list[IO[bytes]] = []
     try:
         # The backends start together (synthesis's torch import dominates); the gateway
         # only once both are SERVING, so its health watcher never starts by marking a

@@ -28,9 +28,9 @@ def main() -> None:
     phone.save(OUT / "sns_resave.jpg", quality=85)
     # 3. A composite: an object-sized region of one photo pasted, feathered, into another,
     #    saved by an editor with the original EXIF kept.
-    base = Image.open(SRC / "gps" / "DSCN0012.jpg")
-    exif = base.info.get("exif", b"")
-    base = base.convert("RGB")
+    original = Image.open(SRC / "gps" / "DSCN0012.jpg")
+    exif = original.info.get("exif", b"")
+    base = original.convert("RGB")
     donor = Image.open(SRC / "gps" / "DSCN0021.jpg").convert("RGB").crop((200, 150, 420, 330))
     mask = Image.new("L", donor.size, 0)
     mask.paste(255, (12, 12, donor.width - 12, donor.height - 12))

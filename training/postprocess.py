@@ -85,18 +85,21 @@ def draw(profile: Profile, rng: np.random.Generator) -> Params:
                   sigma if do_noise else 0.0, noise_seed)
 
 
+def _cv2_encode(ext: str, rgb: np.ndarray, params: list[int]) -> bytes:
+    ok, buf = cv2.imencode(ext, rgb[..., ::-1], params)
+    if not ok:
+        raise RuntimeError(f"cv2 could not encode the image as {ext}")
+    return buf.tobytes()
+
+
 def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
     if codec == "png":
-        ok, buf = cv2.imencode(".png", rgb[..., ::-1])
-        return buf.tobytes()
+        return _cv2_encode(".png", rgb, [])
     if codec == "cv2-jpeg":
-        ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-        return buf.tobytes()
+        return _cv2_encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if codec == "cv2-jpeg-444":
-        ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality,
-                                                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-                                                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
-        return buf.tobytes()
+        return _cv2_encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                         cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
     out = io.BytesIO()
     image = Image.fromarray(rgb)
     if codec == "webp":

@@ -2,7 +2,7 @@
 
 decode (services.common.imaging.decode_rgb, the service's decoder) -> prepare (global view
 + native tiles, services.synthesis.preprocess) -> one forward pass per input shape ->
-combine (calibration + local/global rule, services.synthesis.scoring). Only the batching
+score (calibration + local/global rule, services.synthesis.scoring.image_scores). Only the batching
 differs from the live service, and batching does not change a model's outputs in eval mode.
 """
 
@@ -60,10 +60,10 @@ def image_logits(model: nn.Module, ckpt_pre: preprocess.PreprocessSpec, tiling: 
     return [ImageLogits(tuple(z), p.grid) for z, p in zip(logits, prepared)]
 
 
-def combine(raw: Sequence[ImageLogits], tiling: preprocess.TilingSpec,
-            calibration: scoring.CalibrationSpec) -> np.ndarray:
-    """The service's final scores (scoring.combine) for precomputed logits."""
-    return np.array([scoring.combine(list(r.logits), r.grid, tiling, calibration).score for r in raw])
+def final_scores(raw: Sequence[ImageLogits], tiling: preprocess.TilingSpec,
+                 calibration: scoring.CalibrationSpec) -> np.ndarray:
+    """The service's final scores (scoring.image_scores) for precomputed logits."""
+    return np.array([scoring.image_scores(list(r.logits), r.grid, tiling, calibration).score for r in raw])
 
 
 def score(ckpt: Checkpoint, images: Iterable[bytes | np.ndarray], device: torch.device | str = "cpu",
@@ -71,4 +71,4 @@ def score(ckpt: Checkpoint, images: Iterable[bytes | np.ndarray], device: torch.
     """Final scores in [0, 1] of images under the checkpoint's own preprocessing and rule."""
     model = model if model is not None else ckpt.build(device)
     raw = image_logits(model, ckpt.preprocessing, ckpt.tiling, images, device)
-    return combine(raw, ckpt.tiling, ckpt.calibration)
+    return final_scores(raw, ckpt.tiling, ckpt.calibration)

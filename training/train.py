@@ -255,7 +255,7 @@ def _metadata(args, pre, tiling, history, extra) -> dict:
                    + (f", methods {','.join(args.methods)}" if args.methods else "") + ")",
         "world_size": args.world_size,
         "git_commit": _git_commit(),
-        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "history": history,
         **extra,
     }
@@ -361,7 +361,7 @@ def _finish(args, model, best_state, val_gen, pre, tiling, version, history, sta
     raw = serving_path.image_logits(model, pre, tiling, [s.data for s in samples], args.torch_device)
     tiling, rule_aucs = calibrate.choose_rule(raw, labels, tiling)
     calibration = calibrate.fit_platt(raw, labels, tiling)
-    scores = serving_path.combine(raw, tiling, calibration)
+    scores = serving_path.final_scores(raw, tiling, calibration)
     val_summary = metrics.summarize(scores, labels).as_dict()
     train_s = round(time.monotonic() - state["t0"], 1)
     extra = {"stop_reason": state["stop_reason"], "train_wall_s": train_s, "steps": state["steps"],

@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 import grpc
 from grpc import aio
 
+from imagetrust.channel import API_KEY_HEADER
 from services.common.interceptors import split_method
 
-API_KEY_HEADER = "x-api-key"
 # Services callable without a key: probes and API discovery.
 EXEMPT_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"})
 _SHA256_HEX_LEN = 64  # characters

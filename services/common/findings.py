@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
+from typing import cast
 
 from imagetrust.v1 import common_pb2
 
@@ -37,6 +38,7 @@ class Finding:
 
     def to_proto(self) -> common_pb2.Finding:
         return common_pb2.Finding(
-            code=self.code, severity=int(self.severity), message=self.message,
+            # The stubs type enum fields as the enum's wrapper class; the value is its int.
+            code=self.code, severity=cast("common_pb2.Severity", int(self.severity)), message=self.message,
             evidence=dict(self.evidence), source=self.source,
         )

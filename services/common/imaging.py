@@ -15,7 +15,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from services.common.errors import ImageTrustError, InvalidImage
 from services.common.limits import check_dimensions
-from services.common.structure import check as check_structure
+from services.common.structure import check_structure
 
 try:  # HEIC/HEIF (iPhone uploads) through libheif.
     import pillow_heif
@@ -106,7 +106,7 @@ def decode_rgb(data: bytes, max_pixels: int, *, draft_size: tuple[int, int] | No
         raise
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
         raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - third-party decoders raise anything
+    except Exception as exc:
         if isinstance(exc, (MemoryError,)):
             raise
         raise InvalidImage(f"cannot decode the {fmt} image: {type(exc).__name__}: {exc}") from exc

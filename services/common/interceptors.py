@@ -17,8 +17,9 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from imagetrust.channel import REQUEST_ID_HEADER
 from services.common.errors import ImageTrustError, InvalidRequest
-from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
+from services.common.logging import new_request_id, request_id_var
 from services.common.metrics import GrpcServerMetrics
 
 log = logging.getLogger("imagetrust.access")
@@ -232,7 +233,7 @@ class _Call:
                 await self._map_error(exc, context)
             finally:
                 try:
-                    if hasattr(result, "aclose"):
+                    if result is not None and hasattr(result, "aclose"):
                         await result.aclose()  # a handler left mid-stream cleans up now, here
                 finally:
                     self._end(grpc_type, token, start, code, detail)

@@ -14,7 +14,6 @@ import sys
 import time
 import uuid
 
-REQUEST_ID_HEADER = "x-request-id"
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 # Attributes every LogRecord has; anything else was passed via extra= and is logged too.

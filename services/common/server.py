@@ -12,6 +12,7 @@ import abc
 import asyncio
 import logging
 import signal
+from typing import ClassVar
 
 import grpc
 from grpc import aio
@@ -44,12 +45,22 @@ async def _settle_call_tasks() -> None:
 
 
 class Service(abc.ABC):
-    """What a service provides to the runtime."""
+    """What a service provides to the runtime.
+
+    The server's health and metrics are made with the service (Service.__init__), so its
+    own parts (the gateway's backend gauges, the registry's health name, the synthesis
+    batcher's metrics) are built on them at construction; the runtime serves the same two
+    objects (health on the gRPC port, the registry on /metrics).
+    """
 
     #: short name used in logs and metrics: "gateway", "metadata", "synthesis"
-    name: str
+    name: ClassVar[str]
     #: fully-qualified gRPC service names it serves, for health and reflection
-    service_names: tuple[str, ...]
+    service_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self) -> None:
+        self.health = Health(self.service_names)
+        self.metrics = Metrics(self.name, imagetrust.__version__)
 
     @abc.abstractmethod
     def add_to_server(self, server: aio.Server) -> None:
@@ -65,12 +76,6 @@ class Service(abc.ABC):
     def interceptors(self) -> list[aio.ServerInterceptor]:
         """Extra interceptors, run after the runtime's own (for example API keys)."""
         return []
-
-    def attach(self, health_: Health, metrics: Metrics) -> None:
-        """Called before load(): the runtime's health and metrics, for services that
-        report their own components or metrics."""
-        self.health = health_
-        self.metrics = metrics
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
@@ -111,8 +116,8 @@ class ServerRuntime:
     def __init__(self, service: Service, config: ServerConfig) -> None:
         self.service = service
         self.config = config
-        self.metrics = Metrics(service.name, imagetrust.__version__)
-        self.health = Health(service.service_names)
+        self.metrics = service.metrics
+        self.health = service.health
         self.server: aio.Server | None = None
         self.port = 0
         self.metrics_port = 0
@@ -151,7 +156,6 @@ class ServerRuntime:
             "%s listening", self.service.name,
             extra={"port": self.port, "metrics_port": self.metrics_port, "tls": credentials is not None},
         )
-        self.service.attach(self.health, self.metrics)
         await self.service.load()
         await self.health.set_all(True)
         log.info("%s ready", self.service.name)
@@ -176,7 +180,7 @@ class ServerRuntime:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self.start()
-        except Exception as exc:  # noqa: BLE001 - every failure to start ends the process alike
+        except Exception as exc:
             log_startup_failure(self.service.name, exc)
             await self.stop(0)  # release what did start: the loop closes without "Event loop is closed"
             raise StartupError(f"{self.service.name} failed to start: {exc}") from exc

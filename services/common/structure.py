@@ -109,7 +109,7 @@ def check_png(data: bytes) -> None:
         pos += _PNG_CHUNK_OVERHEAD + length
 
 
-def check(data: bytes, fmt: str | None) -> None:
+def check_structure(data: bytes, fmt: str | None) -> None:
     """Raises TooLarge when the structure of a `fmt` file would make decoding unbounded."""
     if fmt == "jpeg":
         check_jpeg(data)

@@ -1,7 +1,7 @@
-"""python -m services.gateway: the same as `imagetrust serve gateway` (container entry point)."""
+"""python -m services.gateway: the gateway server (container entry point; imagetrust-server gateway)."""
 
 import sys
 
-from imagetrust.cli import main
+from services.main import main
 
-sys.exit(main(["serve", "gateway", *sys.argv[1:]]))
+sys.exit(main(prog="python -m services.gateway", service="gateway"))

@@ -18,19 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import socket
 import time
+from typing import Any
 
 import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from imagetrust.client import channel_credentials
+from imagetrust import channel
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
-from services.common.config import GatewayConfig
 from services.common.tls import WatchedFiles
+from services.gateway.config import GatewayConfig
 from services.gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("imagetrust.gateway.backends")
@@ -44,45 +44,36 @@ SYNTHESIS_SERVICE = synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisDetector
 METADATA_SERVICE = metadata_pb2.DESCRIPTOR.services_by_name["MetadataAnalyzer"].full_name
 
 
+# Seconds between retries of a backend call that did not reach a servicer: short, since the
+# whole call lives inside the image's budget (a few seconds at most).
+RETRY_INITIAL_BACKOFF_S = 0.02
+RETRY_MAX_BACKOFF_S = 0.2
+MAX_ATTEMPTS = 3  # tries per backend call, first included (UNAVAILABLE only)
+
+
 def service_config(health_service: str) -> str:
     # Retries only for UNAVAILABLE: the call did not reach a servicer, or the connection broke.
     # Detect is a pure function of the image; Analyze with register=true is idempotent by
-    # (image, listing) in the registry (issue 4), so repeating either cannot double-count.
+    # (image, listing) in the reuse registry, so repeating either cannot double-count.
     # Attempts are bounded by the call's own deadline (the per-backend budget).
-    return json.dumps(
-        {
-            "loadBalancingConfig": [{"round_robin": {}}],
-            "healthCheckConfig": {"serviceName": health_service},
-            "methodConfig": [
-                {
-                    "name": [{"service": SYNTHESIS_SERVICE}, {"service": METADATA_SERVICE}],
-                    "retryPolicy": {
-                        "maxAttempts": 3,
-                        "initialBackoff": "0.02s",
-                        "maxBackoff": "0.2s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ],
-        }
+    return channel.service_config(
+        (SYNTHESIS_SERVICE, METADATA_SERVICE), MAX_ATTEMPTS, initial_backoff_s=RETRY_INITIAL_BACKOFF_S,
+        max_backoff_s=RETRY_MAX_BACKOFF_S, health_service=health_service,
     )
 
 
-def channel_options(config: GatewayConfig, health_service: str) -> list[tuple[str, object]]:
-    options: list[tuple[str, object]] = [
-        ("grpc.service_config", service_config(health_service)),
-        ("grpc.enable_retries", 1),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
+def channel_options(config: GatewayConfig, health_service: str) -> list[tuple[str, Any]]:
+    options = channel.channel_options(
+        service_config(health_service), retries=True, max_message_bytes=config.max_message_bytes,
+        server_name=config.backend_tls_server_name,
+    )
+    return [
+        *options,
         # Reconnect quickly after a backend restarts (gRPC's default backoff grows to 120 s).
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 2000),
         ("grpc.keepalive_time_ms", 30_000),
     ]
-    if config.backend_tls_server_name:
-        options.append(("grpc.ssl_target_name_override", config.backend_tls_server_name))
-    return options
 
 
 # gRPC name-resolver schemes: a target starting with one is passed to gRPC as it is.
@@ -97,7 +88,7 @@ def _literal(host: str) -> tuple[str, str]:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        family, *_, sockaddr = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+        *_, sockaddr = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
         ip = ipaddress.ip_address(sockaddr[0])
     return ("ipv6", f"[{ip}]") if ip.version == 6 else ("ipv4", str(ip))
 
@@ -149,7 +140,10 @@ class Backend:
             if config.backend_tls_ca else None
         )
         self._retired: set[asyncio.Task] = set()
-        self._open(self._tls.contents if self._tls else None)
+        # The channel and its stubs, made by start(): aio channels bind to the running loop.
+        self.channel: aio.Channel | None = None
+        self._stub: Any = None
+        self._health: health_pb2_grpc.HealthStub | None = None
         # None until the first probe: calls are tried, not skipped, while we do not know.
         self.up: bool | None = None
         self.down_cause = ""
@@ -160,14 +154,21 @@ class Backend:
 
     def _open(self, pems: tuple[bytes, ...] | None) -> None:
         """A channel (and its stubs) with these PEM contents (ca[, cert, key]), or plaintext."""
-        credentials = channel_credentials(*pems) if pems else None
+        credentials = channel.channel_credentials(*pems) if pems else None
         self.channel = (
             aio.secure_channel(self.target, credentials, options=self._options)
             if credentials is not None
             else aio.insecure_channel(self.target, options=self._options)
         )
-        self.stub = self._stub_class(self.channel)
+        self._stub = self._stub_class(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    @property
+    def stub(self) -> Any:
+        """The backend's stub on the current channel (a certificate rotation swaps both)."""
+        if self._stub is None:
+            raise RuntimeError(f"the {self.name} backend is not started")
+        return self._stub
 
     def _reload_tls(self) -> None:
         """Switches to a new channel when the TLS files changed; calls in flight on the old
@@ -177,6 +178,8 @@ class Backend:
             return
         old = self.channel
         self._open(pems)
+        if old is None:
+            return
         task = asyncio.get_running_loop().create_task(old.close(grace=OLD_CHANNEL_GRACE_S))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
@@ -187,6 +190,8 @@ class Backend:
         return self.up is False
 
     def start(self) -> None:
+        """Opens the channel and starts the health watch (inside the running event loop)."""
+        self._open(self._tls.contents if self._tls else None)
         self._task = asyncio.get_running_loop().create_task(self._watch(), name=f"health-{self.name}")
 
     def suspect(self) -> None:
@@ -194,6 +199,8 @@ class Backend:
         self._wake.set()
 
     async def probe(self) -> tuple[bool, str]:
+        if self._health is None:
+            return False, "not started"
         try:
             reply = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=self.health_service), timeout=self.probe_timeout_s
@@ -235,7 +242,8 @@ class Backend:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.channel.close()
+        if self.channel is not None:
+            await self.channel.close()
         for task in list(self._retired):
             task.cancel()
 

@@ -16,20 +16,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import grpc
 from grpc import aio
 
+from imagetrust.channel import REQUEST_ID_HEADER
 from imagetrust.v1 import common_pb2, gateway_pb2, metadata_pb2, synthesis_pb2
-from services.common.config import GatewayConfig
 from services.common.errors import DeadlineExceeded, InvalidImage
 from services.common.imaging import probe
 from services.common.limits import check_bytes, check_context, check_id
-from services.common.logging import REQUEST_ID_HEADER, new_request_id, request_id_var
+from services.common.logging import new_request_id, request_id_var
 from services.gateway.backends import Backend, Backends
+from services.gateway.config import GatewayConfig
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.policy import PolicySet
-from services.gateway.verdict import combine
+from services.gateway.verdict import decide
 
 log = logging.getLogger("imagetrust.gateway")
 
@@ -52,11 +54,12 @@ _SUSPECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLIN
 
 
 class Checker:
-    def __init__(self, config: GatewayConfig, policies: PolicySet, metrics: GatewayMetrics) -> None:
+    def __init__(self, config: GatewayConfig, policies: PolicySet, metrics: GatewayMetrics, backends: Backends) -> None:
+        """backends: their channels open in Backends.start(), before the first call."""
         self.config = config
         self.policies = policies
         self.metrics = metrics
-        self.backends: Backends | None = None  # set by GatewayService.load()
+        self.backends = backends
         # Header reads hold the GIL (Python code in Pillow), so more threads would add no
         # throughput, only threads taking the GIL from the event loop: measured with four
         # slow uploads at once, a health probe waited ~100 ms with asyncio's default pool
@@ -148,24 +151,26 @@ class Checker:
                 self._cap(budget, self.config.metadata_budget_ms),
             )
         outcomes = await _gather_or_first_error(calls)
-        answers = {name: answer for name, (answer, _) in outcomes.items() if answer is not None}
+        synthesis = cast("synthesis_pb2.DetectResponse | None", outcomes.get("synthesis", (None, ""))[0])
+        metadata_answer = cast("metadata_pb2.AnalyzeResponse | None", outcomes.get("metadata", (None, ""))[0])
         missing = {name: cause for name, (answer, cause) in outcomes.items() if answer is None}
 
         policy = self.policies.for_platform(request.context.platform)
-        verdict = combine(policy, answers.get("synthesis"), answers.get("metadata"), missing)
+        verdict = decide(policy, synthesis, metadata_answer, missing)
         self.metrics.decisions.labels(
             common_pb2.Decision.Name(verdict.decision), policy.platform or "default", "true" if missing else "false"
         ).inc()
         response = gateway_pb2.CheckResponse(
-            request_id=request_id, decision=verdict.decision, risk=verdict.risk, reasons=verdict.reasons,
+            # The stubs type enum fields as the enum's wrapper class; the value is its int.
+            request_id=request_id, decision=cast("common_pb2.Decision", verdict.decision), risk=verdict.risk, reasons=verdict.reasons,
             degraded=bool(missing), missing=list(missing), policy_version=verdict.policy_version,
             client_ref=request.client_ref,
         )
-        if "synthesis" in answers:
-            response.synthesis.CopyFrom(answers["synthesis"])
-            response.model_version = answers["synthesis"].model_version
-        if "metadata" in answers:
-            response.metadata.CopyFrom(answers["metadata"])
+        if synthesis is not None:
+            response.synthesis.CopyFrom(synthesis)
+            response.model_version = synthesis.model_version
+        if metadata_answer is not None:
+            response.metadata.CopyFrom(metadata_answer)
         return response
 
 
@@ -178,8 +183,9 @@ async def _gather_or_first_error(calls: dict[str, Awaitable]) -> dict[str, tuple
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
-                if task.exception() is not None:
-                    raise task.exception()
+                error = task.exception()
+                if error is not None:
+                    raise error
         return {name: task.result() for name, task in tasks.items()}
     finally:
         for task in tasks.values():

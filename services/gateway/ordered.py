@@ -40,7 +40,7 @@ async def ordered_map(
                 queue.put_nowait(asyncio.ensure_future(fn(i, item)))
                 i += 1
             queue.put_nowait(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+        except BaseException as exc:
             queue.put_nowait(exc)
             raise
 

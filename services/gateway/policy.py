@@ -73,7 +73,8 @@ class Policy:
         return self.severity.get(severity, 0.0)
 
     def threshold_of(self, decision: int) -> float:
-        return {common_pb2.BLOCK: self.block_from, common_pb2.REVIEW: self.review_from}.get(decision, 0.0)
+        thresholds: dict[int, float] = {common_pb2.BLOCK: self.block_from, common_pb2.REVIEW: self.review_from}
+        return thresholds.get(decision, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)

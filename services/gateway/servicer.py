@@ -11,10 +11,10 @@ import grpc
 from grpc import aio
 
 from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
-from services.common.config import GatewayConfig
 from services.common.errors import ImageTrustError, InvalidRequest
 from services.common.logging import new_request_id, request_id_var
 from services.gateway.checker import Checker
+from services.gateway.config import GatewayConfig
 from services.gateway.ordered import ordered_map
 
 log = logging.getLogger("imagetrust.gateway")
@@ -47,7 +47,7 @@ class ImageTrustServicer(gateway_pb2_grpc.ImageTrustServicer):
             return await self.checker.check(request, time_remaining(), request_id=request_id)
         except ImageTrustError as exc:
             return _item_error(request, request_id, exc.code, exc.message)
-        except Exception:  # noqa: BLE001 - one bad item must not end the stream or batch
+        except Exception:
             log.exception("unhandled error checking item %d", index)
             return _item_error(request, request_id, grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}")
 

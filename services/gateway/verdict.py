@@ -86,9 +86,7 @@ def _fires(rule: Rule, codes: set[str], severities: list[int], score: float | No
         return False
     if when.missing_all and not all(name in missing for name in when.missing_all):
         return False
-    if when.count and sum(1 for s in severities if s >= when.severity_at_least) < when.count:
-        return False
-    return True
+    return not (when.count and sum(1 for s in severities if s >= when.severity_at_least) < when.count)
 
 
 def _rule_reason(rule: Rule) -> common_pb2.Finding:
@@ -100,7 +98,7 @@ def _rule_reason(rule: Rule) -> common_pb2.Finding:
     )
 
 
-def combine(
+def decide(
     policy: Policy,
     synthesis: synthesis_pb2.DetectResponse | None,
     metadata: metadata_pb2.AnalyzeResponse | None,
@@ -113,7 +111,7 @@ def combine(
     score = _real_score(synthesis)
     if synthesis is not None and synthesis.placeholder:
         reasons.append((_placeholder_reason(synthesis), 0.0))
-    elif score is not None and score >= policy.synthesis_min_score:
+    elif synthesis is not None and score is not None and score >= policy.synthesis_min_score:
         c = min(1.0, policy.synthesis_weight * score)
         if c > 0:
             contributions.append(c)

@@ -1,7 +1,7 @@
-"""python -m services.metadata: the same as `imagetrust serve metadata` (container entry point)."""
+"""python -m services.metadata: the metadata server (container entry point; imagetrust-server metadata)."""
 
 import sys
 
-from imagetrust.cli import main
+from services.main import main
 
-sys.exit(main(["serve", "metadata", *sys.argv[1:]]))
+sys.exit(main(prog="python -m services.metadata", service="metadata"))

@@ -38,13 +38,25 @@ from services.metadata import jpeg
 from services.metadata.jpeg import JpegStructure
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 weights (JPEG's Y)
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}
-_REDUCED_GREY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-                 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+_REDUCED_GREY = {
+    1: cv2.IMREAD_GRAYSCALE,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
 _ORIENT_TRANSFORMS = {  # EXIF orientation -> numpy steps that show the stored pixels upright
-    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-    5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
     8: lambda a: np.rot90(a, 1),
 }
 
@@ -74,8 +86,9 @@ class DecodedUpload:
     """The decoded pixels of one upload; see the module docstring. Not thread-safe: one
     request's checks run on one thread."""
 
-    def __init__(self, data: bytes, fmt: str, width: int, height: int, needs: DecodeNeeds,
-                 structure: JpegStructure | None = None) -> None:
+    def __init__(
+        self, data: bytes, fmt: str, width: int, height: int, needs: DecodeNeeds, structure: JpegStructure | None = None
+    ) -> None:
         """structure: the JPEG's marker parse when the caller has it (saves a pass over the file)."""
         self.data = data
         self._structure = structure
@@ -126,8 +139,9 @@ class DecodedUpload:
         """The one planned decode; consumers' calls do it on first use."""
         if self._grey is not None or self._rgb is not None or self._error is not None:
             return
-        scale = 1 if self.needs.full or self.format != "jpeg" else jpeg_scale(self.width, self.height,
-                                                                              self.needs.min_side)
+        scale = (
+            1 if self.needs.full or self.format != "jpeg" else jpeg_scale(self.width, self.height, self.needs.min_side)
+        )
         if self.format != "jpeg":
             self._decode_pillow_whole()
         elif self.needs.colour:
@@ -191,6 +205,7 @@ class DecodedUpload:
         """libjpeg's Y plane (no chroma IDCT, no colour conversion), DCT-scaled by 1/scale:
         OpenCV straight into an array for the files it decodes as Pillow would, Pillow for
         the rest (CMYK/YCCK and Adobe-transformed files, files without EOI, 12-bit)."""
+
         def run() -> None:
             if self._cv2_safe(grey=True):
                 flags = _REDUCED_GREY[scale] | cv2.IMREAD_IGNORE_ORIENTATION
@@ -213,6 +228,7 @@ class DecodedUpload:
         """OpenCV straight into an array (no copy out of Pillow's image memory), for the common
         8-bit YCbCr JPEG; Pillow for the rest (CMYK/YCCK, grey, files OpenCV would
         silently fill in)."""
+
         def run() -> None:
             flags = _REDUCED[scale] | cv2.IMREAD_IGNORE_ORIENTATION
             bgr = cv2.imdecode(np.frombuffer(self.data, np.uint8), flags) if self._cv2_safe(grey=False) else None
@@ -255,8 +271,14 @@ class DecodedUpload:
         structure = self.structure
         assert structure is not None  # JPEG only
         frame = structure.frame
-        return not (structure.truncated or structure.eoi_offset < 0 or structure.adobe_app14 or frame is None
-                    or frame.precision != 8 or len(frame.components) not in ((1, 3) if grey else (3,)))
+        return not (
+            structure.truncated
+            or structure.eoi_offset < 0
+            or structure.adobe_app14
+            or frame is None
+            or frame.precision != 8
+            or len(frame.components) not in ((1, 3) if grey else (3,))
+        )
 
     def _run(self, step) -> None:
         self.decodes += 1

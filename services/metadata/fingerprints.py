@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from services.common.imaging import probe, sniff_format
-from services.common.structure import check as check_structure
+from services.common.structure import check_structure
 from services.metadata import containers, exif, pixel_key
 from services.metadata.decoded import DecodedUpload, DecodeNeeds
 
@@ -184,8 +184,13 @@ def hamming(a: bytes, b: bytes) -> int:
 
 
 def compute(
-    data: bytes, max_pixels: int, sha256: bytes | None = None, *, upload: DecodedUpload | None = None,
-    legacy: bool = False, unique_id: str | None = None,
+    data: bytes,
+    max_pixels: int,
+    sha256: bytes | None = None,
+    *,
+    upload: DecodedUpload | None = None,
+    legacy: bool = False,
+    unique_id: str | None = None,
 ) -> Fingerprints:
     """All fingerprints of an uploaded file. Raises InvalidImage / TooLarge like decoding.
 

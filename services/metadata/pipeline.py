@@ -23,8 +23,16 @@ class Inspection:
 
 
 def inspect(
-    data: bytes, max_bytes: int, max_pixels: int, *, budget: PixelBudget, now: dt.datetime | None,
-    sighting: Sighting, register: bool, registry: Registry | None, metrics: RegistryMetrics | None = None,
+    data: bytes,
+    max_bytes: int,
+    max_pixels: int,
+    *,
+    budget: PixelBudget,
+    now: dt.datetime | None,
+    sighting: Sighting,
+    register: bool,
+    registry: Registry | None,
+    metrics: RegistryMetrics | None = None,
     legacy_pixel_key: bool = False,
 ) -> Inspection:
     """Raises InvalidImage / TooLarge when the header cannot be read or is over the limits;
@@ -36,7 +44,15 @@ def inspect(
     if unique_id is None:  # exifread failed on the whole block: the registry reads the ID alone, as it would
         unique_id = fingerprints.unique_id_of_exif(result.exif_block)
     rc = registry_check.run(
-        data, sighting, register, registry, max_pixels, bytes.fromhex(result.sha256), metrics,
-        upload=upload, legacy_pixel_key=legacy_pixel_key, unique_id=unique_id,
+        data,
+        sighting,
+        register,
+        registry,
+        max_pixels,
+        bytes.fromhex(result.sha256),
+        metrics,
+        upload=upload,
+        legacy_pixel_key=legacy_pixel_key,
+        unique_id=unique_id,
     )
     return Inspection(result, rc, upload.decodes)

@@ -65,7 +65,7 @@ def jpeg_coded(data: bytes, structure: JpegStructure | None = None) -> bytes | N
     for span_start, span_end in structure.metadata_spans:
         digest.update(view[start:span_start])
         start = span_end
-    digest.update(view[start:structure.eoi_offset])
+    digest.update(view[start : structure.eoi_offset])
     ids = tuple(c.id for c in structure.frame.components) if structure.frame is not None else ()
     digest.update(bytes([structure.jfif and ids == _RGB_IDS]))
     return digest.digest()

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from services.common.imaging import sniff_format
-from services.common.structure import check as check_structure
+from services.common.structure import check_structure
 from services.metadata import jpeg
 
 # Rows/columns at the thumbnail's edges that are this dark and this flat are padding.
@@ -80,9 +80,15 @@ def _opencv_y_plane(thumb: bytes) -> np.ndarray | None:
         return None
     structure = jpeg.parse(thumb)
     frame = structure.frame
-    if (structure.truncated or structure.eoi_offset < 0 or structure.adobe_app14 or frame is None
-            or frame.precision != 8 or len(frame.components) not in (1, 3)
-            or not (8 <= frame.width <= MAX_THUMB_SIDE_PX and 8 <= frame.height <= MAX_THUMB_SIDE_PX)):
+    if (
+        structure.truncated
+        or structure.eoi_offset < 0
+        or structure.adobe_app14
+        or frame is None
+        or frame.precision != 8
+        or len(frame.components) not in (1, 3)
+        or not (8 <= frame.width <= MAX_THUMB_SIDE_PX and 8 <= frame.height <= MAX_THUMB_SIDE_PX)
+    ):
         return None
     grey = cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
     if grey is None or grey.shape != (frame.height, frame.width):

@@ -1,7 +1,7 @@
-"""python -m services.synthesis: the same as `imagetrust serve synthesis` (container entry point)."""
+"""python -m services.synthesis: the synthesis server (container entry point; imagetrust-server synthesis)."""
 
 import sys
 
-from imagetrust.cli import main
+from services.main import main
 
-sys.exit(main(["serve", "synthesis", *sys.argv[1:]]))
+sys.exit(main(prog="python -m services.synthesis", service="synthesis"))

@@ -297,7 +297,7 @@ class DynamicBatcher:
             values = out.reshape(-1).tolist()
             if len(values) != len(batch):
                 raise RuntimeError(f"model returned {len(values)} outputs for a batch of {len(batch)}")
-        except Exception as exc:  # noqa: BLE001 - one bad batch must not stop the thread
+        except Exception as exc:
             log.exception("forward pass failed for a batch of %d", len(batch))
             for req in {item.request for item in batch}:
                 if not req.dead:

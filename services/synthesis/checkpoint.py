@@ -168,7 +168,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+    except Exception as exc:
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an ImageTrust synthesis checkpoint (no format {FORMAT!r})")

@@ -5,9 +5,9 @@ pool -> the dynamic batcher (global view + tiles, batched across requests) -> ca
 scores combined by the checkpoint's local/global rule -> Detection.
 
 Which model: SynthesisConfig.model_path, else the packaged DEFAULT_MODEL_PATH. If neither
-exists, an untrained "forensic" network with a fixed seed stands in, with a WARNING
-log and placeholder=True in every response, so `imagetrust up` works before the trained
-default lands; the gateway ignores placeholder scores.
+exists (a source tree without the shipped weights), an untrained "forensic" network with a
+fixed seed stands in, with a WARNING log and placeholder=True in every response, so
+`imagetrust up` still works; the gateway ignores placeholder scores.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from services.synthesis.checkpoint import Checkpoint, default_specs, load_checkp
 from services.synthesis.models import build_model
 from services.synthesis.predictor import Predictor, configure_cpu_threads, resolve_device
 from services.synthesis.preprocess import Prepared, prepare
-from services.synthesis.scoring import CalibrationSpec, combine
+from services.synthesis.scoring import CalibrationSpec, image_scores
 
 log = logging.getLogger("imagetrust.synthesis.engine")
 
@@ -185,7 +185,7 @@ class SynthesisEngine:
             self._prepare_seconds.observe(time.monotonic() - started)
         logits = await self.batcher.submit(prepared.items(), deadline)
         ckpt = self.checkpoint
-        scores = combine(logits, prepared.grid, ckpt.tiling, ckpt.calibration)
+        scores = image_scores(logits, prepared.grid, ckpt.tiling, ckpt.calibration)
         return Detection(
             score=scores.score, global_score=scores.global_score, local_score=scores.local_score,
             width=prepared.width, height=prepared.height, model_version=ckpt.model_version,

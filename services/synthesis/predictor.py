@@ -5,9 +5,10 @@ copied with non_blocking=True, the model runs channels_last under autocast (bflo
 where the GPU supports it, else float16), and logits come back as float32.
 CPU: float32 NCHW by default, torch's intra-op threads set once for the process. With
 precision=bf16 (opt-in: it moves scores slightly), bfloat16 autocast and channels_last on
-CPUs whose oneDNN has native bf16 (AVX512-BF16 / AMX): ResNet-50 at 224 runs 1.4x (batch 1)
-to 2.2x (batch 16) faster than float32 on the EPYC dev VMs (bench/bench_forward.py); the
-shipped forensic net gains nothing (its float32 front end dominates).
+CPUs whose oneDNN has native bf16 (AVX512-BF16 / AMX). Whether it pays depends on the
+model: bench/bench_forward.py measures it (figures in docs/benchmarks.md, "bench_forward":
+a large gain for ResNet-50 at 224, none for the shipped forensic net, whose float32 front
+end dominates).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def local_aggregate(tile_scores: list[float], tiling: TilingSpec) -> float:
     return sum(top) / len(top)
 
 
-def combine(
+def image_scores(
     logits: list[float], grid: TileGrid | None, tiling: TilingSpec, calibration: CalibrationSpec
 ) -> Scores:
     """logits[0] is the global view, logits[1:] the tiles row-major."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from grpc import aio
 
 from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
-from services.common.config import SynthesisConfig
 from services.common.server import Service
+from services.synthesis.config import SynthesisConfig
 from services.synthesis.engine import SynthesisEngine
 from services.synthesis.servicer import SynthesisServicer
 
@@ -18,6 +18,7 @@ class SynthesisService(Service):
     service_names = (SERVICE_NAME,)
 
     def __init__(self, config: SynthesisConfig) -> None:
+        super().__init__()
         self.config = config
         self.engine = SynthesisEngine(config)
 
@@ -25,9 +26,8 @@ class SynthesisService(Service):
         synthesis_pb2_grpc.add_SynthesisDetectorServicer_to_server(SynthesisServicer(self.engine), server)
 
     async def load(self) -> None:
-        # attach() ran first: the engine's metrics go on this server's registry.
-        metrics = getattr(self, "metrics", None)
-        await self.engine.load(metrics.registry if metrics is not None else None)
+        # The engine's metrics go on this server's registry, made with the service.
+        await self.engine.load(self.metrics.collector_registry)
 
     async def close(self) -> None:
         await self.engine.close()

@@ -16,7 +16,7 @@ from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
 from services.common import logging as logging_mod
 from services.common.config import ServerConfig, load
 from services.common.errors import InvalidImage
-from services.common.server import Service, ServerRuntime
+from services.common.server import ServerRuntime, Service
 
 SERVICE_NAME = "imagetrust.v1.SynthesisDetector"
 
@@ -38,6 +38,7 @@ class EchoService(Service):
     service_names = (SERVICE_NAME,)
 
     def __init__(self, load_delay_s: float = 0.0) -> None:
+        super().__init__()
         self.load_delay_s = load_delay_s
 
     def add_to_server(self, server: aio.Server) -> None:

@@ -15,7 +15,8 @@ from PIL import Image
 
 from imagetrust.suite import wait_serving
 from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc
-from tests.conftest import REPO, free_port
+from tests.helpers.paths import REPO
+from tests.helpers.ports import free_port
 
 HUGE_COUNT = 10_000_000  # values: far past the end of a 1 KB file
 

@@ -10,11 +10,19 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, metadata_pb2, metadata_pb2_grpc
-from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
+from imagetrust.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
+    synthesis_pb2,
+    synthesis_pb2_grpc,
+)
 from services.common.config import ServerConfig, load
 from tests.common.echo_service import EchoService
-from tests.conftest import SAMPLES, RunningServer
+from tests.helpers.paths import SAMPLES
+from tests.helpers.servers import RunningServer
 
 SAMPLE = (SAMPLES / "camera_original.jpg").read_bytes()
 SMALL_LIMIT = 64 * 1024  # bytes: below the sample's size, to exercise the size limit
@@ -66,7 +74,7 @@ def test_health_reflection_and_metrics_on_every_service(suite) -> None:
 def test_check_through_the_gateway_returns_a_decision(suite) -> None:
     with suite["gateway"].channel() as channel:
         stub = gateway_pb2_grpc.ImageTrustStub(channel)
-        response, call = stub.Check.with_call(
+        response, _call = stub.Check.with_call(
             gateway_pb2.CheckRequest(image=common_pb2.Image(data=SAMPLE), client_ref="ref-1"),
             metadata=(("x-request-id", "req-abc"),), timeout=30,
         )

@@ -13,7 +13,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
-from tests.conftest import REPO, free_port
+from tests.helpers.paths import REPO
+from tests.helpers.ports import free_port
 
 IN_FLIGHT_S = 2.0  # seconds the in-flight call takes
 GRACE_S = 10.0  # seconds the server allows in-flight calls on SIGTERM

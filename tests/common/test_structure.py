@@ -20,12 +20,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, metadata_pb2, metadata_pb2_grpc
-from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
+from imagetrust.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
+    synthesis_pb2,
+    synthesis_pb2_grpc,
+)
 from services.common import structure
-from tests.conftest import start_server
+from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.servers import start_server
 from tests.metadata.mutations import jpeg_segments
-from tests.synthesis.conftest import make_checkpoint
 
 TIMEOUT_S = 30  # seconds per call; each refusal takes milliseconds
 SIDE_PX = 256  # pixels: the reproducers' image side

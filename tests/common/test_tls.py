@@ -10,17 +10,17 @@ import ssl
 import time
 
 import grpc
+import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.tls import CertificateFiles
-from tests.gateway.conftest import _cert, _key, _pem_key
+from tests.helpers.pki import ca_pem, issue
 
 RELOAD_S = 0.2  # seconds between the server's looks at its TLS files in these tests
 
 
-def _issue(ca_key, cn: str) -> tuple[bytes, bytes]:
-    key = _key()
-    return _cert(cn, key, "imagetrust-test-ca", ca_key, ca=False, sans=("localhost", "127.0.0.1")), _pem_key(key)
+def _issue(ca: trustme.CA, cn: str) -> tuple[bytes, bytes]:
+    return issue(ca, cn, "localhost", "127.0.0.1")
 
 
 def _write_atomically(path: pathlib.Path, data: bytes) -> None:
@@ -53,11 +53,11 @@ def _wait_for_cn(port: int, ca: pathlib.Path, cn: str) -> str:
 
 
 def test_a_rotated_certificate_is_served_without_a_restart(server_factory, tmp_path):
-    ca_key = _key()
+    test_ca = trustme.CA()
     ca = tmp_path / "ca.crt"
-    ca.write_bytes(_cert("imagetrust-test-ca", ca_key, "imagetrust-test-ca", ca_key, ca=True))
+    ca.write_bytes(ca_pem(test_ca))
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    first_cert, first_key = _issue(ca_key, "first.imagetrust.internal")
+    first_cert, first_key = _issue(test_ca, "first.imagetrust.internal")
     cert.write_bytes(first_cert)
     key.write_bytes(first_key)
     server = server_factory("metadata", tls_cert=str(cert), tls_key=str(key), tls_reload_interval_s=RELOAD_S)
@@ -66,7 +66,7 @@ def test_a_rotated_certificate_is_served_without_a_restart(server_factory, tmp_p
     old_channel = grpc.secure_channel(f"localhost:{server.runtime.port}", creds)
     assert _health(old_channel) == health_pb2.HealthCheckResponse.SERVING
 
-    second_cert, second_key = _issue(ca_key, "second.imagetrust.internal")
+    second_cert, second_key = _issue(test_ca, "second.imagetrust.internal")
     _write_atomically(key, second_key)
     _write_atomically(cert, second_cert)
     assert _wait_for_cn(server.runtime.port, ca, "second.imagetrust.internal") == "second.imagetrust.internal"
@@ -82,14 +82,14 @@ def test_a_rotated_certificate_is_served_without_a_restart(server_factory, tmp_p
 
 
 def test_fetch_reports_only_real_changes(tmp_path):
-    ca_key = _key()
-    cert_pem, key_pem = _issue(ca_key, "a.imagetrust.internal")
+    test_ca = trustme.CA()
+    cert_pem, key_pem = _issue(test_ca, "a.imagetrust.internal")
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert.write_bytes(cert_pem)
     key.write_bytes(key_pem)
     files = CertificateFiles(str(cert), str(key), check_interval_s=0.0)
     assert files.fetch() is None  # unchanged
-    cert_pem, key_pem = _issue(ca_key, "b.imagetrust.internal")
+    cert_pem, key_pem = _issue(test_ca, "b.imagetrust.internal")
     key.write_bytes(key_pem)
     cert.write_bytes(cert_pem)
     assert files.fetch() is not None and files.files.reloads == 1

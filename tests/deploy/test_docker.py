@@ -27,7 +27,7 @@ NO_TORCH_LAUNCHER = (
     "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
     "            raise ImportError(f'{name} is not in the app image')\n"
     "sys.meta_path.insert(0, Block())\n"
-    "from imagetrust.cli import main\n"
+    "from services.main import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
@@ -66,7 +66,7 @@ def test_bases_pinned_final_stages_non_root_and_without_build_tools(dockerfile):
         assert "latest" not in base
     runtime_stages = [s for s in stages if "COPY --from=" in s[2] and "/opt/imagetrust" in s[2]]
     assert runtime_stages, "no runtime stage copies the built venv"
-    for base, name, body in stages:
+    for _base, name, body in stages:
         if name.startswith(("deps", "build")):
             continue
         # Runtime stages install nothing: no compilers, no package managers at work.
@@ -121,7 +121,7 @@ def test_app_image_services_serve_without_torch(service, tmp_path):
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "HOME": str(tmp_path), "IMAGETRUST_REGISTRY_PATH": str(tmp_path / "registry.sqlite3")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", NO_TORCH_LAUNCHER, "serve", service, "--host", "127.0.0.1",
+        [sys.executable, "-c", NO_TORCH_LAUNCHER, service, "--host", "127.0.0.1",
          "--port", str(port), "--metrics-port", str(metrics_port), "--log-format", "text"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )

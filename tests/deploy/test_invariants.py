@@ -9,7 +9,7 @@ import pytest
 
 from services.common import config as config_mod
 from services.common.server import SETTLE_S
-from services.registry import SERVICES
+from services.service_specs import SERVICES
 
 from .manifests import containers, named, of_kind, render, workloads
 

@@ -161,7 +161,7 @@ def test_images_that_would_overwrite_each_others_data_are_refused(tmp_path):
 
 
 def test_an_unreachable_target_is_named_in_the_error():
-    from tests.conftest import free_port
+    from tests.helpers.ports import free_port
 
     target = f"127.0.0.1:{free_port()}"
     with pytest.raises(ConnectionError, match=rf"^{target} not reachable within 0.5 s$"):

@@ -5,27 +5,17 @@ from __future__ import annotations
 import io
 import pathlib
 import struct
-import urllib.request
 import zlib
 
 import grpc
 import pytest
-from PIL import Image
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from imagetrust.client import Client
 from imagetrust.v1 import common_pb2
 from services.gateway.backends import grpc_target
-
-
-def metric_value(url: str, name: str, **labels: str) -> float | None:
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-        if not labels and line.startswith(f"{name} "):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+from tests.helpers.metrics import metric_value
 
 
 def png_declaring(width: int, height: int) -> bytes:

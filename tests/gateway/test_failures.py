@@ -16,9 +16,11 @@ import pytest
 from imagetrust.client import Client
 from imagetrust.suite import wait_serving
 from imagetrust.v1 import common_pb2
-from tests.conftest import REPO, free_port, start_server
-from tests.gateway.conftest import ScriptedSynthesis, wait_until
-from tests.gateway.test_check_e2e import metric_value
+from tests.helpers.metrics import metric_value
+from tests.helpers.paths import REPO
+from tests.helpers.ports import free_port
+from tests.helpers.scripted_synthesis import ScriptedSynthesis
+from tests.helpers.servers import start_server, wait_until
 
 LOAD_THREADS = 4  # concurrent callers in the kill tests
 RECOVERY_TIMEOUT_S = 20.0  # seconds; the gateway reconnects within max_reconnect_backoff (2 s)

@@ -13,7 +13,7 @@ import yaml
 
 from imagetrust.v1 import common_pb2, metadata_pb2, synthesis_pb2
 from services.gateway.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy, parse
-from services.gateway.verdict import combine
+from services.gateway.verdict import decide
 
 ALLOW, REVIEW, BLOCK = common_pb2.ALLOW, common_pb2.REVIEW, common_pb2.BLOCK
 POLICIES = load_policy()
@@ -87,16 +87,16 @@ def test_unreadable_and_malformed_files_are_refused(tmp_path: pathlib.Path):
 # --- one test per rule of the default policy ----------------------------------------------
 
 def test_thresholds_give_allow_review_block():
-    assert combine(DEFAULT, synth(0.85), meta(), {}).decision == ALLOW  # under min_score
-    assert combine(DEFAULT, synth(0.95), meta(), {}).decision == REVIEW  # 0.57
+    assert decide(DEFAULT, synth(0.85), meta(), {}).decision == ALLOW  # under min_score
+    assert decide(DEFAULT, synth(0.95), meta(), {}).decision == REVIEW  # 0.57
     strong = meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM),
                   ("DATE_ORDER_INVALID", common_pb2.MEDIUM))
-    assert combine(DEFAULT, synth(0.95), strong, {}).decision == BLOCK  # 1 - 0.43 x 0.55 x 0.7 x 0.75 = 0.88
-    assert combine(DEFAULT, None, strong, {}).decision == REVIEW  # 0.71: the score tips it over
+    assert decide(DEFAULT, synth(0.95), strong, {}).decision == BLOCK  # 1 - 0.43 x 0.55 x 0.7 x 0.75 = 0.88
+    assert decide(DEFAULT, None, strong, {}).decision == REVIEW  # 0.71: the score tips it over
 
 
 def test_synthesis_contributes_weight_times_score_with_its_reason():
-    verdict = combine(DEFAULT, synth(0.95), meta(), {})
+    verdict = decide(DEFAULT, synth(0.95), meta(), {})
     assert verdict.risk == pytest.approx(DEFAULT.synthesis_weight * 0.95)
     (reason,) = verdict.reasons
     assert reason.code == "SYNTHESIS_SCORE" and reason.source == "synthesis"
@@ -106,55 +106,55 @@ def test_synthesis_contributes_weight_times_score_with_its_reason():
 
 
 def test_synthesis_below_min_score_contributes_nothing():
-    verdict = combine(DEFAULT, synth(DEFAULT.synthesis_min_score - 0.01), meta(), {})
+    verdict = decide(DEFAULT, synth(DEFAULT.synthesis_min_score - 0.01), meta(), {})
     assert verdict.risk == 0.0 and verdict.decision == ALLOW and codes(verdict) == []
 
 
 def test_placeholder_synthesis_never_contributes_and_says_so():
-    verdict = combine(DEFAULT, synth(0.99, placeholder=True), meta(), {})
+    verdict = decide(DEFAULT, synth(0.99, placeholder=True), meta(), {})
     assert verdict.risk == 0.0 and verdict.decision == ALLOW
     assert codes(verdict) == ["SYNTHESIS_PLACEHOLDER"]
     assert "placeholder" in verdict.reasons[0].message and verdict.reasons[0].source == "gateway"
     # nor can it trigger the synthesis rules
-    reused = combine(DEFAULT, synth(0.99, placeholder=True), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
+    reused = decide(DEFAULT, synth(0.99, placeholder=True), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
     assert reused.decision == REVIEW  # the reuse rule, not reused-and-manipulated
 
 
 def test_finding_contribution_by_code_overrides_severity():
-    gps = combine(DEFAULT, None, meta(("GPS_PRESENT", common_pb2.INFO)), {"synthesis": "test"})
+    gps = decide(DEFAULT, None, meta(("GPS_PRESENT", common_pb2.INFO)), {"synthesis": "test"})
     assert gps.risk == 0.0
-    resave = combine(DEFAULT, None, meta(("PLATFORM_RESAVE", common_pb2.HIGH)), {})
+    resave = decide(DEFAULT, None, meta(("PLATFORM_RESAVE", common_pb2.HIGH)), {})
     assert resave.risk == pytest.approx(0.20)  # the code's 0.20, not HIGH's 0.35
     assert resave.reasons[0].evidence["risk_contribution"] == "0.200"
 
 
 def test_unknown_finding_codes_use_the_severity_default():
     for severity, expected in ((common_pb2.LOW, 0.05), (common_pb2.MEDIUM, 0.15), (common_pb2.HIGH, 0.35)):
-        verdict = combine(DEFAULT, None, meta(("SOMETHING_NEW", severity)), {})
+        verdict = decide(DEFAULT, None, meta(("SOMETHING_NEW", severity)), {})
         assert verdict.risk == pytest.approx(expected)
 
 
 def test_contributions_combine_as_noisy_or_and_stay_in_range():
-    verdict = combine(
+    verdict = decide(
         DEFAULT, synth(0.95),
         meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
     )
     assert verdict.risk == pytest.approx(1 - (1 - DEFAULT.synthesis_weight * 0.95) * (1 - 0.45) * (1 - 0.3))
     assert verdict.decision == REVIEW
-    many = combine(DEFAULT, synth(1.0), meta(*[("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH)] * 20), {})
+    many = decide(DEFAULT, synth(1.0), meta(*[("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH)] * 20), {})
     assert 0.0 <= many.risk <= 1.0
 
 
 def test_metadata_own_risk_is_ignored_by_default_and_weighted_when_configured():
-    assert combine(DEFAULT, None, meta(risk=0.9), {}).risk == 0.0
+    assert decide(DEFAULT, None, meta(risk=0.9), {}).risk == 0.0
     raw = raw_default()
     raw["metadata"]["risk_weight"] = 0.5
     weighted = parse(raw).default
-    assert combine(weighted, None, meta(risk=0.9), {}).risk == pytest.approx(0.45)
+    assert decide(weighted, None, meta(risk=0.9), {}).risk == pytest.approx(0.45)
 
 
 def test_rule_reused_by_other_seller_forces_review_and_lifts_risk():
-    verdict = combine(DEFAULT, synth(0.0), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
+    verdict = decide(DEFAULT, synth(0.0), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
     assert verdict.decision == REVIEW
     assert verdict.risk == pytest.approx(max(0.6, DEFAULT.review_from))
     rule = next(r for r in verdict.reasons if r.code == "POLICY_RULE")
@@ -162,7 +162,7 @@ def test_rule_reused_by_other_seller_forces_review_and_lifts_risk():
 
 
 def test_rule_reused_and_manipulated_blocks():
-    verdict = combine(DEFAULT, synth(0.95), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
+    verdict = decide(DEFAULT, synth(0.95), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
     assert verdict.decision == BLOCK
     assert verdict.risk >= DEFAULT.block_from
     fired = {r.evidence["rule"] for r in verdict.reasons if r.code == "POLICY_RULE"}
@@ -172,7 +172,7 @@ def test_rule_reused_and_manipulated_blocks():
 def test_no_default_rule_blocks_on_the_synthesis_score_alone():
     """The shipped model is weak (a genuine camera JPEG scored 0.991): even a score of 1.0
     with nothing else reaches REVIEW at most."""
-    verdict = combine(DEFAULT, synth(1.0), meta(), {})
+    verdict = decide(DEFAULT, synth(1.0), meta(), {})
     assert verdict.decision == REVIEW and verdict.risk == pytest.approx(DEFAULT.synthesis_weight)
     assert not [r for r in verdict.reasons if r.code == "POLICY_RULE"]
 
@@ -183,24 +183,24 @@ def test_a_synthesis_rule_can_block_on_its_own_when_a_policy_adds_one():
     raw["rules"].append({"name": "synthesis-certain", "message": "the model is all but certain",
                          "when": {"synthesis_score_at_least": 0.95}, "decision": "BLOCK"})
     policy = parse(raw).default
-    verdict = combine(policy, synth(0.96), meta(), {})
+    verdict = decide(policy, synth(0.96), meta(), {})
     assert verdict.decision == BLOCK
     assert verdict.risk == pytest.approx(0.99)
-    assert combine(policy, synth(0.94), meta(), {}).decision == REVIEW
+    assert decide(policy, synth(0.94), meta(), {}).decision == REVIEW
 
 
 def test_rule_nothing_checked_reviews_only_when_every_backend_is_missing():
-    both = combine(DEFAULT, None, None, {"synthesis": "down", "metadata": "down"})
+    both = decide(DEFAULT, None, None, {"synthesis": "down", "metadata": "down"})
     assert both.decision == REVIEW
     assert codes(both).count("BACKEND_UNAVAILABLE") == 2
-    one = combine(DEFAULT, None, meta(), {"synthesis": "no answer within its budget of 100 ms"})
+    one = decide(DEFAULT, None, meta(), {"synthesis": "no answer within its budget of 100 ms"})
     assert one.decision == ALLOW
     reason = one.reasons[0]
     assert reason.code == "BACKEND_UNAVAILABLE" and reason.evidence == {"backend": "synthesis", "cause": "no answer within its budget of 100 ms"}
 
 
 def test_rules_never_lower_a_decision():
-    verdict = combine(DEFAULT, synth(0.0), meta(
+    verdict = decide(DEFAULT, synth(0.0), meta(
         ("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
         ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM), ("DATE_ORDER_INVALID", common_pb2.MEDIUM)), {})
     fired = {r.evidence["rule"] for r in verdict.reasons if r.code == "POLICY_RULE"}
@@ -209,7 +209,7 @@ def test_rules_never_lower_a_decision():
 
 
 def test_reasons_strongest_first():
-    verdict = combine(
+    verdict = decide(
         DEFAULT, synth(0.3),
         meta(("GPS_PRESENT", common_pb2.INFO), ("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("EXIF_STRIPPED", common_pb2.LOW)),
         {},
@@ -225,10 +225,10 @@ def test_reasons_strongest_first():
 def test_platform_chat_lowers_thresholds_and_changes_a_code():
     chat = POLICIES.for_platform("chat")
     resaved = meta(("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM))
-    assert combine(DEFAULT, synth(0.45), resaved, {}).decision == ALLOW  # 0.28
-    verdict = combine(chat, synth(0.45), resaved, {})
+    assert decide(DEFAULT, synth(0.45), resaved, {}).decision == ALLOW  # 0.28
+    verdict = decide(chat, synth(0.45), resaved, {})
     assert verdict.decision == REVIEW and verdict.policy_version == "2026-11.1+chat"  # 0.415 >= 0.40
-    assert combine(chat, None, meta(("PLATFORM_RESAVE", common_pb2.MEDIUM)), {}).risk == pytest.approx(0.35)
+    assert decide(chat, None, meta(("PLATFORM_RESAVE", common_pb2.MEDIUM)), {}).risk == pytest.approx(0.35)
     # everything not overridden is inherited
     assert chat.findings["REUSED_BY_OTHER_SELLER"] == DEFAULT.findings["REUSED_BY_OTHER_SELLER"]
     assert [r.name for r in chat.rules] == [r.name for r in DEFAULT.rules]
@@ -238,11 +238,11 @@ def test_platform_pro_seller_disables_a_rule_and_adds_one():
     pro = POLICIES.for_platform("pro-seller")
     names = [r.name for r in pro.rules]
     assert "reused-by-other-seller" not in names and "pro-reused-high-risk" in names
-    assert combine(pro, None, meta(("EDITING_SOFTWARE", common_pb2.MEDIUM)), {}).risk == 0.0
-    alone = combine(pro, synth(0.0), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
+    assert decide(pro, None, meta(("EDITING_SOFTWARE", common_pb2.MEDIUM)), {}).risk == 0.0
+    alone = decide(pro, synth(0.0), meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
     assert alone.decision == REVIEW  # from its risk 0.6 alone
     assert "POLICY_RULE" not in codes(alone)  # one HIGH finding is not two MEDIUM-or-more
-    backed = combine(
+    backed = decide(
         pro, synth(0.0),
         meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
     )
@@ -257,7 +257,7 @@ def test_platform_rule_with_a_default_rules_name_replaces_it():
     }
     strict = parse(raw).for_platform("strict")
     assert [r.name for r in strict.rules].count("reused-by-other-seller") == 1
-    assert combine(strict, None, meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {}).decision == BLOCK
+    assert decide(strict, None, meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {}).decision == BLOCK
 
 
 # --- the examples of docs/gateway.md --------------------------------------------------------
@@ -279,6 +279,6 @@ EXAMPLES = [
 
 @pytest.mark.parametrize("name, platform, synthesis, findings, missing, decision, risk", EXAMPLES, ids=[e[0] for e in EXAMPLES])
 def test_documented_examples(name, platform, synthesis, findings, missing, decision, risk):
-    verdict = combine(POLICIES.for_platform(platform), synthesis, meta(*findings), missing)
+    verdict = decide(POLICIES.for_platform(platform), synthesis, meta(*findings), missing)
     assert verdict.decision == decision
     assert verdict.risk == pytest.approx(risk, abs=0.001)

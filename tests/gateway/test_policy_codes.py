@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 FINDINGS_DOC = REPO / "docs" / "findings.md"
 POLICY = REPO / "services" / "gateway" / "policy.yaml"

@@ -15,12 +15,18 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from imagetrust.client import Client, build_request
-from imagetrust.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, metadata_pb2, metadata_pb2_grpc
-from imagetrust.v1 import synthesis_pb2, synthesis_pb2_grpc
+from imagetrust.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    metadata_pb2,
+    metadata_pb2_grpc,
+    synthesis_pb2,
+    synthesis_pb2_grpc,
+)
 from services.common.limits import MAX_ID_CHARS
-from tests.conftest import RunningServer, start_server
-from tests.gateway.conftest import wait_until
-from tests.synthesis.conftest import make_checkpoint
+from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.servers import RunningServer, start_server, wait_until
 
 HUGE_ID_CHARS = 100_000  # characters: a registered sighting this size poisoned later answers
 REST_TIMEOUT_S = 5.0  # seconds for gauges to settle after a call ends
@@ -63,7 +69,8 @@ def assert_at_rest(suite: dict[str, RunningServer]) -> None:
                                   ("metadata", "imagetrust.v1.MetadataAnalyzer", "Analyze"),
                                   ("synthesis", "imagetrust.v1.SynthesisDetector", "Detect")):
         labels = f'{{grpc_method="{method}",grpc_service="{service}"}}'
-        wait_until(lambda: gauge(suite[name], "grpc_server_in_flight", labels) == 0, REST_TIMEOUT_S,
+        wait_until(lambda name=name, labels=labels: gauge(suite[name], "grpc_server_in_flight", labels) == 0,
+                   REST_TIMEOUT_S,
                    f"{name} {method} in flight back to 0")
     wait_until(lambda: gauge(suite["synthesis"], "imagetrust_synthesis_queue_depth") == 0, REST_TIMEOUT_S,
                "synthesis queue depth back to 0")
@@ -164,7 +171,7 @@ def test_malformed_messages_are_invalid_argument(suite, no_errors_logged, jpeg, 
         for payload in (b"\xff\xff\xff", not_utf8_request(jpeg)):
             if method.endswith("CheckBatch"):
                 payload = b"\x0a" + _varint(len(payload)) + payload  # as the batch's first item
-            error = refused(lambda: raw(payload, timeout=10))
+            error = refused(lambda payload=payload: raw(payload, timeout=10))
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (payload[:8], error)
             assert "not a valid message" in error.details()
     assert_at_rest(suite)
@@ -251,7 +258,7 @@ def test_cancellations_and_spent_deadlines_leave_every_gauge_at_rest(suite, no_e
             for call in (*calls, stream):
                 call.cancel()
         for timeout in (0.0, 0.001):  # spent, or spent before the backends could answer
-            assert refused(lambda: stub.Check(request, timeout=timeout)).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert refused(lambda t=timeout: stub.Check(request, timeout=t)).code() == grpc.StatusCode.DEADLINE_EXCEEDED
     with suite["synthesis"].channel() as channel:
         detect = synthesis_pb2_grpc.SynthesisDetectorStub(channel).Detect
         assert refused(lambda: detect(synthesis_pb2.DetectRequest(image=request.image), timeout=0.001)).code() \

@@ -8,12 +8,15 @@ import time
 
 import grpc
 import pytest
+import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imagetrust.client import Client, build_request
 from services.common.auth import client_for, hash_key, load_key_hashes
-from services.common.config import GatewayConfig, load
-from tests.conftest import REPO
+from services.common.config import load
+from services.gateway.config import GatewayConfig
+from tests.helpers.paths import REPO
+from tests.helpers.pki import issue
 
 KEY = "k-market-app-3f9c"  # an API key as a platform would hold it
 OTHER_KEY = "k-chat-81aa"
@@ -140,8 +143,6 @@ def test_tls_config_is_validated():
 def test_the_gateway_follows_a_rotated_client_certificate(server_factory, pki, tmp_path, jpeg):
     """The gateway re-reads backend_tls_* on rotation: an untrusted new certificate makes the
     backends refuse it (degraded verdicts: proof the new one is used), a valid one heals it."""
-    from tests.gateway.conftest import _cert, _key, _pem_key
-
     backend_tls = {"tls_cert": str(pki["backend_cert"]), "tls_key": str(pki["backend_key"]), "tls_client_ca": str(pki["ca"])}
     metadata = server_factory("metadata", **backend_tls)
     synthesis = server_factory("synthesis", **backend_tls)
@@ -172,9 +173,8 @@ def test_the_gateway_follows_a_rotated_client_certificate(server_factory, pki, t
 
     with Client(gateway.address) as client:
         assert not client.check(jpeg).degraded
-    stranger_key = _key()
-    stranger = _cert("stranger", stranger_key, "stranger", stranger_key, ca=False, client=True)  # self-signed
-    rotate(stranger, _pem_key(stranger_key))
+    stranger, stranger_key = issue(trustme.CA(), "stranger")  # signed by a CA nobody here trusts
+    rotate(stranger, stranger_key)
     assert missing_after_rotation(["metadata", "synthesis"]) == ["metadata", "synthesis"]
     rotate(pki["client_cert"].read_bytes(), pki["client_key"].read_bytes())  # a certificate the CA signed
     assert missing_after_rotation([]) == []

@@ -9,7 +9,7 @@ import pytest
 
 from imagetrust.client import AsyncClient, Client, build_request
 from imagetrust.v1 import gateway_pb2
-from tests.gateway.test_check_e2e import metric_value
+from tests.helpers.metrics import metric_value
 
 BAD = {"empty": b"", "text": b"hello, not an image at all"}
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench import bench_metadata
 from services.metadata.analysis import analyze
-from tests.conftest import require_tool
+from tests.helpers.paths import require_tool
 
 
 def test_a_missing_corpus_is_a_one_line_exit(monkeypatch, tmp_path):

@@ -19,8 +19,8 @@ import grpc
 from PIL import Image
 
 from imagetrust.v1 import common_pb2, metadata_pb2, metadata_pb2_grpc, synthesis_pb2, synthesis_pb2_grpc
+from tests.helpers.checkpoints import make_checkpoint
 from tests.metadata.mutations import FIXED, mutants
-from tests.synthesis.conftest import make_checkpoint
 
 SEED = 20240601  # fixed: a failure names a mutant anyone can rebuild
 MUTANTS_PER_FILE = 60  # mutants kept per source file (sampled with SEED when there are more)
@@ -81,7 +81,7 @@ def test_mutants_get_an_answer_or_a_clear_status(server_factory, exif_samples, t
                     assert code in ACCEPTED, f"{service} {name}: {code} {err.details()}"
                     assert err.details(), f"{service} {name}: {code} without a message"
                 outcomes[service][code] = outcomes[service].get(code, 0) + 1
-        for service, (stub, call) in calls.items():
+        for stub, call in calls.values():
             call(stub, good)  # still serving
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert not tracebacks, [(r.name, r.getMessage()) for r in tracebacks[:5]]

@@ -15,7 +15,7 @@ def test_marker_sequence_tables_and_frame():
     assert s.subsampling == "4:2:0" and not s.progressive
     assert s.exif is not None and s.exif[:4] in (b"II*\x00", b"MM\x00*")
     assert s.icc == b"\x00" * 200
-    luma, chroma = s.luma_chroma_tables()
+    luma, _chroma = s.luma_chroma_tables()
     assert tuple(quant.scaled_table(quant.STD_LUMA, 75)) == luma
     assert s.trailing_bytes == 0 and not s.truncated and not s.anomalies
 

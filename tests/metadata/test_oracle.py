@@ -15,7 +15,7 @@ import pytest
 from services.common.errors import ImageTrustError
 from services.metadata.analysis import analyze
 from services.metadata.exif import clean_text
-from tests.conftest import require_tool
+from tests.helpers.paths import require_tool
 from tests.metadata.corpus import corpus_files
 
 MIN_AGREEMENT = 0.99

@@ -22,9 +22,9 @@ def _segments_without(data: bytes, codes: set[int]) -> bytes:
     """The file without the header segments whose marker code is in `codes`."""
     out, pos = bytearray(data[:2]), 2
     while data[pos] == 0xFF and data[pos + 1] != 0xDA:
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if data[pos + 1] not in codes:
-            out += data[pos:pos + 2 + length]
+            out += data[pos : pos + 2 + length]
         pos += 2 + length
     return bytes(out + data[pos:])
 
@@ -33,7 +33,7 @@ def _segment_at(data: bytes, code: int) -> int:
     """Offset of the first header segment with this marker code (not one inside APP1's thumbnail)."""
     pos = 2
     while data[pos + 1] != code:
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return pos
 
 
@@ -55,8 +55,18 @@ def test_metadata_only_edits_keep_the_key(exif_samples, tmp_path):
     exiftool = require_tool("exiftool", "apt-get install libimage-exiftool-perl")
     edited = tmp_path / "edited.jpg"
     edited.write_bytes(data)
-    subprocess.run([exiftool, "-q", "-overwrite_original", "-Make=Other", "-DateTimeOriginal=2020:01:01 00:00:00",
-                    "-XMP:CreatorTool=editor", str(edited)], check=True)
+    subprocess.run(
+        [
+            exiftool,
+            "-q",
+            "-overwrite_original",
+            "-Make=Other",
+            "-DateTimeOriginal=2020:01:01 00:00:00",
+            "-XMP:CreatorTool=editor",
+            str(edited),
+        ],
+        check=True,
+    )
     edits["exiftool rewrite"] = edited.read_bytes()
     for name, edit in edits.items():
         assert edit != data, name
@@ -69,11 +79,12 @@ def test_any_change_to_what_the_decoder_reads_changes_the_key(exif_samples):
     key = pixel_key.jpeg_coded(data)
     structure = parse(data)
     dqt, scan = _segment_at(data, 0xDB), _segment_at(data, 0xDA)
-    scan_data = scan + 2 + int.from_bytes(data[scan + 2:scan + 4], "big")
+    scan_data = scan + 2 + int.from_bytes(data[scan + 2 : scan + 4], "big")
     changed = {
-        "one quantiser": data[:dqt + 10] + bytes([data[dqt + 10] ^ 1]) + data[dqt + 11:],
-        "one entropy-coded byte": data[:scan_data + 500] + bytes([data[scan_data + 500] ^ 0x10])
-        + data[scan_data + 501:],
+        "one quantiser": data[: dqt + 10] + bytes([data[dqt + 10] ^ 1]) + data[dqt + 11 :],
+        "one entropy-coded byte": data[: scan_data + 500]
+        + bytes([data[scan_data + 500] ^ 0x10])
+        + data[scan_data + 501 :],
     }
     for name, edit in changed.items():
         assert pixel_key.jpeg_coded(edit) != key, name
@@ -112,4 +123,3 @@ def test_legacy_key_is_the_sha256_of_the_rgb8_pixels(bsds):
     assert fingerprints.pixel_sha256(data, MAX_PIXELS) == expected
     assert fingerprints.compute(data, MAX_PIXELS, legacy=True).legacy_pixel_sha256 == expected
     assert fingerprints.compute(data, MAX_PIXELS).legacy_pixel_sha256 == b""
-

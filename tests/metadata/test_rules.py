@@ -16,7 +16,7 @@ from tests.metadata.builders import exif_with_thumbnail, jpeg_bytes, pillow_exif
 
 MAX_BYTES = 32 << 20
 MAX_PIXELS = 120_000_000
-NOW = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 CAMERA = dict(make="Apple", model="iPhone 3G", datetime="2009:01:01 10:00:00",
               datetime_original="2009:01:01 10:00:00", exposure_time=0.01)
 
@@ -141,7 +141,7 @@ def test_camera_claim_with_standard_tables():
 
 def test_gps_unique_id_trailing_data():
     tags = dict(CAMERA, image_unique_id="F00DCAFE", gps=(37.5, 127.0))
-    a, codes = run(jpeg_bytes(textured(1600, 1200), 95, exif=pillow_exif(**tags)) + b"X" * 100)
+    _, codes = run(jpeg_bytes(textured(1600, 1200), 95, exif=pillow_exif(**tags)) + b"X" * 100)
     assert codes["GPS_PRESENT"].severity == Severity.INFO and codes["GPS_PRESENT"].evidence["latitude"] == "37.500000"
     assert codes["IMAGE_UNIQUE_ID_PRESENT"].evidence["image_unique_id"] == "F00DCAFE"
     assert codes["JPEG_TRAILING_DATA"].evidence["trailing_bytes"] == "100"

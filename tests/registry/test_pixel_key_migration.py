@@ -17,9 +17,9 @@ MAX_PIXELS = 120_000_000  # pixels
 def _strip_app1(data: bytes) -> bytes:
     out, pos = bytearray(data[:2]), 2
     while data[pos] == 0xFF and data[pos + 1] != 0xDA:
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if data[pos + 1] != 0xE1:
-            out += data[pos:pos + 2 + length]
+            out += data[pos : pos + 2 + length]
         pos += 2 + length
     return bytes(out + data[pos:])
 
@@ -35,15 +35,19 @@ def test_images_registered_under_the_sha256_key_match_during_the_migration(exif_
     try:
         # What a server before the BLAKE3 key registered: the SHA-256 RGB8 key in the pixel index.
         old = fingerprints.compute(original, MAX_PIXELS, legacy=True)
-        registry.lookup(dataclasses.replace(old, pixel_sha256=old.legacy_pixel_sha256),
-                        Sighting("seller-a", "listing-1", seen_at=1_000.0), register=True)
+        registry.lookup(
+            dataclasses.replace(old, pixel_sha256=old.legacy_pixel_sha256),
+            Sighting("seller-a", "listing-1", seen_at=1_000.0),
+            register=True,
+        )
 
         without = check.run(stripped, Sighting("seller-b", "listing-2"), False, registry, MAX_PIXELS)
         assert MatchKind.SAME_PIXELS not in _kinds(without)
         assert MatchKind.NEAR_DUPLICATE in _kinds(without)  # still found, by its look
 
-        during = check.run(stripped, Sighting("seller-b", "listing-2"), True, registry, MAX_PIXELS,
-                           legacy_pixel_key=True)
+        during = check.run(
+            stripped, Sighting("seller-b", "listing-2"), True, registry, MAX_PIXELS, legacy_pixel_key=True
+        )
         assert during.fingerprints.legacy_pixel_sha256 == old.legacy_pixel_sha256
         assert MatchKind.SAME_PIXELS in _kinds(during)
         assert [f.code for f in during.result.findings] == ["REUSED_BY_OTHER_SELLER"]

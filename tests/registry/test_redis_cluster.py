@@ -15,7 +15,7 @@ from services.metadata.registry import bands
 from services.metadata.registry.base import RegistryUnavailable
 from services.metadata.registry.model import MatchKind, Sighting
 from services.metadata.registry.redis_cluster_backend import RedisClusterRegistry
-from tests.conftest import start_redis
+from tests.helpers.redis_servers import start_redis
 from tests.registry.conftest import key_contents, make_fp
 
 SPREAD_IMAGES = 200  # registrations whose keys must land on every node

@@ -13,7 +13,8 @@ import time
 import pytest
 import redis
 
-from services.common.config import MetadataConfig, load
+from services.common.config import load
+from services.metadata.config import MetadataConfig
 from services.metadata.registry.factory import open_registry
 from services.metadata.registry.model import MatchKind, Sighting
 from services.metadata.registry.redis_cluster_backend import RedisClusterRegistry

@@ -12,21 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from services.synthesis.checkpoint import default_specs, save_checkpoint
-from services.synthesis.models import build_model
-from services.synthesis.preprocess import TilingSpec
+from tests.helpers.checkpoints import make_checkpoint
 
 torch.set_num_threads(1)  # 2 shared cores: keep test servers from oversubscribing
-
-
-def make_checkpoint(path, arch: str, *, tiling: TilingSpec | None = None, seed: int = 0, **kwargs):
-    torch.manual_seed(seed)
-    pre, default_tiling = default_specs(arch)
-    return save_checkpoint(
-        path, build_model(arch, **kwargs), arch=arch, arch_kwargs=kwargs, preprocessing=pre,
-        tiling=tiling or default_tiling, model_version=f"{arch}-random-test", placeholder=True,
-        training={"dataset": "none", "recipe": "random init for tests"},
-    )
 
 
 @pytest.fixture(scope="session")

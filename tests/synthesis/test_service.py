@@ -15,8 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
-from services.common.config import SynthesisConfig, load
+from services.common.config import load
 from services.common.server import ServerRuntime
+from services.synthesis.config import SynthesisConfig
 from services.synthesis.engine import PLACEHOLDER_VERSION
 from services.synthesis.service import SERVICE_NAME, SynthesisService
 
@@ -102,7 +103,7 @@ def test_concurrent_requests_are_batched_and_metrics_exported(tiny_server):
     # Results went to the right caller: each equals the image scored alone.
     for i in (0, 7, 23):
         assert results[i].score == pytest.approx(_detect(stub, images[i]).score, abs=1e-5)
-    registry = tiny_server.runtime.metrics.registry
+    registry = tiny_server.runtime.metrics.collector_registry
     count = registry.get_sample_value("imagetrust_synthesis_batch_size_count")
     total = registry.get_sample_value("imagetrust_synthesis_batch_size_sum")
     assert total >= 48 and total / count > 1.5, f"mean batch {total / count:.2f}: no batching"
@@ -156,7 +157,7 @@ def test_expired_deadline_is_dropped_before_compute(server_factory, forensic_che
     )
     stub = _stub(server)
     big = encode(photo(1024, 1024), "PNG")  # 17 inputs: ~17 one-input forward passes
-    registry = server.runtime.metrics.registry
+    registry = server.runtime.metrics.collector_registry
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         slow = pool.submit(_detect, stub, big)
         while not registry.get_sample_value("imagetrust_synthesis_queue_depth"):

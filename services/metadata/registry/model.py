@@ -71,7 +71,7 @@ def rank(matches: list[Match], current: Sighting) -> tuple[Match, ...]:
 
 
 def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _evidence(m: Match, count: int) -> dict[str, str]:

@@ -39,7 +39,13 @@ import struct
 import redis
 
 from services.metadata.registry.base import (
-    Keys, Raw, Registry, decode_sightings, encode_sighting, identity_digest, unpack_ids,
+    Keys,
+    Raw,
+    Registry,
+    decode_sightings,
+    encode_sighting,
+    identity_digest,
+    unpack_ids,
 )
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_common import LUA_HELPERS, SIGHTING_BUCKET, SOCKET_TIMEOUT_S, call, split_records

@@ -61,7 +61,14 @@ import logging
 
 from services.metadata.registry import bands
 from services.metadata.registry.base import (
-    Keys, Raw, Registry, RegistryUnavailable, decode_sightings, encode_sighting, identity_digest, unpack_ids,
+    Keys,
+    Raw,
+    Registry,
+    RegistryUnavailable,
+    decode_sightings,
+    encode_sighting,
+    identity_digest,
+    unpack_ids,
 )
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_cluster_client import Command, Script, ShardedClient

@@ -10,7 +10,8 @@ import pytest
 
 from imagetrust import cli
 from imagetrust.client import AsyncClient, Client, channel_credentials, service_config, settings_from_env
-from tests.conftest import SAMPLES, free_port
+from tests.helpers.paths import SAMPLES
+from tests.helpers.ports import free_port
 
 
 def test_settings_from_env():

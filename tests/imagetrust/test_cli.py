@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pty
 import signal
 import socket
+import struct
 import subprocess
-import time
 import sys
+import termios
+import time
 
 import pytest
 
-from tests.conftest import REPO, SAMPLES
+from tests.helpers.paths import REPO, SAMPLES
 
 CLI = [sys.executable, "-m", "imagetrust.cli"]
 
@@ -45,7 +50,28 @@ def test_check_prints_a_table_with_a_row_per_file(gateway) -> None:
     for line, path in zip(lines[1:], files):
         assert line.startswith(path)
         assert line.split()[1] in ("ALLOW", "REVIEW", "BLOCK")
-    assert "img/s" in result.stderr or "3/3" in result.stderr, "a progress bar for many files"
+    # stderr is a pipe here, as in a log file or a CI job: no progress bar in it.
+    assert "img/s" not in result.stderr and "3/3" not in result.stderr, result.stderr
+
+
+def test_check_shows_a_progress_bar_when_stderr_is_a_terminal(gateway) -> None:
+    files = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
+    controller, terminal = pty.openpty()
+    # A new pty is 0 columns wide, which tqdm honours with an empty bar: size it as a terminal.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    try:
+        proc = subprocess.Popen([*CLI, "check", "--addr", gateway.address, *files], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=terminal)
+        os.close(terminal)  # the child holds its end; reading ends with EIO once it exits
+        seen = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(controller, 4096):
+                seen += chunk
+        proc.communicate(timeout=120)
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0
+    assert b"img/s" in seen or b"3/3" in seen, seen[-500:]
 
 
 def test_table_never_shows_a_placeholder_model_score_as_a_number() -> None:
@@ -82,7 +108,7 @@ def test_check_exits_non_zero_when_a_call_fails(gateway, tmp_path) -> None:
 
 
 def test_check_against_no_server_fails_with_unavailable(tmp_path) -> None:
-    from tests.conftest import free_port
+    from tests.helpers.ports import free_port
 
     result = run_cli("check", "--addr", f"127.0.0.1:{free_port()}", "--timeout", "2", str(SAMPLES / "camera_original.jpg"))
     assert result.returncode == 1
