@@ -13,7 +13,7 @@ from PIL import Image
 
 from services.metadata import fingerprints, pixel_key
 from services.metadata.jpeg import parse
-from tests.conftest import require_tool
+from tests.helpers.paths import require_tool
 
 MAX_PIXELS = 120_000_000  # pixels
 
