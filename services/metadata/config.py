@@ -23,9 +23,7 @@ class MetadataConfig(ServerConfig):
     # names any node, e.g. a managed service's configuration endpoint). The two layouts do
     # not read each other's keys (docs/registry.md).
     redis_cluster: bool = setting(False, "shard the Redis registry over every node of a Redis Cluster")
-    registry_path: str = setting(
-        "", "embedded SQLite registry file (empty: ~/.local/share/imagetrust/registry.sqlite3)"
-    )
+    registry_path: str = setting("", "embedded SQLite registry file (empty: ~/.local/share/imagetrust/registry.sqlite3)")
     registry_prefix: str = setting("imagetrust", "key prefix in Redis")
     # 0: keep sightings until deleted; platforms with retention rules set e.g. 180 days.
     registry_ttl_s: int = setting(0, "seconds a sighting is kept (0: forever)")
@@ -50,8 +48,7 @@ class MetadataConfig(ServerConfig):
     # (docs/registry.md, "Failover"). 0: off, for installs without replicas (dev, `imagetrust
     # up`: WAIT 1 there would fail every new image); production with replicas sets 1.
     registry_wait_replicas: int = setting(
-        0, "replicas that must acknowledge a new image id before it is indexed (sharded Redis; 0: off)"
-    )
+        0, "replicas that must acknowledge a new image id before it is indexed (sharded Redis; 0: off)")
     # 50 ms, in milliseconds as WAIT takes it: a replica in the same region acknowledges in
     # about a network round trip (the primary asks at once, REPLCONF GETACK), so 50 ms only
     # runs out when a replica is down or far behind; then the registration answers

@@ -184,13 +184,8 @@ def hamming(a: bytes, b: bytes) -> int:
 
 
 def compute(
-    data: bytes,
-    max_pixels: int,
-    sha256: bytes | None = None,
-    *,
-    upload: DecodedUpload | None = None,
-    legacy: bool = False,
-    unique_id: str | None = None,
+    data: bytes, max_pixels: int, sha256: bytes | None = None, *, upload: DecodedUpload | None = None,
+    legacy: bool = False, unique_id: str | None = None,
 ) -> Fingerprints:
     """All fingerprints of an uploaded file. Raises InvalidImage / TooLarge like decoding.
 

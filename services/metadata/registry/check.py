@@ -22,17 +22,9 @@ class RegistryCheck:
 
 
 def run(
-    data: bytes,
-    sighting: Sighting,
-    register: bool,
-    registry: Registry | None,
-    max_pixels: int,
-    sha256: bytes | None = None,
-    metrics: RegistryMetrics | None = None,
-    *,
-    upload: DecodedUpload | None = None,
-    legacy_pixel_key: bool = False,
-    unique_id: str | None = None,
+    data: bytes, sighting: Sighting, register: bool, registry: Registry | None, max_pixels: int,
+    sha256: bytes | None = None, metrics: RegistryMetrics | None = None, *,
+    upload: DecodedUpload | None = None, legacy_pixel_key: bool = False, unique_id: str | None = None,
 ) -> RegistryCheck:
     """sha256: the bytes' digest when the analysis already computed it; upload: the
     request's shared decode; legacy_pixel_key: also match pixel-identical images registered
@@ -41,9 +33,8 @@ def run(
     sha = sha256 if sha256 is not None else hashlib.sha256(data).digest()
     backend = registry.backend if registry is not None else ""
     try:
-        fp = fingerprints.compute(
-            data, max_pixels, sha256=sha, upload=upload, legacy=legacy_pixel_key, unique_id=unique_id
-        )
+        fp = fingerprints.compute(data, max_pixels, sha256=sha, upload=upload, legacy=legacy_pixel_key,
+                                  unique_id=unique_id)
     except InvalidImage as exc:
         # A file whose header parses but whose pixels do not (truncated, corrupt) still gets
         # its metadata analysis; it just cannot be matched on content.
@@ -62,9 +53,8 @@ def run(
     return RegistryCheck(fp, sha, result)
 
 
-def _with_legacy_matches(
-    registry: Registry, fp: fingerprints.Fingerprints, sighting: Sighting, result: LookupResult
-) -> LookupResult:
+def _with_legacy_matches(registry: Registry, fp: fingerprints.Fingerprints, sighting: Sighting,
+                         result: LookupResult) -> LookupResult:
     """Adds the SAME_PIXELS matches of images registered under the SHA-256 pixel key: a
     second, read-only lookup with that key (registering stays under the current key)."""
     legacy = registry.lookup(dataclasses.replace(fp, pixel_sha256=fp.legacy_pixel_sha256), sighting, False)
