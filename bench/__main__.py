@@ -13,7 +13,7 @@ import sys
 import time
 
 BENCHMARKS = (
-    "bench_metadata",               # metadata analysis vs exiftool batch mode
+    "bench_metadata",               # metadata analysis vs one full decode, header path vs exiftool
     "bench_registry_robustness",    # perceptual-hash recall vs false matches
     "bench_registry_scale",         # Redis memory, exact/near-dup latency vs linear scan
     "bench_registry_cluster",       # sharded registry on a 3-node Redis Cluster vs one slot

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from imagetrust.v1 import common_pb2 as imagetrust_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cimagetrust/v1/metadata.proto\x12\rimagetrust.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagetrust/v1/common.proto\"p\n\x0e\x41nalyzeRequest\x12#\n\x05image\x18\x01 \x01(\x0b\x32\x14.imagetrust.v1.Image\x12\'\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x16.imagetrust.v1.Context\x12\x10\n\x08register\x18\x03 \x01(\x08\"\\\n\tImageInfo\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04mode\x18\x05 \x01(\t\"\xb3\x02\n\x0b\x45xifSummary\x12\x0c\n\x04make\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08software\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61tetime\x18\x04 \x01(\t\x12\x19\n\x11\x64\x61tetime_original\x18\x05 \x01(\t\x12\x1a\n\x12\x64\x61tetime_digitized\x18\x06 \x01(\t\x12\x12\n\nexif_width\x18\x07 \x01(\r\x12\x13\n\x0b\x65xif_height\x18\x08 \x01(\r\x12\x13\n\x0borientation\x18\t \x01(\r\x12\x13\n\x0bgps_present\x18\n \x01(\x08\x12\x17\n\x0fimage_unique_id\x18\x0b \x01(\t\x12\x12\n\nlens_model\x18\x0c \x01(\t\x12\x11\n\ttag_count\x18\r \x01(\r\x12\x19\n\x11thumbnail_present\x18\x0e \x01(\x08\"\xce\x01\n\x08JpegInfo\x12\x0f\n\x07markers\x18\x01 \x03(\t\x12\x13\n\x0bprogressive\x18\x02 \x01(\x08\x12\x13\n\x0bsubsampling\x18\x03 \x01(\t\x12\x19\n\x11\x65stimated_quality\x18\x04 \x01(\x05\x12\x17\n\x0fstandard_tables\x18\x05 \x01(\x08\x12\x16\n\x0etrailing_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07has_xmp\x18\x07 \x01(\x08\x12\x0f\n\x07has_icc\x18\x08 \x01(\x08\x12\x19\n\x11has_photoshop_irb\x18\t \x01(\x08\"\x84\x01\n\x0c\x46ingerprints\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x14\n\x0cpixel_sha256\x18\x02 \x01(\t\x12\x17\n\x0fperceptual_hash\x18\x03 \x01(\t\x12\x1c\n\x14perceptual_algorithm\x18\x04 \x01(\t\x12\x17\n\x0fimage_unique_id\x18\x05 \x01(\t\"\x89\x01\n\x08Sighting\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x12\n\nlisting_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12+\n\x07seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\rRegistryMatch\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.imagetrust.v1.MatchKind\x12\x10\n\x08\x64istance\x18\x02 \x01(\r\x12)\n\x08sighting\x18\x03 \x01(\x0b\x32\x17.imagetrust.v1.Sighting\"\x86\x01\n\x0eRegistryResult\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12-\n\x07matches\x18\x03 \x03(\x0b\x32\x1c.imagetrust.v1.RegistryMatch\x12\x12\n\nregistered\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xc1\x02\n\x0f\x41nalyzeResponse\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.imagetrust.v1.ImageInfo\x12(\n\x04\x65xif\x18\x02 \x01(\x0b\x32\x1a.imagetrust.v1.ExifSummary\x12%\n\x04jpeg\x18\x03 \x01(\x0b\x32\x17.imagetrust.v1.JpegInfo\x12(\n\x08\x66indings\x18\x04 \x03(\x0b\x32\x16.imagetrust.v1.Finding\x12\x0c\n\x04risk\x18\x05 \x01(\x02\x12\x31\n\x0c\x66ingerprints\x18\x06 \x01(\x0b\x32\x1b.imagetrust.v1.Fingerprints\x12/\n\x08registry\x18\x07 \x01(\x0b\x32\x1d.imagetrust.v1.RegistryResult\x12\x18\n\x10\x61nalyzer_version\x18\x08 \x01(\t*k\n\tMatchKind\x12\x1a\n\x16MATCH_KIND_UNSPECIFIED\x10\x00\x12\r\n\tUNIQUE_ID\x10\x01\x12\x0e\n\nSAME_BYTES\x10\x02\x12\x0f\n\x0bSAME_PIXELS\x10\x03\x12\x12\n\x0eNEAR_DUPLICATE\x10\x04\x32\\\n\x10MetadataAnalyzer\x12H\n\x07\x41nalyze\x12\x1d.imagetrust.v1.AnalyzeRequest\x1a\x1e.imagetrust.v1.AnalyzeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cimagetrust/v1/metadata.proto\x12\rimagetrust.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagetrust/v1/common.proto\"p\n\x0e\x41nalyzeRequest\x12#\n\x05image\x18\x01 \x01(\x0b\x32\x14.imagetrust.v1.Image\x12\'\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x16.imagetrust.v1.Context\x12\x10\n\x08register\x18\x03 \x01(\x08\"\\\n\tImageInfo\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04mode\x18\x05 \x01(\t\"\xb3\x02\n\x0b\x45xifSummary\x12\x0c\n\x04make\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08software\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61tetime\x18\x04 \x01(\t\x12\x19\n\x11\x64\x61tetime_original\x18\x05 \x01(\t\x12\x1a\n\x12\x64\x61tetime_digitized\x18\x06 \x01(\t\x12\x12\n\nexif_width\x18\x07 \x01(\r\x12\x13\n\x0b\x65xif_height\x18\x08 \x01(\r\x12\x13\n\x0borientation\x18\t \x01(\r\x12\x13\n\x0bgps_present\x18\n \x01(\x08\x12\x17\n\x0fimage_unique_id\x18\x0b \x01(\t\x12\x12\n\nlens_model\x18\x0c \x01(\t\x12\x11\n\ttag_count\x18\r \x01(\r\x12\x19\n\x11thumbnail_present\x18\x0e \x01(\x08\"\xce\x01\n\x08JpegInfo\x12\x0f\n\x07markers\x18\x01 \x03(\t\x12\x13\n\x0bprogressive\x18\x02 \x01(\x08\x12\x13\n\x0bsubsampling\x18\x03 \x01(\t\x12\x19\n\x11\x65stimated_quality\x18\x04 \x01(\x05\x12\x17\n\x0fstandard_tables\x18\x05 \x01(\x08\x12\x16\n\x0etrailing_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07has_xmp\x18\x07 \x01(\x08\x12\x0f\n\x07has_icc\x18\x08 \x01(\x08\x12\x19\n\x11has_photoshop_irb\x18\t \x01(\x08\"\xb4\x01\n\x0c\x46ingerprints\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x14\n\x0cpixel_sha256\x18\x02 \x01(\t\x12\x17\n\x0fperceptual_hash\x18\x03 \x01(\t\x12\x1c\n\x14perceptual_algorithm\x18\x04 \x01(\t\x12\x17\n\x0fimage_unique_id\x18\x05 \x01(\t\x12\x11\n\tpixel_key\x18\x06 \x01(\t\x12\x1b\n\x13pixel_key_algorithm\x18\x07 \x01(\t\"\x89\x01\n\x08Sighting\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x12\n\nlisting_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x10\n\x08platform\x18\x04 \x01(\t\x12+\n\x07seen_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\rRegistryMatch\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.imagetrust.v1.MatchKind\x12\x10\n\x08\x64istance\x18\x02 \x01(\r\x12)\n\x08sighting\x18\x03 \x01(\x0b\x32\x17.imagetrust.v1.Sighting\"\x86\x01\n\x0eRegistryResult\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12-\n\x07matches\x18\x03 \x03(\x0b\x32\x1c.imagetrust.v1.RegistryMatch\x12\x12\n\nregistered\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xc1\x02\n\x0f\x41nalyzeResponse\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.imagetrust.v1.ImageInfo\x12(\n\x04\x65xif\x18\x02 \x01(\x0b\x32\x1a.imagetrust.v1.ExifSummary\x12%\n\x04jpeg\x18\x03 \x01(\x0b\x32\x17.imagetrust.v1.JpegInfo\x12(\n\x08\x66indings\x18\x04 \x03(\x0b\x32\x16.imagetrust.v1.Finding\x12\x0c\n\x04risk\x18\x05 \x01(\x02\x12\x31\n\x0c\x66ingerprints\x18\x06 \x01(\x0b\x32\x1b.imagetrust.v1.Fingerprints\x12/\n\x08registry\x18\x07 \x01(\x0b\x32\x1d.imagetrust.v1.RegistryResult\x12\x18\n\x10\x61nalyzer_version\x18\x08 \x01(\t*k\n\tMatchKind\x12\x1a\n\x16MATCH_KIND_UNSPECIFIED\x10\x00\x12\r\n\tUNIQUE_ID\x10\x01\x12\x0e\n\nSAME_BYTES\x10\x02\x12\x0f\n\x0bSAME_PIXELS\x10\x03\x12\x12\n\x0eNEAR_DUPLICATE\x10\x04\x32\\\n\x10MetadataAnalyzer\x12H\n\x07\x41nalyze\x12\x1d.imagetrust.v1.AnalyzeRequest\x1a\x1e.imagetrust.v1.AnalyzeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imagetrust.v1.metadata_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATCHKIND']._serialized_start=1689
-  _globals['_MATCHKIND']._serialized_end=1796
+  _globals['_MATCHKIND']._serialized_start=1737
+  _globals['_MATCHKIND']._serialized_end=1844
   _globals['_ANALYZEREQUEST']._serialized_start=108
   _globals['_ANALYZEREQUEST']._serialized_end=220
   _globals['_IMAGEINFO']._serialized_start=222
@@ -44,15 +44,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JPEGINFO']._serialized_start=627
   _globals['_JPEGINFO']._serialized_end=833
   _globals['_FINGERPRINTS']._serialized_start=836
-  _globals['_FINGERPRINTS']._serialized_end=968
-  _globals['_SIGHTING']._serialized_start=971
-  _globals['_SIGHTING']._serialized_end=1108
-  _globals['_REGISTRYMATCH']._serialized_start=1110
-  _globals['_REGISTRYMATCH']._serialized_end=1226
-  _globals['_REGISTRYRESULT']._serialized_start=1229
-  _globals['_REGISTRYRESULT']._serialized_end=1363
-  _globals['_ANALYZERESPONSE']._serialized_start=1366
-  _globals['_ANALYZERESPONSE']._serialized_end=1687
-  _globals['_METADATAANALYZER']._serialized_start=1798
-  _globals['_METADATAANALYZER']._serialized_end=1890
+  _globals['_FINGERPRINTS']._serialized_end=1016
+  _globals['_SIGHTING']._serialized_start=1019
+  _globals['_SIGHTING']._serialized_end=1156
+  _globals['_REGISTRYMATCH']._serialized_start=1158
+  _globals['_REGISTRYMATCH']._serialized_end=1274
+  _globals['_REGISTRYRESULT']._serialized_start=1277
+  _globals['_REGISTRYRESULT']._serialized_end=1411
+  _globals['_ANALYZERESPONSE']._serialized_start=1414
+  _globals['_ANALYZERESPONSE']._serialized_end=1735
+  _globals['_METADATAANALYZER']._serialized_start=1846
+  _globals['_METADATAANALYZER']._serialized_end=1938
 # @@protoc_insertion_point(module_scope)

@@ -103,18 +103,22 @@ class JpegInfo(_message.Message):
     def __init__(self, markers: _Optional[_Iterable[str]] = ..., progressive: _Optional[bool] = ..., subsampling: _Optional[str] = ..., estimated_quality: _Optional[int] = ..., standard_tables: _Optional[bool] = ..., trailing_bytes: _Optional[int] = ..., has_xmp: _Optional[bool] = ..., has_icc: _Optional[bool] = ..., has_photoshop_irb: _Optional[bool] = ...) -> None: ...
 
 class Fingerprints(_message.Message):
-    __slots__ = ("sha256", "pixel_sha256", "perceptual_hash", "perceptual_algorithm", "image_unique_id")
+    __slots__ = ("sha256", "pixel_sha256", "perceptual_hash", "perceptual_algorithm", "image_unique_id", "pixel_key", "pixel_key_algorithm")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     PIXEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     PERCEPTUAL_HASH_FIELD_NUMBER: _ClassVar[int]
     PERCEPTUAL_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     IMAGE_UNIQUE_ID_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_KEY_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_KEY_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     pixel_sha256: str
     perceptual_hash: str
     perceptual_algorithm: str
     image_unique_id: str
-    def __init__(self, sha256: _Optional[str] = ..., pixel_sha256: _Optional[str] = ..., perceptual_hash: _Optional[str] = ..., perceptual_algorithm: _Optional[str] = ..., image_unique_id: _Optional[str] = ...) -> None: ...
+    pixel_key: str
+    pixel_key_algorithm: str
+    def __init__(self, sha256: _Optional[str] = ..., pixel_sha256: _Optional[str] = ..., perceptual_hash: _Optional[str] = ..., perceptual_algorithm: _Optional[str] = ..., image_unique_id: _Optional[str] = ..., pixel_key: _Optional[str] = ..., pixel_key_algorithm: _Optional[str] = ...) -> None: ...
 
 class Sighting(_message.Message):
     __slots__ = ("seller_id", "listing_id", "conversation_id", "platform", "seen_at")

@@ -2,7 +2,9 @@
 
 Order of work: limits and the container header first (so bombs are refused before any
 allocation), then the metadata blocks, then the cheap header rules, and the pixel checks
-(thumbnail content, double compression) last, each bounded by a pixel budget.
+(thumbnail content, double compression) last, each bounded by a pixel budget. The pixel
+checks, and the caller's fingerprints after them, read one shared decode (decoded.py),
+planned from what they all need.
 """
 
 from __future__ import annotations
@@ -10,10 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import io
-
-import numpy as np
-from PIL import Image
 
 from services.common.errors import InvalidImage
 from services.common.findings import Finding
@@ -21,6 +19,7 @@ from services.common.imaging import Header, probe, sniff_format
 from services.common.limits import check_bytes, check_dimensions
 from services.common.structure import check_structure
 from services.metadata import containers, double_jpeg, exif, jpeg, quant, rules, thumbnail, xmp
+from services.metadata.decoded import DecodedUpload, DecodeNeeds
 from services.metadata.risk import risk_from_findings
 
 ANALYZER_VERSION = "metadata-1"
@@ -58,16 +57,23 @@ class Analysis:
     has_photoshop_irb: bool = False
     findings: tuple[Finding, ...] = ()
     risk: float = 0.0
+    # The EXIF block (TIFF structure) as read, for the fingerprints' ImageUniqueID.
+    exif_block: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class PixelBudget:
     # Decoded pixels we accept for the double-compression check (a full-resolution
-    # luminance decode); larger images skip it.
+    # luminance decode, the shared one); larger images skip it.
     double_jpeg_max_pixels: int
     # Largest image compared with its EXIF thumbnail (JPEG is decoded at 1/8 scale,
     # other formats whole).
     thumbnail_max_pixels: int
+
+
+# The service defaults (MetadataConfig): every check on up to the largest accepted image.
+DEFAULT_BUDGET = PixelBudget(120_000_000, 120_000_000)
+NO_NEEDS = DecodeNeeds()  # the caller reads nothing from the decode itself
 
 
 def analyze(
@@ -78,8 +84,22 @@ def analyze(
     budget: PixelBudget | None = None,
     now: dt.datetime | None = None,
 ) -> Analysis:
+    return analyze_upload(data, max_bytes, max_pixels, budget=budget, now=now)[0]
+
+
+def analyze_upload(
+    data: bytes,
+    max_bytes: int,
+    max_pixels: int,
+    *,
+    budget: PixelBudget | None = None,
+    now: dt.datetime | None = None,
+    needs: DecodeNeeds = NO_NEEDS,
+) -> tuple[Analysis, DecodedUpload]:
+    """The analysis and the upload's shared decode, planned for the pixel checks and for
+    `needs` (what the caller reads from it afterwards, e.g. fingerprints.NEEDS)."""
     check_bytes(data, max_bytes)
-    budget = budget or PixelBudget(4_000_000, 24_000_000)
+    budget = budget or DEFAULT_BUDGET
     now = now or dt.datetime.now(dt.UTC)
     if sniff_format(data) == "jpeg":
         # Refused here as well as in probe(): the pixel checks and the registry decode it.
@@ -112,16 +132,22 @@ def analyze(
         thumb is not None and aspect is not None and aspect <= rules.THUMB_ASPECT_TOLERANCE
         and width * height <= budget.thumbnail_max_pixels
     )
+    thumb_side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height) if thumb is not None and want_thumb else 0
+    upload = DecodedUpload(
+        data, header.format, header.width, header.height,
+        needs | DecodeNeeds(full=want_dq, min_side=thumb_side), structure=structure,
+    )
     if want_dq or want_thumb:
         try:
-            luma = _decode_luma(data, header.format, width, height, full=want_dq, thumb=thumb, budget=budget)
-            if luma is not None:
-                if want_dq:
-                    dq = double_jpeg.analyse(luma, structure.luma_chroma_tables()[0])
-                if want_thumb:
-                    similarity = thumbnail.similarity(luma, thumb)
+            if want_dq and structure is not None:
+                dq = double_jpeg.analyse(upload.luma(), structure.luma_chroma_tables()[0])  # type: ignore[arg-type]
+            if want_thumb and thumb is not None:
+                # The smallest view above the thumbnail's size (libjpeg's 1/8 scale for a
+                # phone photo): DCT-scaled by the decode, or box-averaged from a full one.
+                similarity = thumbnail.similarity(upload.grey_view(thumb_side), thumb)
         except Exception as exc:  # noqa: BLE001 - corrupt entropy data is a finding, not a crash
-            pixel_error = f"{type(exc).__name__}: {exc}"[:200]
+            cause = exc.__cause__ if isinstance(exc, InvalidImage) and exc.__cause__ is not None else exc
+            pixel_error = f"{type(cause).__name__}: {cause}"[:200]
 
     irb_writer = jpeg.photoshop_writer(blocks.irb) if blocks.irb else ""
     facts = rules.Facts(
@@ -141,12 +167,13 @@ def analyze(
             has_xmp=structure.xmp is not None, has_icc=structure.icc is not None,
             has_photoshop_irb=structure.irb is not None,
         )
-    return Analysis(
+    return (Analysis(
         format=header.format, width=width, height=height, mode=header.mode, size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(), exif=ex, orientation=orientation, jpeg=summary,
         has_xmp=blocks.xmp is not None, has_icc=blocks.icc is not None,
         has_photoshop_irb=blocks.irb is not None, findings=findings, risk=risk_from_findings(findings),
-    )
+        exif_block=blocks.exif,
+    ), upload)
 
 
 _JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}  # Pillow's names for 1, 3 and 4 components
@@ -160,21 +187,3 @@ def _jpeg_header(structure: jpeg.JpegStructure, max_pixels: int) -> Header:
         raise InvalidImage(f"cannot read the jpeg header: {why}")
     check_dimensions(frame.width, frame.height, max_pixels)
     return Header("jpeg", frame.width, frame.height, _JPEG_MODES.get(len(frame.components), "unknown"))
-
-
-def _decode_luma(
-    data: bytes, fmt: str, width: int, height: int, *, full: bool, thumb, budget: PixelBudget
-) -> np.ndarray | None:
-    """Grey pixels as stored (no orientation applied): full resolution for the DCT check,
-    else the smallest libjpeg scale that still exceeds the thumbnail."""
-    img = Image.open(io.BytesIO(data))
-    if fmt == "jpeg":
-        if full:
-            img.draft("L", (img.width, img.height))
-        else:
-            side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height)
-            img.draft("L", (side, side))
-    img.load()
-    if img.mode != "L":
-        img = img.convert("L")
-    return np.asarray(img)

@@ -31,12 +31,19 @@ class MetadataConfig(ServerConfig):
     registry_prefix: str = setting("imagetrust", "key prefix in Redis")
     # 0: keep sightings until deleted; platforms with retention rules set e.g. 180 days.
     registry_ttl_s: int = setting(0, "seconds a sighting is kept (0: forever)")
-    # 4 MP: the double-compression check decodes the full-resolution luminance; SNS/web
-    # sizes (1080x1440 = 1.6 MP, 2048x1536 = 3.1 MP) fit, 12 MP camera originals skip it.
-    double_jpeg_max_pixels: int = setting(4_000_000, "largest JPEG checked for double compression, pixels")
-    # 24 MP: covers 12-16 MP phone photos, whose JPEG is decoded at 1/8 scale for the
-    # comparison (tens of ms); 48-200 MP full-resolution modes skip it.
-    thumbnail_max_pixels: int = setting(24_000_000, "largest image compared with its EXIF thumbnail, pixels")
+    # Every check on up to the pixel limit: both read the request's one shared decode (the
+    # full-resolution luminance, ~0.5x a colour decode), so on a 12 MP photo the
+    # double-compression check adds ~2 ms and the thumbnail comparison under 1 ms
+    # (docs/metadata.md, "Performance"). Lower them to shed the full-resolution decode:
+    # under both limits the decode is DCT-scaled to the smallest view the checks need.
+    double_jpeg_max_pixels: int = setting(120_000_000, "largest JPEG checked for double compression, pixels")
+    thumbnail_max_pixels: int = setting(120_000_000, "largest image compared with its EXIF thumbnail, pixels")
+    # 0: one per CPU the process may use. Each worker holds at most one request's decode at
+    # a time (~25 MB for a 12 MP photo, docs/metadata.md), so this also bounds the memory.
+    analysis_workers: int = setting(0, "threads analysing uploads at once (0: one per CPU)")
+    # A registry migration (docs/metadata.md, "Pixel identity key"): also look up images
+    # registered under the SHA-256 pixel key, at the cost of a full colour decode and hash per request.
+    legacy_pixel_key: bool = setting(False, "also match images registered under the legacy SHA-256 pixel key")
     # 2 s: a Redis outage (and its recovery) shows in health within a probe period.
     registry_health_interval_s: float = setting(2.0, "seconds between registry health pings")
     # Sharded layout only (redis_cluster): after the step that creates a new image id, Redis
@@ -66,6 +73,8 @@ class MetadataConfig(ServerConfig):
             parse_sentinel(self.redis_url)  # a malformed URL fails at start-up, naming the part
         if self.registry_wait_replicas < 0:
             raise ValueError("registry_wait_replicas must be >= 0")
+        if self.analysis_workers < 0:
+            raise ValueError("analysis_workers must be >= 0")
         # WAIT 0 ms would block until the replicas answer, i.e. forever while one is down. (The
         # upper bound, the socket timeout, is checked by the registry, which owns that timeout.)
         if self.registry_wait_timeout_ms <= 0:

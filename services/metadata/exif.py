@@ -13,6 +13,8 @@ import logging
 import struct
 
 import exifread
+from exifread.core.exif_header import IfdTag
+from exifread.serialize import convert_types
 
 # exifread logs every oddity of every file at WARNING; the findings report what matters.
 logging.getLogger("exifread").setLevel(logging.CRITICAL)
@@ -65,6 +67,8 @@ class ExifData:
     camera_fields: tuple[str, ...] = ()
     thumbnail: bytes = b""
     error: str = ""  # set when exifread failed part-way; the fields read so far still stand
+    # ImageUniqueID as the registry keys on it; None where exifread failed (read it alone).
+    registry_unique_id: str | None = None
 
 
 def clean_text(value: object) -> str:
@@ -257,7 +261,31 @@ def read(tiff: bytes | None) -> ExifData:
         camera_fields=tuple(k.split(" ", 1)[1] for k in CAMERA_FIELDS if k in tags and _present(tags[k])),
         thumbnail=thumb if isinstance(thumb, bytes) else b"",
         error=error,
+        registry_unique_id=None if error else _registry_unique_id_or_none(tags),
     )
+
+
+def _registry_unique_id_or_none(tags: dict) -> str | None:
+    try:
+        return registry_unique_id(tags)
+    except Exception:  # noqa: BLE001 - exifread's conversion on hostile values: read the ID alone
+        return None
+
+
+def registry_unique_id(tags: dict) -> str:
+    """ImageUniqueID in the form the reuse registry keys on (fingerprints.image_unique_id):
+    exifread's builtin-type value, stripped; an all-zero or blank ID (written by some
+    firmware as a placeholder) identifies nothing and is dropped."""
+    tag = tags.get("EXIF ImageUniqueID")
+    if tag is None:
+        return ""
+    value = convert_types({"EXIF ImageUniqueID": tag})["EXIF ImageUniqueID"] if isinstance(tag, IfdTag) else tag
+    if value is None:
+        return ""
+    text = str(value).strip().strip("\x00").strip()
+    if not text or set(text) <= {"0", " "}:
+        return ""
+    return text
 
 
 def _present(tag: object) -> bool:

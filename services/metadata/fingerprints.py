@@ -3,17 +3,17 @@
 - ``image_unique_id``: EXIF ImageUniqueID (a camera-written ID), read with exifread without
   decoding pixels.
 - ``sha256``: of the bytes as uploaded (the same file re-sent).
-- ``pixel_sha256``: of the decoded pixels, so metadata-only edits (EXIF stripped or
-  rewritten without re-encoding) still match. Defined precisely as SHA-256 over
-  ``b"RGB8" + width (4 bytes big-endian) + height (4 bytes big-endian) + the row-major 8-bit
-  RGB samples`` of the full-resolution image *as stored*, i.e. BEFORE the EXIF orientation
-  is applied: orientation is metadata, and stripping EXIF drops it, so a hash taken after
-  rotation would change under exactly the edit this key exists to survive.
+- ``pixel_sha256``: the pixel identity key the registry indexes (32 bytes), so metadata-only
+  edits (EXIF stripped or rewritten without re-encoding) still match and different pixels
+  never do. Its definition is named by ``pixel_key_algorithm`` (services/metadata/pixel_key.py:
+  BLAKE3 over a JPEG's coded image, or over the decoded RGB pixels of other formats); the
+  field keeps the name of its first definition (SHA-256 over the decoded RGB8 pixels as
+  stored), which is computed as ``legacy_pixel_sha256`` only while a registry migrates.
 - ``perceptual``: a robust hash of the image as displayed (orientation applied), for
   near-duplicate search. The algorithm was chosen by measurement
   (bench/bench_registry_robustness.py, docs/registry.md): pHash 64 (the 8x8 lowest DCT
   frequencies of a 32x32 greyscale image against their median), computed from a JPEG
-  DCT-scaled draft decode. On 366 photos and 2,562 resized, re-compressed, 5%-cropped and
+  upload's shared decode (services/metadata/decoded.py: libjpeg's Y plane, downscaled). On 366 photos and 2,562 resized, re-compressed, 5%-cropped and
   re-lit copies it kept recall 0.997 at 12 bits with 0.001% false matches among 66,795
   distinct pairs; dHash 64 needed the same threshold with 20x more false matches, and PDQ's
   16x16 DCT block is too sensitive to crops (its recall reached 0.99 only at 76/256 bits).
@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-import struct
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from services.common.errors import InvalidImage
-from services.common.imaging import decode_rgb, probe, sniff_format, to_rgb
+from services.common.imaging import probe, sniff_format
 from services.common.structure import check_structure
-from services.metadata import containers, exif, jpeg
+from services.metadata import containers, exif, pixel_key
+from services.metadata.decoded import DecodedUpload, DecodeNeeds
 
 # 64x64: PDQ's working resolution; the JPEG draft decode is asked for at least 4x that
 # (DCT scaling picks the smallest of 1/1, 1/2, 1/4, 1/8 that stays above it), so the box
@@ -45,6 +42,9 @@ DRAFT_SIZE = (256, 256)  # pixels, lower bound of the draft-decoded size
 PDQ_BITS = 256  # bits
 PHASH_BITS = 64  # bits
 PERCEPTUAL_ALGORITHM = "phash64"
+# What compute() reads from the shared decode: a grey view of at least DRAFT_SIZE (the
+# pixel key of a JPEG needs no pixels).
+NEEDS = DecodeNeeds(min_side=min(DRAFT_SIZE))
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 weights, as PDQ
 
 
@@ -55,6 +55,8 @@ class Fingerprints:
     perceptual: bytes  # PHASH_BITS // 8 bytes, row-major bits, big-endian
     perceptual_algorithm: str = PERCEPTUAL_ALGORITHM
     image_unique_id: str = ""
+    pixel_key_algorithm: str = pixel_key.ALGORITHM_RGB
+    legacy_pixel_sha256: bytes = b""  # SHA-256 RGB8 key (32 bytes), b"" unless asked for
 
 
 def image_unique_id(data: bytes) -> str:
@@ -71,66 +73,39 @@ def image_unique_id(data: bytes) -> str:
     try:
         check_structure(data, fmt)  # containers.read opens non-JPEG files with Pillow
         tiff = containers.read(data, fmt).exif
+    except Exception:  # noqa: BLE001 - broken files have no readable ID
+        return ""
+    return unique_id_of_exif(tiff)
+
+
+def unique_id_of_exif(tiff: bytes | None) -> str:
+    """image_unique_id from the EXIF block (TIFF structure) already cut out of the file."""
+    try:
         tags = exif.process(tiff, stop_tag="ImageUniqueID", builtin_types=True) if tiff else {}
     except Exception:  # noqa: BLE001 - exifread raises anything on broken files; the ID is optional
         return ""
-    value = tags.get("EXIF ImageUniqueID")
-    if value is None:
-        return ""
-    text = str(value).strip().strip("\x00").strip()
-    if not text or set(text) <= {"0", " "}:
-        return ""
-    return text
+    return exif.registry_unique_id(tags)
 
 
 def pixel_sha256(data: bytes, max_pixels: int) -> bytes:
-    """SHA-256 of the full-resolution RGB pixels as stored (see the module docstring)."""
-    probe(data, max_pixels)  # format sniffing and the pixel limit, before allocating
-    rgb = _fast_jpeg_rgb(data)
-    if rgb is not None:
-        return _digest(rgb.shape[1], rgb.shape[0], rgb)
-    return _pixel_sha256_pillow(data)
+    """The legacy key: SHA-256 of the full-resolution RGB pixels as stored (see the module
+    docstring)."""
+    return pixel_key.legacy_rgb8(_upload(data, max_pixels, DecodeNeeds(full=True, colour=True)).rgb())
 
 
-def _digest(width: int, height: int, rgb) -> bytes:
-    digest = hashlib.sha256(b"RGB8" + struct.pack(">II", width, height))
-    digest.update(rgb)
-    return digest.digest()
+def pixel_identity(data: bytes, upload: DecodedUpload) -> tuple[bytes, str]:
+    """(key, algorithm) of the upload: the JPEG coded-image key without touching pixels, the
+    decoded RGB's otherwise (also for a JPEG without a complete coded image that still decodes)."""
+    if upload.format == "jpeg":
+        key = pixel_key.jpeg_coded(data, upload.structure)
+        if key is not None:
+            return key, pixel_key.ALGORITHM_JPEG
+    return pixel_key.rgb8(upload.rgb()), pixel_key.ALGORITHM_RGB
 
 
-def _pixel_sha256_pillow(data: bytes) -> bytes:
-    """The reference definition: Pillow's decode, converted to RGB."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            rgb = to_rgb(img)
-    except InvalidImage:
-        raise
-    except Exception as exc:
-        if isinstance(exc, MemoryError):
-            raise
-        raise InvalidImage(f"cannot decode the image (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
-    return _digest(rgb.width, rgb.height, rgb.tobytes())
-
-
-def _fast_jpeg_rgb(data: bytes) -> np.ndarray | None:
-    """The same pixels as the Pillow path for the common JPEG (8-bit, 3-component YCbCr, whole
-    file), decoded by OpenCV straight into an array: a 12 MP photo costs ~99 ms instead of ~150
-    (no copy out of Pillow's image memory). Both use libjpeg-turbo with the same defaults;
-    tests/registry/test_fingerprints.py checks the digests agree on every JPEG of ../shared.
-    None (use Pillow) for anything else: a file without EOI, which Pillow refuses as truncated
-    while OpenCV would fill it in; grey, CMYK/YCCK or Adobe-transformed files; 12-bit."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    structure = jpeg.parse(data)
-    frame = structure.frame
-    if (structure.truncated or structure.eoi_offset < 0 or structure.adobe_app14 or frame is None
-            or frame.precision != 8 or len(frame.components) != 3):
-        return None
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None or bgr.shape[:2] != (frame.height, frame.width):
-        return None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def _upload(data: bytes, max_pixels: int, needs: DecodeNeeds) -> DecodedUpload:
+    header = probe(data, max_pixels)  # format sniffing and the pixel limit, before allocating
+    return DecodedUpload(data, header.format, header.width, header.height, needs)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -192,28 +167,50 @@ PERCEPTUAL_HASHES = {"pdq256": pdq_hash, "phash64": phash64, "dhash64": dhash64}
 
 
 def display_pixels(data: bytes, max_pixels: int) -> np.ndarray:
-    """The image as displayed (orientation applied), draft-decoded small for hashing."""
-    return np.asarray(decode_rgb(data, max_pixels, draft_size=DRAFT_SIZE))
+    """The image as displayed (orientation applied), a colour view of at least DRAFT_SIZE."""
+    upload = _upload(data, max_pixels, DecodeNeeds(colour=True, min_side=min(DRAFT_SIZE)))
+    return upload.displayed(upload.colour_view(min(DRAFT_SIZE)))
+
+
+def phash64_grey(grey: np.ndarray) -> bytes:
+    """pHash of a grey image (uint8 or float): the same steps as phash64 after luminance."""
+    small = cv2.resize(grey.astype(np.float32, copy=False), (32, 32), interpolation=cv2.INTER_AREA)
+    low = cv2.dct(small)[:8, :8]
+    return _pack_bits(low > np.median(low))
 
 
 def hamming(a: bytes, b: bytes) -> int:
     return int.from_bytes(a, "big").__xor__(int.from_bytes(b, "big")).bit_count()
 
 
-def compute(data: bytes, max_pixels: int, sha256: bytes | None = None) -> Fingerprints:
+def compute(
+    data: bytes, max_pixels: int, sha256: bytes | None = None, *, upload: DecodedUpload | None = None,
+    legacy: bool = False, unique_id: str | None = None,
+) -> Fingerprints:
     """All fingerprints of an uploaded file. Raises InvalidImage / TooLarge like decoding.
 
     sha256: the bytes' digest when the caller already has it (a whole-file pass saved).
+    upload: the request's shared decode (its needs must include NEEDS); made here when absent.
+    legacy: also the SHA-256 RGB8 key (a full colour decode: declare colour and full needs).
+    unique_id: the ImageUniqueID the analysis read (exif.ExifData.registry_unique_id), so
+    EXIF is not parsed twice; None: read from `data`.
     """
+    if upload is None:
+        upload = _upload(data, max_pixels, NEEDS | DecodeNeeds(full=legacy, colour=legacy))
+    perceptual = phash64_grey(upload.displayed(upload.grey_view(min(DRAFT_SIZE))))  # raises if undecodable
+    key, algorithm = pixel_identity(data, upload)
     return Fingerprints(
         sha256=sha256 if sha256 is not None else hashlib.sha256(data).digest(),
-        pixel_sha256=pixel_sha256(data, max_pixels),
-        perceptual=phash64(display_pixels(data, max_pixels)),
-        image_unique_id=image_unique_id(data),
+        pixel_sha256=key,
+        perceptual=perceptual,
+        image_unique_id=image_unique_id(data) if unique_id is None else unique_id,
+        pixel_key_algorithm=algorithm,
+        legacy_pixel_sha256=pixel_key.legacy_rgb8(upload.rgb()) if legacy else b"",
     )
 
 
 __all__ = [
+    "NEEDS",
     "PERCEPTUAL_ALGORITHM",
     "PERCEPTUAL_HASHES",
     "Fingerprints",
@@ -224,5 +221,7 @@ __all__ = [
     "image_unique_id",
     "pdq_hash",
     "phash64",
+    "phash64_grey",
+    "pixel_identity",
     "pixel_sha256",
 ]

@@ -109,6 +109,10 @@ class JpegStructure:
     trailing_bytes: int = 0
     truncated: bool = False
     anomalies: list[str] = dataclasses.field(default_factory=list)
+    # (start, end) offsets of the segments that carry metadata only (APPn but Adobe's APP14,
+    # COM), in file order: what the pixel identity key leaves out (pixel_key.py).
+    metadata_spans: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    jfif: bool = False  # an APP0 JFIF segment (libjpeg then reads 3 components as YCbCr)
 
     @property
     def progressive(self) -> bool:
@@ -269,6 +273,9 @@ def parse(data: bytes) -> JpegStructure:
             out.anomalies.append(f"{marker_name(code)} at offset {pos} declares {length} bytes past the end")
             return out
         payload = data[pos + 4 : end]
+        if (0xE0 <= code <= 0xEF and code != 0xEE) or code == 0xFE:
+            out.metadata_spans.append((pos, end))
+            out.jfif = out.jfif or (code == 0xE0 and payload[:5] == b"JFIF\x00")
         if code == 0xDB:
             _parse_dqt(payload, out)
         elif 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):

@@ -39,5 +39,6 @@ class MetadataService(Service):
         await self.monitor.start()
 
     async def close(self) -> None:
+        self.servicer.pool.shutdown(wait=False, cancel_futures=True)
         await self.monitor.stop()
         self.registry.close()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
+import functools
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 from google.protobuf import timestamp_pb2
@@ -13,8 +17,9 @@ from grpc import aio
 from imagetrust.v1 import metadata_pb2, metadata_pb2_grpc
 from services.common import tracing
 from services.common.limits import check_context
-from services.metadata.analysis import ANALYZER_VERSION, Analysis, PixelBudget, analyze
+from services.metadata.analysis import ANALYZER_VERSION, Analysis, PixelBudget
 from services.metadata.config import MetadataConfig
+from services.metadata.pipeline import inspect
 from services.metadata.registry import check as registry_check
 from services.metadata.registry.base import Registry
 from services.metadata.registry.metrics import RegistryMetrics
@@ -92,7 +97,9 @@ def add_registry(response: metadata_pb2.AnalyzeResponse, a: Analysis, rc: regist
     fp = rc.fingerprints
     response.fingerprints.CopyFrom(metadata_pb2.Fingerprints(
         sha256=rc.sha256.hex(),
-        pixel_sha256=fp.pixel_sha256.hex() if fp else "",
+        pixel_sha256=fp.legacy_pixel_sha256.hex() if fp else "",
+        pixel_key=fp.pixel_sha256.hex() if fp else "",
+        pixel_key_algorithm=fp.pixel_key_algorithm if fp else "",
         perceptual_hash=fp.perceptual.hex() if fp else "",
         perceptual_algorithm=fp.perceptual_algorithm if fp else "",
         image_unique_id=fp.image_unique_id if fp else "",
@@ -109,6 +116,10 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         """registry None: analysis only, every response says the registry is not configured."""
         self.config = config
         self.budget = PixelBudget(config.double_jpeg_max_pixels, config.thumbnail_max_pixels)
+        # Bounded: a request's decode and hashes release the GIL, so these threads use the
+        # pod's CPUs, and requests beyond them wait holding only their bytes.
+        workers = config.analysis_workers or len(os.sched_getaffinity(0))
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="analyze")
         self.registry = registry
         self.registry_metrics = registry_metrics
         self.monitor = monitor
@@ -117,19 +128,18 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         # Before the conversions below (uploaded_at -> datetime) and before the registry
         # stores the ids: a bad field is INVALID_ARGUMENT, never INTERNAL or a stored megabyte.
         check_context(request.context)
-        # Off the event loop: parsing a large file must not stall other calls.
-        with tracing.span(_tracer, "decode+analyze", {"imagetrust.image_bytes": len(request.image.data)}):
-            result = await asyncio.to_thread(
-                analyze, request.image.data, self.config.max_message_bytes, self.config.max_pixels,
-                budget=self.budget, now=upload_time(request),
-            )
+        # Off the event loop: parsing and decoding a large file must not stall other calls. The
+        # worker runs in a copy of this call's context, so its log lines keep the request id and
+        # its spans (decode+analyze, registry, fingerprint, lookup) nest under this call's.
+        now, sighting = upload_time(request), sighting_from_proto(request.context)
+        work = functools.partial(
+            inspect, request.image.data, self.config.max_message_bytes, self.config.max_pixels, budget=self.budget,
+            now=now, sighting=sighting, register=request.register, registry=self.registry,
+            metrics=self.registry_metrics, legacy_pixel_key=self.config.legacy_pixel_key,
+        )
+        done = await asyncio.get_running_loop().run_in_executor(self.pool, contextvars.copy_context().run, work)
+        result, rc = done.analysis, done.registry
         response = to_proto(result)
-        # to_thread copies the context: the registry's spans (fingerprint, lookup) nest here.
-        with tracing.span(_tracer, "registry", {"imagetrust.register": request.register}):
-            rc = await asyncio.to_thread(
-                registry_check.run, request.image.data, sighting_from_proto(request.context), request.register,
-                self.registry, self.config.max_pixels, bytes.fromhex(result.sha256), self.registry_metrics,
-            )
         if self.monitor is not None and rc.fingerprints is not None:
             await self.monitor.observe(rc.result.available, rc.result.error)
         add_registry(response, result, rc)

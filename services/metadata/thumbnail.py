@@ -14,11 +14,13 @@ import dataclasses
 import io
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from services.common.imaging import sniff_format
 from services.common.structure import check_structure
+from services.metadata import jpeg
 
 # Rows/columns at the thumbnail's edges that are this dark and this flat are padding.
 BAR_MAX_MEAN = 24.0  # 8-bit grey level
@@ -48,12 +50,14 @@ def load(thumb: bytes) -> Thumb | None:
         # A thumbnail is a file of its own: its scans are bounded like an upload's (3,000
         # scans of a 1024 px one fit in 64 KB and took ~1 s); over the limit it is unreadable.
         check_structure(thumb, sniff_format(thumb))
-        img = Image.open(io.BytesIO(thumb))
-        if img.width > MAX_THUMB_SIDE_PX or img.height > MAX_THUMB_SIDE_PX or img.width < 8 or img.height < 8:
-            return None
-        if img.format == "JPEG":
-            img.draft("L", img.size)  # libjpeg hands out its Y plane: no colour conversion
-        grey = np.asarray(img.convert("L"), dtype=np.float32)
+        grey = _opencv_y_plane(thumb)
+        if grey is None:
+            img = Image.open(io.BytesIO(thumb))
+            if img.width > MAX_THUMB_SIDE_PX or img.height > MAX_THUMB_SIDE_PX or img.width < 8 or img.height < 8:
+                return None
+            if img.format == "JPEG":
+                img.draft("L", img.size)  # libjpeg hands out its Y plane: no colour conversion
+            grey = np.asarray(img.convert("L"), dtype=np.float32)
     except Exception:  # noqa: BLE001 - a broken thumbnail is evidence, never a crash
         return None
     h, w = grey.shape
@@ -66,6 +70,30 @@ def load(thumb: bytes) -> Thumb | None:
     if bottom - top < h // 4 or right - left < w // 4:
         top, bottom, left, right = 0, h, 0, w  # mostly dark: a dark photo, not bars
     return Thumb(w, h, (left, top, right, bottom), grey[top:bottom, left:right])
+
+
+def _opencv_y_plane(thumb: bytes) -> np.ndarray | None:
+    """The Y plane of a JPEG thumbnail that OpenCV decodes exactly as Pillow would (a whole
+    8-bit 1- or 3-component file, no Adobe transform; decoded.py's rule), within the size
+    bounds: ~0.2 ms instead of Pillow's ~0.6 (its header walk is Python). None: use Pillow."""
+    if thumb[:3] != b"\xff\xd8\xff":
+        return None
+    structure = jpeg.parse(thumb)
+    frame = structure.frame
+    if (
+        structure.truncated
+        or structure.eoi_offset < 0
+        or structure.adobe_app14
+        or frame is None
+        or frame.precision != 8
+        or len(frame.components) not in (1, 3)
+        or not (8 <= frame.width <= MAX_THUMB_SIDE_PX and 8 <= frame.height <= MAX_THUMB_SIDE_PX)
+    ):
+        return None
+    grey = cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    if grey is None or grey.shape != (frame.height, frame.width):
+        return None
+    return grey.astype(np.float32)
 
 
 def _leading(flags: np.ndarray) -> int:

@@ -186,3 +186,19 @@ def test_xmp_whitespace_after_an_open_tag_costs_no_more_than_other_text(server):
     editing = [f for f in r.findings if f.code == "EDITING_SOFTWARE"]
     assert editing and editing[0].evidence["xmp_creator_tool"] == "Adobe Photoshop CC", list(r.findings)
     assert spaces < 5 * letters + 0.5, f"{spaces:.2f} s for spaces vs {letters:.2f} s for letters"
+
+
+def test_concurrent_requests_share_a_bounded_pool_and_each_decodes_once(server_factory, tmp_path, exif_samples):
+    """analysis_workers bounds the threads (and so the decodes in memory at once); concurrent
+    calls beyond it wait their turn and all answer, with the BLAKE3 pixel key."""
+    import concurrent.futures
+
+    server = server_factory("metadata", registry_path=str(tmp_path / "registry.sqlite3"), analysis_workers=2)
+    assert server.service.servicer.pool._max_workers == 2
+    data = (exif_samples / "jpg" / "Reconyx_HC500_Hyperfire.jpg").read_bytes()
+    with concurrent.futures.ThreadPoolExecutor(6) as callers:
+        answers = list(callers.map(lambda i: _analyze(server, data + bytes(i)), range(6)))
+    keys = {a.fingerprints.pixel_key for a in answers}
+    assert len(keys) == 1 and len(keys.pop()) == 64  # bytes after EOI differ; the pixels do not
+    assert {a.fingerprints.pixel_key_algorithm for a in answers} == {"blake3-jpeg-coded"}
+    assert len({a.fingerprints.sha256 for a in answers}) == 6

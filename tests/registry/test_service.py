@@ -66,7 +66,8 @@ def test_sqlite_default_finds_a_recompressed_copy_from_another_seller(server_fac
     first = _analyze(server, _photo(bsds), "alice", "a-1")
     assert first.registry.available and first.registry.backend == "sqlite" and first.registry.registered
     assert not first.registry.matches
-    assert first.fingerprints.perceptual_algorithm == "phash64" and len(first.fingerprints.pixel_sha256) == 64
+    assert first.fingerprints.perceptual_algorithm == "phash64" and len(first.fingerprints.pixel_key) == 64
+    assert first.fingerprints.pixel_key_algorithm == "blake3-jpeg-coded" and not first.fingerprints.pixel_sha256
     copy = _analyze(server, _photo(bsds, quality=70, scale=0.8), "mallory", "m-1")
     assert [m.kind for m in copy.registry.matches] == [metadata_pb2.NEAR_DUPLICATE]
     assert copy.registry.matches[0].sighting.seller_id == "alice"
