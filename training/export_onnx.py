@@ -56,7 +56,7 @@ OUTSIDE_THE_GRAPH = [
      "same way; the global view and every tile are one model input each, batched along N"),
     ("scoring per `tiling` and `calibration`: sigmoid of each logit; the local score aggregates the tiles "
      "(local_aggregate, top_k), the score combines global and local (global_weight), then calibration "
-     "(none / temperature / Platt a, b) maps it to the probability served (services/synthesis/scoring.py combine)"),
+     "(none / temperature / Platt a, b) maps it to the probability served (services/synthesis/scoring.py image_scores)"),
 ]
 
 

@@ -5,7 +5,7 @@ input (N, 3, H, W) float32 to one logit per input (N,) float32, the batch axis d
 What stays outside (in services/synthesis, identical for both runtimes): decoding and EXIF
 orientation, the checkpoint's preprocessing (resize, colour space incl. HLS gains,
 normalisation; preprocess.prepare), tiling into global view + tiles, and scoring
-(scoring.combine: local aggregation, global weight, calibration to a probability). A
+(scoring.image_scores: local aggregation, global weight, calibration to a probability). A
 scorer a model family runs outside its network stays outside the graph the same way.
 
 Exported with torch.onnx's TorchScript exporter (dynamo=False): with torch 2.14.1 the

@@ -152,6 +152,7 @@ class _FlakyService(Service):
     service_names = ("imagetrust.v1.ImageTrust",)
 
     def __init__(self, servicer: _Flaky) -> None:
+        super().__init__()
         self.servicer = servicer
 
     def add_to_server(self, server: aio.Server) -> None:

@@ -86,10 +86,12 @@ def test_matches_are_capped(open_registry):
 
 
 def test_retention_ttl_drops_old_sightings(open_registry):
-    reg = open_registry(ttl_s=1)
+    # 2 s: long enough that the second lookup comes in time on a loaded 2-core machine (1 s
+    # was not, on a Redis Cluster with the machine at load 8); Redis expires keys to the ms.
+    reg = open_registry(ttl_s=2)
     reg.lookup(make_fp(60), seen("alice"), register=True)
     assert len(reg.lookup(make_fp(60), seen("bob"), register=False).matches) == 1
-    time.sleep(2.2)
+    time.sleep(4.2)
     assert reg.lookup(make_fp(60), seen("bob"), register=False).matches == ()
 
 

@@ -23,7 +23,7 @@ from services.synthesis import DEFAULT_MODEL_PATH
 from services.synthesis.checkpoint import load_checkpoint
 from services.synthesis.onnx_runtime import OPSET, PARITY_TOLERANCE, OrtPredictor
 from services.synthesis.preprocess import prepare
-from services.synthesis.scoring import combine
+from services.synthesis.scoring import image_scores
 from tests.helpers.paths import SAMPLES
 from training import export_onnx
 
@@ -60,8 +60,8 @@ def test_onnx_runtime_matches_torch_on_real_inputs(which, tiny_checkpoint, foren
         assert got.shape == expected.shape == (len(batch),)
         assert np.abs(got - expected).max() <= PARITY_TOLERANCE
     # The served score (tiles aggregated, calibrated) agrees too.
-    torch_score = combine(expected.tolist(), prepared.grid, ckpt.tiling, ckpt.calibration).score
-    ort_score = combine(got.tolist(), prepared.grid, ckpt.tiling, ckpt.calibration).score
+    torch_score = image_scores(expected.tolist(), prepared.grid, ckpt.tiling, ckpt.calibration).score
+    ort_score = image_scores(got.tolist(), prepared.grid, ckpt.tiling, ckpt.calibration).score
     assert abs(torch_score - ort_score) <= SCORE_TOLERANCE
 
 
