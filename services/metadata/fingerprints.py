@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import io
 import struct
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -36,6 +37,9 @@ from services.common.errors import InvalidImage
 from services.common.imaging import decode_rgb, probe, sniff_format, to_rgb
 from services.common.structure import check_structure
 from services.metadata import containers, exif, jpeg
+
+if TYPE_CHECKING:
+    from services.metadata.reuse.content import ContentKeys
 
 # 64x64: PDQ's working resolution; the JPEG draft decode is asked for at least 4x that
 # (DCT scaling picks the smallest of 1/1, 1/2, 1/4, 1/8 that stays above it), so the box
@@ -55,6 +59,9 @@ class Fingerprints:
     perceptual: bytes  # PHASH_BITS // 8 bytes, row-major bits, big-endian
     perceptual_algorithm: str = PERCEPTUAL_ALGORITHM
     image_unique_id: str = ""
+    # Near-copy matching keys (services/metadata/reuse): None for fingerprints made without
+    # them, which match near copies by the whole-frame hash only and unverified.
+    content: ContentKeys | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def image_unique_id(data: bytes) -> str:
@@ -205,11 +212,16 @@ def compute(data: bytes, max_pixels: int, sha256: bytes | None = None) -> Finger
 
     sha256: the bytes' digest when the caller already has it (a whole-file pass saved).
     """
+    # reuse.content hashes views with phash64 from this module: imported here, not at the top.
+    from services.metadata.reuse.content import describe
+
+    shown = display_pixels(data, max_pixels)
     return Fingerprints(
         sha256=sha256 if sha256 is not None else hashlib.sha256(data).digest(),
         pixel_sha256=pixel_sha256(data, max_pixels),
-        perceptual=phash64(display_pixels(data, max_pixels)),
+        perceptual=phash64(shown),
         image_unique_id=image_unique_id(data),
+        content=describe(shown),  # near-copy keys from the same decoded pixels
     )
 
 
