@@ -29,10 +29,7 @@ def describe(pixels: np.ndarray) -> ContentKeys:
     reason = descriptor.exact_only_reason(pixels, probe.gray, probe.features)
     if reason:
         return ContentKeys((), (), b"", reason, None)
-    content = None
-    if probe.bordered:
-        h, w = probe.gray.shape
-        x0, y0, x1, y1 = probe.content
-        content = (x0 / w, y0 / h, x1 / w, y1 / h)
-    return ContentKeys(views.registered(pixels), views.query(pixels, content), descriptor.encode(probe.features),
-                       "", probe)
+    content = descriptor.border_box(pixels) if probe.bordered else None
+    record = descriptor.encode(probe.features, descriptor.stable(probe.gray, probe.features),
+                               descriptor.textured(probe.gray, probe.features))
+    return ContentKeys(views.registered(pixels), views.query(pixels, content), record, "", probe)

@@ -47,6 +47,16 @@ MIN_LUMA_STD = 6.0  # grey levels, standard deviation of the working image
 BORDER_TOLERANCE = 10  # grey levels
 MIN_CONTENT = 0.3  # fraction of the area
 MIN_BORDER = 0.02  # fraction of the side's dimension: thinner uniform edges are the photo's own
+# Stable keypoints: found again in the working image scaled by 0.6 and blurred (sigma ~0.8
+# px), within 3 px and 40 descriptor bits: what survives an SNS resize and re-encode.
+STABILITY_SCALE = 0.6
+STABLE_PX = 3.0  # pixels of the working image
+STABLE_DISTANCE = 40  # bits of 256
+# Textured keypoints: at most 25 % of the 31 px square around it (ORB's patch) is flat, i.e.
+# has a 5x5 standard deviation under 2 grey levels (JPEG noise on a white background stays under it).
+FLAT_STD = 2.0  # grey levels
+FLAT_SHARE = 0.25
+PATCH_PX = 31  # pixels
 # FAST threshold 10 (OpenCV's default 20 finds too few corners on soft product photos);
 # edge threshold 15 px keeps keypoints close to the frame, where crops cut.
 _ORB_ARGS = {"nfeatures": QUERY_FEATURES, "scaleFactor": 1.2, "nlevels": 8, "edgeThreshold": 15,
@@ -79,18 +89,20 @@ class Stored:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Probe:
-    """The query side: its working image (grey), its features and those of its mirror image
-    (computed with the fingerprints, so a lookup only matches), and the content box."""
+    """The query side: its working image (grey; for an upload with uniform borders, the
+    content inside them, brought to the working size, so the picture is at the scale it was
+    registered at), its features and those of its mirror image (computed with the
+    fingerprints, so a lookup only matches)."""
 
     gray: np.ndarray
     features: Features
     mirrored: Features  # features of gray[:, ::-1]
-    content: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the content inside uniform borders
+    bordered: bool  # the upload had uniform borders, trimmed off in `gray`
 
     @property
-    def bordered(self) -> bool:
-        w, h = self.gray.shape[1], self.gray.shape[0]
-        return self.content != (0, 0, w, h)
+    def content(self) -> tuple[int, int, int, int]:
+        return (0, 0, self.gray.shape[1], self.gray.shape[0])
+
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:
@@ -147,30 +159,89 @@ def exact_only_reason(pixels: np.ndarray, gray: np.ndarray, features: Features) 
 
 def probe(pixels: np.ndarray) -> Probe:
     gray = to_gray(pixels)
-    return Probe(gray, extract(gray), extract(gray[:, ::-1]), content_box(gray))
+    box = content_box(gray)
+    bordered = box != (0, 0, gray.shape[1], gray.shape[0])
+    if bordered:
+        h, w = gray.shape
+        ph, pw = pixels.shape[:2]
+        x0, y0, x1, y1 = box
+        inner = pixels[round(y0 * ph / h):round(y1 * ph / h), round(x0 * pw / w):round(x1 * pw / w)]
+        gray = to_gray(inner)
+    return Probe(gray, extract(gray), extract(gray[:, ::-1]), bordered)
 
 
-def _spread(features: Features, k: int) -> np.ndarray:
-    """Indices of k keypoints spread over a GRID x GRID grid (strongest of each cell first,
-    round robin), so a crop or a banner leaves some of them."""
+def border_box(pixels: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The content inside uniform borders as fractions of the frame, or None (no borders)."""
+    gray = to_gray(pixels)
+    h, w = gray.shape
+    box = content_box(gray)
+    if box == (0, 0, w, h):
+        return None
+    return (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
+
+
+def stable(gray: np.ndarray, features: Features) -> np.ndarray:
+    """Per keypoint, whether it survives what a re-upload does: found again, with a close
+    descriptor at the same place, in a copy scaled to STABILITY_SCALE and blurred. Storing
+    stable keypoints first is what lets 20 of them be found in a scaled-down, padded copy."""
+    if not len(features.points):
+        return np.zeros(0, bool)
+    h, w = gray.shape
+    small = cv2.resize(gray, (max(1, round(w * STABILITY_SCALE)), max(1, round(h * STABILITY_SCALE))),
+                       interpolation=cv2.INTER_AREA)
+    other = extract(cv2.GaussianBlur(small, (3, 3), 0))
+    if not len(other.points):
+        return np.zeros(len(features.points), bool)
+    dist, nearest = cv2.batchDistance(features.descriptors, other.descriptors, dtype=cv2.CV_32S,
+                                      normType=cv2.NORM_HAMMING, K=1)
+    moved = np.linalg.norm(other.points[nearest[:, 0]] / STABILITY_SCALE - features.points, axis=1)
+    return (dist[:, 0] <= STABLE_DISTANCE) & (moved <= STABLE_PX)
+
+
+def textured(gray: np.ndarray, features: Features) -> np.ndarray:
+    """Per keypoint, whether its neighbourhood is texture rather than the edge of a plain
+    area: at most FLAT_SHARE of the PATCH_PX square around it is flat (local std under
+    FLAT_STD). The corner of a box or a photo on a white background looks the same in every
+    such picture; a record of those would verify one product shot against another."""
+    if not len(features.points):
+        return np.zeros(0, bool)
+    g = gray.astype(np.float32)
+    mean = cv2.blur(g, (5, 5))
+    std = np.sqrt(np.maximum(cv2.blur(g * g, (5, 5)) - mean * mean, 0))
+    share = cv2.blur((std < FLAT_STD).astype(np.float32), (PATCH_PX, PATCH_PX))
+    x = np.clip(features.points[:, 0].round().astype(int), 0, gray.shape[1] - 1)
+    y = np.clip(features.points[:, 1].round().astype(int), 0, gray.shape[0] - 1)
+    return share[y, x] <= FLAT_SHARE
+
+
+def _spread(features: Features, k: int, stable_: np.ndarray) -> np.ndarray:
+    """Indices of k keypoints spread over a GRID x GRID grid (stable ones first, then the
+    strongest of each cell, round robin), so a crop or a banner leaves some of them."""
     w, h = features.size
     cx = np.minimum((features.points[:, 0] * GRID / w).astype(int), GRID - 1)
     cy = np.minimum((features.points[:, 1] * GRID / h).astype(int), GRID - 1)
     cell = cy * GRID + cx
-    order = np.lexsort((-features.responses, cell))  # by cell, strongest first within a cell
+    strength = features.responses + stable_ * 1e6  # stable keypoints outrank every unstable one
+    order = np.lexsort((-strength, cell))  # by cell, strongest first within a cell
     rank = np.empty(len(order), int)
     starts = np.r_[0, np.flatnonzero(np.diff(cell[order])) + 1]
     for a, b in zip(starts, np.r_[starts[1:], len(order)]):
         rank[order[a:b]] = np.arange(b - a)
-    chosen = np.lexsort((-features.responses, rank))[:k]
-    return chosen
+    return np.lexsort((-strength, rank, ~stable_))[:k]
 
 
-def encode(features: Features) -> bytes:
-    """The fixed-size record of a registered image (module docstring)."""
+def encode(features: Features, stable_: np.ndarray | None = None, textured_: np.ndarray | None = None) -> bytes:
+    """The fixed-size record of a registered image (module docstring). stable_: per
+    keypoint, whether it is stable (see `stable`), stored first; textured_: whether it is
+    texture (see `textured`); the others are never stored."""
     w, h = features.size
     long_edge = float(max(w, h))
-    chosen = _spread(features, STORED_KEYPOINTS)
+    if textured_ is not None:
+        keep = np.flatnonzero(textured_)
+        features = Features(features.points[keep], features.descriptors[keep], features.responses[keep], features.size)
+        stable_ = stable_[keep] if stable_ is not None else None
+    chosen = _spread(features, STORED_KEYPOINTS,
+                     stable_ if stable_ is not None else np.zeros(len(features.points), bool))
     out = bytearray(RECORD_BYTES)
     out[:HEADER_BYTES] = bytes([RECORD_VERSION, len(chosen), round(w / long_edge * POSITION_LEVELS),
                                 round(h / long_edge * POSITION_LEVELS)])
@@ -184,8 +255,10 @@ def encode(features: Features) -> bytes:
 
 
 def decode(record: bytes | None) -> Stored | None:
-    """None for an empty/absent record or one of an unknown version."""
-    if not record or len(record) < RECORD_BYTES or record[0] != RECORD_VERSION or record[1] == 0:
+    """None for an empty/absent record (no descriptor stored) or one of an unknown version; a
+    record with no keypoints (nothing textured to describe) decodes to an empty Stored, which
+    never verifies."""
+    if not record or len(record) < RECORD_BYTES or record[0] != RECORD_VERSION:
         return None
     n = record[1]
     rows = np.frombuffer(record, np.uint8, n * KEYPOINT_BYTES, HEADER_BYTES).reshape(n, KEYPOINT_BYTES)

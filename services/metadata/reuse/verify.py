@@ -20,13 +20,19 @@ import numpy as np
 
 from services.metadata.reuse.descriptor import WORK_EDGE, Features, Probe, Stored
 
-MAX_DESCRIPTOR_DISTANCE = 64  # bits of 256: ORB matches of the same point are usually under 50
-RATIO = 0.9  # nearest / second-nearest descriptor distance above which a match is ambiguous
+MAX_DESCRIPTOR_DISTANCE = 50  # bits of 256: matches of the same point in a copy are mostly under 40
+RATIO = 0.85  # nearest / nearest-elsewhere descriptor distance above which a match is ambiguous
+NEIGHBOURS = 4  # nearest query keypoints looked at per stored one (the nearest elsewhere is among them)
+SAME_POINT_PX = 4.0  # pixels: query keypoints this close are one corner seen at two pyramid levels
 REPROJECTION_PX = 6.0  # pixels of the 400 px working image (1.5 % of its long edge)
-MIN_INLIERS = 7  # consistent keypoints (of 20 stored) for a geometric match
+MIN_INLIERS = 10  # consistent keypoints (of 20 stored) for a geometric match
+MIN_SCORE = 0.5  # inliers / stored keypoints expected inside the upload: generic corners (a box on white) score less
 INSIDE_MIN = 0.85  # fraction of the upload's content that must lie inside the registered frame
 KEPT_MIN = 0.4  # fraction of the registered image the upload must keep
 SCALE_RANGE = (0.2, 5.0)  # plausible working-frame scale factors of a copy
+# degrees: a copy is upright (retrieval probes no rotated variants either); the corners of a
+# box on white fit each other turned by 90 degrees, which this rules out.
+MAX_ROTATION = 10.0
 RANSAC_ITERATIONS = 500
 CROPPED_BELOW = 0.95  # kept fraction under which a copy is called cropped
 OVERLAID_BELOW = 0.6  # inlier share of the visible stored keypoints under which part is covered
@@ -57,8 +63,17 @@ def _candidate_matches(stored: list[Stored], query: Features) -> list[tuple[np.n
     if len(query.descriptors) < 2 or not sum(counts):
         return [(np.zeros(0, int), np.zeros(0, int)) for _ in stored]
     every = np.concatenate([s.descriptors for s in stored])
-    dist, nearest = cv2.batchDistance(every, query.descriptors, dtype=cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
-    good = (dist[:, 0] <= MAX_DESCRIPTOR_DISTANCE) & (dist[:, 0] <= RATIO * dist[:, 1])
+    k = min(NEIGHBOURS, len(query.descriptors))
+    dist, nearest = cv2.batchDistance(every, query.descriptors, dtype=cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k)
+    # The ratio test compares the nearest with the nearest keypoint ELSEWHERE: ORB finds one
+    # corner at several pyramid levels with near-identical descriptors, and such a twin is
+    # no ambiguity (a plain second-nearest rejected most matches of scaled-down copies).
+    where = query.points[nearest]  # (rows, k, 2)
+    apart = np.linalg.norm(where - where[:, :1], axis=2) > SAME_POINT_PX
+    apart[:, 0] = False
+    has_other = apart.any(axis=1)
+    second = np.where(has_other, dist[np.arange(len(dist)), apart.argmax(axis=1)], np.iinfo(np.int32).max)
+    good = (dist[:, 0] <= MAX_DESCRIPTOR_DISTANCE) & (dist[:, 0] <= RATIO * second)
     out, start = [], 0
     for n in counts:
         rows = np.flatnonzero(good[start:start + n])
@@ -80,15 +95,13 @@ def _fit(stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], 
         return NO_MATCH
     inliers = int(mask.sum())
     scale = math.hypot(matrix[0, 0], matrix[1, 0])
-    if inliers < MIN_INLIERS or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+    rotation = abs(math.degrees(math.atan2(matrix[1, 0], matrix[0, 0])))
+    if inliers < MIN_INLIERS or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1] or rotation > MAX_ROTATION:
         return NO_MATCH
     w, h = stored.aspect[0] * WORK_EDGE, stored.aspect[1] * WORK_EDGE
     frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     mapped = (frame @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
-    x0, y0, x1, y1 = probe.content
-    if mirrored:  # the mirrored features live in the flipped image: flip the content box too
-        width = probe.gray.shape[1]
-        x0, x1 = width - x1, width - x0
+    x0, y0, x1, y1 = probe.content  # the whole working image (borders are trimmed off it)
     content = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
     overlap, _ = cv2.intersectConvexConvex(mapped, content)
     kept = overlap / max(_area(mapped), 1e-6)
@@ -97,6 +110,8 @@ def _fit(stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], 
     visible = int(((projected[:, 0] >= x0) & (projected[:, 0] < x1) & (projected[:, 1] >= y0)
                    & (projected[:, 1] < y1)).sum())
     score = inliers / max(visible, inliers, 1)
+    if score < MIN_SCORE:
+        return NO_MATCH
     matched = inside >= INSIDE_MIN and kept >= KEPT_MIN
     kinds = []
     if matched:
@@ -108,7 +123,7 @@ def _fit(stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], 
             kinds.append("bordered")
         if score < OVERLAID_BELOW:
             kinds.append("overlaid")
-        if abs(math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))) > 5:
+        if rotation > 2:
             kinds.append("rotated")
     return Verification(matched, not matched, inliers, round(score, 3), round(float(kept), 3),
                         round(float(inside), 3), tuple(kinds))
