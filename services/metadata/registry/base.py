@@ -153,9 +153,12 @@ class Registry(abc.ABC):
         try:
             raw = self._register_and_lookup(keys, sighting, register, now)
             kinds = self._classify(raw, keys)
-            checks = self._verify(kinds, raw, fp)
+            probe = fp.content.probe if fp.content is not None else None
+            near = [i for i, (kind, _d) in kinds.items() if kind == MatchKind.NEAR_DUPLICATE] if probe else []
             rest = sorted(set(kinds) - set(raw.snapshot))
-            stored = {**(self._sightings(rest) if rest else {}), **raw.snapshot}
+            records, found = self._details(near, rest)
+            checks = self._verify(kinds, raw, probe, records)
+            stored = {**found, **raw.snapshot}
         except RegistryUnavailable as exc:
             return LookupResult(self.backend, available=False, error=str(exc))
         oldest = now - self.ttl_s if self.ttl_s > 0 else float("-inf")
@@ -201,7 +204,15 @@ class Registry(abc.ABC):
                 kinds[image_id] = (kind, 0)
         return kinds
 
-    def _verify(self, kinds: dict[int, tuple[MatchKind, int]], raw: Raw, fp: Fingerprints) -> dict[int, Check]:
+    def _details(self, record_ids: list[int], sighting_ids: list[int]
+                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+        """The verification records and the sightings of these ids (the Redis backends read
+        both in one round trip; sightings of candidates that fail verification go unused)."""
+        return (self._descriptors(record_ids) if record_ids else {},
+                self._sightings(sighting_ids) if sighting_ids else {})
+
+    def _verify(self, kinds: dict[int, tuple[MatchKind, int]], raw: Raw, probe: descriptor.Probe | None,
+                records: dict[int, bytes]) -> dict[int, Check]:
         """Checks every near-duplicate candidate against its stored descriptor. A verified
         copy stays; keypoints that agree without a copy's geometry make a `partial` match; a
         candidate whose descriptor is missing (registered before descriptors, or a
@@ -211,8 +222,6 @@ class Registry(abc.ABC):
         near = [i for i, (kind, _d) in kinds.items() if kind == MatchKind.NEAR_DUPLICATE]
         if not near:
             return {}
-        probe = fp.content.probe if fp.content is not None else None
-        records = self._descriptors(near) if probe is not None else {}
         checks: dict[int, Check] = {}
         described: dict[int, descriptor.Stored] = {}
         for image_id in near:

@@ -185,11 +185,22 @@ class RedisRegistry(Registry):
         )
 
     def _descriptors(self, ids: list[int]) -> dict[int, bytes]:
+        return self._details(ids, [])[0]
+
+    def _details(self, record_ids: list[int], sighting_ids: list[int]
+                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+        if not record_ids and not sighting_ids:
+            return {}, {}
         pipe = self.client.pipeline(transaction=False)
-        for image_id in ids:
+        for image_id in record_ids:
             at = image_id % DESCRIPTORS_PER_KEY * RECORD_BYTES
             pipe.getrange(self._descriptor_key(image_id), at, at + RECORD_BYTES - 1)
-        return dict(zip(ids, call(pipe.execute)))
+        for image_id in sighting_ids:
+            pipe.hget(self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET))
+        replies = call(pipe.execute)
+        records = dict(zip(record_ids, replies))
+        blobs = replies[len(record_ids):]
+        return records, {image_id: decode_sightings(blob or b"") for image_id, blob in zip(sighting_ids, blobs)}
 
     def _sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:
         pipe = self.client.pipeline(transaction=False)

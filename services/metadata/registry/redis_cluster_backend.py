@@ -220,11 +220,20 @@ class RedisClusterRegistry(Registry):
         return {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(ids, blobs)}
 
     def _descriptors(self, ids: list[int]) -> dict[int, bytes]:
+        return self._details(ids, [])[0]
+
+    def _details(self, record_ids: list[int], sighting_ids: list[int]
+                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+        """Step 4: records and sightings in one pipeline per node."""
         commands: list[Command] = []
-        for image_id_ in ids:
+        for image_id_ in record_ids:
             key, index = self.keys.descriptor_slot(image_id_)
             commands.append(("GETRANGE", key, index * RECORD_BYTES, (index + 1) * RECORD_BYTES - 1))
-        return dict(zip(ids, self.redis.run(commands)))
+        commands += [("HGET", *self.keys.sightings_slot(i)) for i in sighting_ids]
+        replies = self.redis.run(commands)
+        blobs = replies[len(record_ids):]
+        return (dict(zip(record_ids, replies)),
+                {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(sighting_ids, blobs)})
 
     def ping(self) -> None:
         self.redis.ping()

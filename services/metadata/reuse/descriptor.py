@@ -97,7 +97,11 @@ class Probe:
     gray: np.ndarray
     features: Features
     mirrored: Features  # features of gray[:, ::-1]
-    bordered: bool  # the upload had uniform borders, trimmed off in `gray`
+    border_sides: int  # sides with a uniform border (trimmed off in `gray`): 1 is a strip, a banner
+
+    @property
+    def bordered(self) -> bool:
+        return self.border_sides > 0
 
     @property
     def content(self) -> tuple[int, int, int, int]:
@@ -160,14 +164,14 @@ def exact_only_reason(pixels: np.ndarray, gray: np.ndarray, features: Features) 
 def probe(pixels: np.ndarray) -> Probe:
     gray = to_gray(pixels)
     box = content_box(gray)
-    bordered = box != (0, 0, gray.shape[1], gray.shape[0])
-    if bordered:
-        h, w = gray.shape
+    h, w = gray.shape
+    sides = int(box[0] > 0) + int(box[1] > 0) + int(box[2] < w) + int(box[3] < h)
+    if sides:
         ph, pw = pixels.shape[:2]
         x0, y0, x1, y1 = box
         inner = pixels[round(y0 * ph / h):round(y1 * ph / h), round(x0 * pw / w):round(x1 * pw / w)]
         gray = to_gray(inner)
-    return Probe(gray, extract(gray), extract(gray[:, ::-1]), bordered)
+    return Probe(gray, extract(gray), extract(gray[:, ::-1]), sides)
 
 
 def border_box(pixels: np.ndarray) -> tuple[float, float, float, float] | None:

@@ -119,9 +119,9 @@ def _fit(stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], 
             kinds.append("cropped")
         if mirrored:
             kinds.append("mirrored")
-        if probe.bordered:
+        if probe.border_sides >= 2:  # pasted on a canvas
             kinds.append("bordered")
-        if score < OVERLAID_BELOW:
+        if score < OVERLAID_BELOW or probe.border_sides == 1:  # covered in part; a plain strip on one side
             kinds.append("overlaid")
         if rotation > 2:
             kinds.append("rotated")
