@@ -230,7 +230,8 @@ def real_photo_lookups(reg: RedisRegistry, quick: bool) -> None:
     (the Lua step, fetching the candidates' records, verification, sightings) of real
     theft copies of them and of distinct real photos; fingerprinting is not timed."""
     from bench import reuse_thefts
-    from bench.bench_reuse_accuracy import jpeg, load as load_image
+    from bench.bench_reuse_accuracy import jpeg
+    from bench.bench_reuse_accuracy import load as load_image
 
     photos = sorted((DATASETS / "bsds500").glob("*/images/*.jpg"))[::3 if quick else 1]
     registered, others = photos[0::2], photos[1::2]

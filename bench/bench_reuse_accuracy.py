@@ -157,7 +157,7 @@ class Corpus:
         for i, path in enumerate(self.bsds + self.exif):
             try:
                 img = load(path, SOURCE_EDGE)
-            except Exception:  # noqa: BLE001 - a few exif samples are deliberately broken
+            except Exception:  # noqa: BLE001, S112 - a few exif samples are deliberately broken
                 continue
             if min(img.size) < 64:
                 continue
@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nrecall per theft recipe (evaluation set)   two-stage HIGH  two-stage any  current pHash<=12   copies")
         for name, (high, any_, current, total) in found.items():
             target = {"scale_reencode": 0.99, "crop_each_side": None, "combo2": None, "light": None}.get(name, 0.95)
-            mark = "" if target is None else ("  (target %.2f %s)" % (target, "met" if high / total >= target else "MISSED"))
+            verdict = "met" if target is not None and high / total >= target else "MISSED"
+            mark = "" if target is None else f"  (target {target:.2f} {verdict})"
             print(f"  {name:40s} {high / total:10.3f} {any_ / total:14.3f} {current / total:17.3f} {total:8d}{mark}")
         for name, counter in kinds.items():
             print(f"  copy_kind of {name}: {dict(counter.most_common(4))}")

@@ -52,6 +52,8 @@ class Keys:
     def of(cls, fp: Fingerprints, layout: bands.Layout) -> Keys:
         uid = hashlib.sha256(fp.image_unique_id.encode()).digest()[:DIGEST_BYTES] if fp.image_unique_id else b""
         content = fp.content
+        views: tuple[tuple[int, bytes], ...]
+        variants: tuple[tuple[bytes, tuple[int, ...]], ...]
         if content is None:  # fingerprints without content keys: the whole-frame hash only
             views, variants, record = ((0, fp.perceptual),), ((fp.perceptual, (0,)),), b""
         else:

@@ -49,7 +49,12 @@ from services.metadata.registry.base import (
 )
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_common import (
-    DESCRIPTORS_PER_KEY, LUA_HELPERS, SIGHTING_BUCKET, SOCKET_TIMEOUT_S, call, split_records,
+    DESCRIPTORS_PER_KEY,
+    LUA_HELPERS,
+    SIGHTING_BUCKET,
+    SOCKET_TIMEOUT_S,
+    call,
+    split_records,
 )
 from services.metadata.reuse.descriptor import RECORD_BYTES
 

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from services.metadata.reuse import descriptor, views
+from services.metadata.reuse.descriptor import Probe
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -21,7 +22,7 @@ class ContentKeys:
     variants: tuple[tuple[bytes, tuple[int, ...]], ...]  # (pHash, namespaces) a lookup probes; () when exact_only
     descriptor: bytes  # descriptor.RECORD_BYTES, b"" when exact_only
     exact_only: str  # why only exact copies can match this image ("" = matched on content)
-    probe: descriptor.Probe | None  # the upload's features (memory only), None when exact_only
+    probe: Probe | None  # the upload's features (memory only), None when exact_only
 
 
 def describe(pixels: np.ndarray) -> ContentKeys:

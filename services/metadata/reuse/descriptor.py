@@ -57,17 +57,19 @@ STABLE_DISTANCE = 40  # bits of 256
 FLAT_STD = 2.0  # grey levels
 FLAT_SHARE = 0.25
 PATCH_PX = 31  # pixels
-# FAST threshold 10 (OpenCV's default 20 finds too few corners on soft product photos);
-# edge threshold 15 px keeps keypoints close to the frame, where crops cut.
-_ORB_ARGS = {"nfeatures": QUERY_FEATURES, "scaleFactor": 1.2, "nlevels": 8, "edgeThreshold": 15,
-             "patchSize": 31, "fastThreshold": 10}
+ORB_SCALE_FACTOR = 1.2  # between pyramid levels (OpenCV's default)
+ORB_LEVELS = 8  # pyramid levels (OpenCV's default): 1 to 1/3.6 of the working size
+ORB_EDGE_PX = 15  # pixels left out at the frame (default 31): keeps keypoints close to it, where crops cut
+ORB_PATCH_PX = 31  # pixels, the descriptor's patch (OpenCV's default)
+ORB_FAST_THRESHOLD = 10  # grey levels (default 20 finds too few corners on soft product photos)
 
 
 @functools.cache
 def _orb() -> cv2.ORB:
     # ORB objects are not documented thread-safe; detectAndCompute keeps no state between
     # calls, but one per thread would cost nothing either. Created lazily (import stays cheap).
-    return cv2.ORB_create(**_ORB_ARGS)
+    return cv2.ORB.create(nfeatures=QUERY_FEATURES, scaleFactor=ORB_SCALE_FACTOR, nlevels=ORB_LEVELS,
+                          edgeThreshold=ORB_EDGE_PX, patchSize=ORB_PATCH_PX, fastThreshold=ORB_FAST_THRESHOLD)
 
 
 @dataclasses.dataclass(frozen=True)
