@@ -65,20 +65,22 @@ QUADRANTS = ((0.02, 0.02, 0.48, 0.48), (0.52, 0.02, 0.98, 0.48), (0.02, 0.52, 0.
 def jpeg(img: Image.Image, quality: int = 90) -> bytes:
     if max(img.size) > QUERY_EDGE:
         scale = QUERY_EDGE / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS
+        )
     out = io.BytesIO()
     img.convert("RGB").save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 
 def load(path: pathlib.Path, edge: int | None = None) -> Image.Image:
-    img = Image.open(path)
+    img: Image.Image = Image.open(path)
     if edge:
         img.draft("RGB", (edge, edge))
     img = ImageOps.exif_transpose(img).convert("RGB")
     if edge and max(img.size) > edge:
         scale = edge / max(img.size)
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
     return img
 
 
@@ -103,7 +105,7 @@ def product_on_white(img: Image.Image, rng: random.Random) -> Image.Image:
     patch = img.crop((x, y, x + pw, y + ph))
     canvas_edge = 900
     scale = canvas_edge * rng.uniform(0.35, 0.6) / max(patch.size)
-    patch = patch.resize((max(8, round(pw * scale)), max(8, round(ph * scale))), Image.LANCZOS)
+    patch = patch.resize((max(8, round(pw * scale)), max(8, round(ph * scale))), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (canvas_edge, canvas_edge), (255, 255, 255))
     shadow = Image.new("RGB", patch.size, (200, 200, 200))
     cx = (canvas_edge - patch.width) // 2 + rng.randint(-60, 60)
@@ -124,8 +126,9 @@ def flat(rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(np.broadcast_to(arr, (h, w, 3)), 0, 255).astype(np.uint8))
 
 
-def burst(img: Image.Image, box: tuple[float, float, float, float], rng: random.Random
-          ) -> tuple[Image.Image, tuple[float, float, float, float]]:
+def burst(
+    img: Image.Image, box: tuple[float, float, float, float], rng: random.Random
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
     """Another shot of the same scene moments later: the framing moved by 20-35 % of the
     view, turned 1-3 degrees, other light, other noise."""
     bw, bh = box[2] - box[0], box[3] - box[1]
@@ -133,7 +136,7 @@ def burst(img: Image.Image, box: tuple[float, float, float, float], rng: random.
     dx = (1 if box[0] < 0.5 else -1) * rng.uniform(0.2, 0.35) * bw
     dy = (1 if box[1] < 0.5 else -1) * rng.uniform(0.0, 0.1) * bh
     moved = (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
-    shot = cut(img.rotate(rng.uniform(1, 3) * rng.choice((-1, 1)), resample=Image.BILINEAR), moved)
+    shot = cut(img.rotate(rng.uniform(1, 3) * rng.choice((-1, 1)), resample=Image.Resampling.BILINEAR), moved)
     shot = reuse_thefts.light(shot, rng)
     arr = np.asarray(shot).astype(np.float32) + np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, 3, (1, 1, 1))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), moved
@@ -143,8 +146,11 @@ class Corpus:
     def __init__(self, quick: bool, rng: random.Random) -> None:
         camera = sorted((DATASETS / "camera-photos").glob("*.jpg"))
         bsds = sorted((DATASETS / "bsds500").glob("*/images/*.jpg"))
-        exif = sorted(p for p in (DATASETS / "exif-samples" / "jpg").rglob("*.jpg")
-                      if "invalid" not in p.parts and not ("orientation" in p.parts and not p.stem.endswith("_1")))
+        exif = sorted(
+            p
+            for p in (DATASETS / "exif-samples" / "jpg").rglob("*.jpg")
+            if "invalid" not in p.parts and not ("orientation" in p.parts and not p.stem.endswith("_1"))
+        )
         if quick:
             camera, bsds, exif = camera[::6], bsds[::6], exif[::4]
         self.camera, self.bsds, self.exif = camera, bsds, exif
@@ -157,7 +163,7 @@ class Corpus:
         for i, path in enumerate(self.bsds + self.exif):
             try:
                 img = load(path, SOURCE_EDGE)
-            except Exception:  # noqa: BLE001, S112 - a few exif samples are deliberately broken
+            except Exception:  # noqa: BLE001 - a few exif samples are deliberately broken
                 continue
             if min(img.size) < 64:
                 continue
@@ -213,7 +219,7 @@ def popcount_min(query: np.ndarray, stored: np.ndarray) -> np.ndarray:
     s = stored.view(">u8").ravel()
     out = np.empty(len(q), np.int32)
     for i in range(0, len(q), 256):
-        out[i:i + 256] = np.bitwise_count(q[i:i + 256, None] ^ s[None]).min(axis=1)
+        out[i : i + 256] = np.bitwise_count(q[i : i + 256, None] ^ s[None]).min(axis=1)
     return out
 
 
@@ -243,9 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     corpus = Corpus(args.quick, rng)
-    print(f"registered {len(corpus.registered):,} distinct images "
-          f"({dict(Counter(g for _, _, g in corpus.registered))}); {len(corpus.distinct):,} distinct queries "
-          f"({dict(Counter(g for g, _ in corpus.distinct))}); built in {time.perf_counter() - started:.0f} s")
+    print(
+        f"registered {len(corpus.registered):,} distinct images "
+        f"({dict(Counter(g for _, _, g in corpus.registered))}); {len(corpus.distinct):,} distinct queries "
+        f"({dict(Counter(g for g, _ in corpus.distinct))}); built in {time.perf_counter() - started:.0f} s"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         reg = SqliteRegistry(pathlib.Path(tmp) / "registry.sqlite3")
@@ -259,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"registered through SqliteRegistry; {exact_only} exact-only (too flat or small)")
 
         # --- theft recall -----------------------------------------------------------------------
-        found = defaultdict(lambda: [0, 0, 0, 0])  # recipe -> [new HIGH, new any finding, current, total]
-        kinds = defaultdict(Counter)
-        for i, (_name, data, group) in enumerate(corpus.registered):
+        found: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # [HIGH, any, current, total]
+        kinds: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        for i, (_name, data, _group) in enumerate(corpus.registered):
             content = registered_fps[i].content
             if content is None or content.exact_only:  # matched exactly only, by design
                 continue
@@ -274,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                 hit = codes.get("REUSED_BY_OTHER_SELLER")
                 row = found[recipe_name]
                 row[0] += bool(hit and hit.evidence["prior_seller_id"] == f"owner-{i}")
-                row[1] += any(f.code in ("REUSED_BY_OTHER_SELLER", "SIMILAR_TO_OTHER_SELLER")
-                              and f.evidence.get("prior_seller_id") == f"owner-{i}" for f in result.findings)
+                row[1] += any(
+                    f.code in ("REUSED_BY_OTHER_SELLER", "SIMILAR_TO_OTHER_SELLER")
+                    and f.evidence.get("prior_seller_id") == f"owner-{i}"
+                    for f in result.findings
+                )
                 row[2] += fingerprints.hamming(fp.perceptual, registered_fps[i].perceptual) <= bands.THRESHOLD
                 row[3] += 1
                 if hit:
@@ -290,25 +301,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  copy_kind of {name}: {dict(counter.most_common(4))}")
 
         # --- distinct queries ---------------------------------------------------------------------
-        false_high = Counter()
-        false_low = Counter()
-        current_false = Counter()
-        per_group = Counter()
+        false_high: Counter[str] = Counter()
+        false_low: Counter[str] = Counter()
+        current_false: Counter[str] = Counter()
+        per_group: Counter[str] = Counter()
         query_fps = []
         for group, data in corpus.distinct:
             fp = fp_of(data)
             query_fps.append(fp)
             result = reg.lookup(fp, Sighting("honest", "h", "", "market"), register=False)
             per_group[group] += 1
-            codes = {f.code for f in result.findings}
-            false_high[group] += "REUSED_BY_OTHER_SELLER" in codes
-            false_low[group] += "SIMILAR_TO_OTHER_SELLER" in codes
-        current = popcount_min(hashes(query_fps), reg_hashes) <= bands.THRESHOLD
-        for (group, _data), hit in zip(corpus.distinct, current.tolist()):
+            seen = {f.code for f in result.findings}
+            false_high[group] += "REUSED_BY_OTHER_SELLER" in seen
+            false_low[group] += "SIMILAR_TO_OTHER_SELLER" in seen
+        current_hits = popcount_min(hashes(query_fps), reg_hashes) <= bands.THRESHOLD
+        for (group, _data), hit in zip(corpus.distinct, current_hits.tolist()):
             current_false[group] += hit
         n_q = len(corpus.distinct)
         print(f"\nfalse accusations among {n_q:,} distinct queries (against {len(corpus.registered):,} registered)")
-        print("  group                        queries  two-stage REUSED (HIGH)  SIMILAR (MEDIUM/LOW)  current REUSED (HIGH)")
+        print(
+            "  group                        queries  two-stage REUSED (HIGH)  SIMILAR (MEDIUM/LOW)  current REUSED (HIGH)"
+        )
         for group, n in per_group.items():
             print(f"  {group:28s} {n:8d} {false_high[group]:24d} {false_low[group]:21d} {current_false[group]:22d}")
         total_high, total_current = sum(false_high.values()), sum(current_false.values())
@@ -319,14 +332,14 @@ def main(argv: list[str] | None = None) -> int:
         candidates = stage1_pairs(query_fps, registered_fps)
         pairs = n_q * n_reg
         p_candidate = candidates / pairs
-        described = [descriptor.decode(f.content.descriptor) for f in registered_fps
-                     if f.content is not None and f.content.descriptor]
+        decoded = [descriptor.decode(f.content.descriptor) for f in registered_fps if f.content is not None]
+        described = [s for s in decoded if s is not None]
         probes = [f.content.probe for f in query_fps if f.content is not None and f.content.probe is not None]
         n_random = QUICK_RANDOM_PAIRS if args.quick else RANDOM_PAIRS
         pair_rng = random.Random(SEED + 1)
         per_probe = max(1, n_random // max(1, len(probes)))
         verified_false = partial = checked = 0
-        inlier_tail = Counter()
+        inlier_tail: Counter[int] = Counter()
         t0 = time.perf_counter()
         for probe in probes:
             chosen = pair_rng.sample(described, min(per_probe, len(described)))
@@ -338,23 +351,36 @@ def main(argv: list[str] | None = None) -> int:
         verify_s = time.perf_counter() - t0
         tested = checked + candidates  # stage-1 candidates were verified in the lookups above
         p_verify = verified_false / tested if verified_false else 3.0 / tested  # rule of three (95 %)
-        print(f"\nstage 1: {candidates} candidate pairs among {pairs:,} (query, registered) pairs = {p_candidate:.2e} "
-              f"per pair ({candidates / max(1, n_q):.4f} per query at {n_reg} registered)")
-        print(f"verification: {checked:,} random distinct pairs verified directly in {verify_s:.1f} s "
-              f"({verify_s / max(1, checked) * 1e6:.0f} us per pair): {verified_false} verified, {partial} partial; "
-              f"inliers >= 4 in {sum(c for k, c in inlier_tail.items() if k >= 4)} pairs")
-        print(f"per-candidate false-verification rate <= {p_verify:.1e} ({'observed' if verified_false else 'rule of three, 0 in'}"
-              f" {tested:,} verified distinct pairs)")
+        print(
+            f"\nstage 1: {candidates} candidate pairs among {pairs:,} (query, registered) pairs = {p_candidate:.2e} "
+            f"per pair ({candidates / max(1, n_q):.4f} per query at {n_reg} registered)"
+        )
+        print(
+            f"verification: {checked:,} random distinct pairs verified directly in {verify_s:.1f} s "
+            f"({verify_s / max(1, checked) * 1e6:.0f} us per pair): {verified_false} verified, {partial} partial; "
+            f"inliers >= 4 in {sum(c for k, c in inlier_tail.items() if k >= 4)} pairs"
+        )
+        print(
+            f"per-candidate false-verification rate <= {p_verify:.1e} ({'observed' if verified_false else 'rule of three, 0 in'}"
+            f" {tested:,} verified distinct pairs)"
+        )
         for n in (1_000_000, 100_000_000):
             per_upload = n * p_candidate * p_verify
             stage1 = n * p_candidate
-            print(f"at {n:>11,} registered: ~{stage1:,.1f} stage-1 candidates per upload; false accusations per upload "
-                  f"<= {per_upload:.1e} (1 in {1 / per_upload:,.0f})"
-                  + ("  target <= 1e-4: " + ("met" if per_upload <= TARGET_FA_PER_UPLOAD else "MISSED")
-                     if n == 1_000_000 else ""))
+            print(
+                f"at {n:>11,} registered: ~{stage1:,.1f} stage-1 candidates per upload; false accusations per upload "
+                f"<= {per_upload:.1e} (1 in {1 / per_upload:,.0f})"
+                + (
+                    "  target <= 1e-4: " + ("met" if per_upload <= TARGET_FA_PER_UPLOAD else "MISSED")
+                    if n == 1_000_000
+                    else ""
+                )
+            )
         cur_pair = total_current / pairs
-        print(f"current design: {total_current} false HIGH among {n_q:,} queries = {cur_pair:.2e} per pair; "
-              f"at 1M registered ~{cur_pair * 1e6:.1f} false HIGH per upload")
+        print(
+            f"current design: {total_current} false HIGH among {n_q:,} queries = {cur_pair:.2e} per pair; "
+            f"at 1M registered ~{cur_pair * 1e6:.1f} false HIGH per upload"
+        )
         reg.close()
     print(f"\nran {time.perf_counter() - started:.0f} s; load average at the end {os.getloadavg()[0]:.1f}")
     return 0

@@ -8,12 +8,13 @@ given PDQ's best dihedral variant. 60 BSDS500 photos, bench/reuse_thefts.EVALUAT
 
 from __future__ import annotations
 
+import argparse
 import io
 import pathlib
 import random
 
 import numpy as np
-import pdqhash
+import pdqhash  # type: ignore[import-untyped]
 from PIL import Image
 
 from bench import reuse_thefts
@@ -35,7 +36,10 @@ def ham(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.unpackbits(a ^ b).sum())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the same 60 photos (it takes seconds)")
+    parser.parse_args(argv)
     fs = sorted((DATASETS / "bsds500" / "train" / "images").glob("*.jpg"))[::3][:60]
     rng = random.Random(3)
     orig = [Image.open(f).convert("RGB") for f in fs]
@@ -44,8 +48,10 @@ def main() -> None:
     phs = [ph(o) for o in orig]
     dist_pdq = [ham(pdqs[i], pdqs[j]) for i in range(len(pdqs)) for j in range(i)]
     dist_ph = [ham(phs[i], phs[j]) for i in range(len(phs)) for j in range(i)]
-    print(f"{len(dist_pdq)} distinct pairs: pdq min {min(dist_pdq)} p0.1 {np.percentile(dist_pdq, 0.1):.0f}; "
-          f"phash min {min(dist_ph)} p0.1 {np.percentile(dist_ph, 0.1):.0f}")
+    print(
+        f"{len(dist_pdq)} distinct pairs: pdq min {min(dist_pdq)} p0.1 {np.percentile(dist_pdq, 0.1):.0f}; "
+        f"phash min {min(dist_ph)} p0.1 {np.percentile(dist_ph, 0.1):.0f}"
+    )
     for name in ("scale_reencode", "crop", "mirror", "border", "overlay"):
         dp, dh = [], []
         for o, p, h in zip(orig, pdqs, phs):
@@ -59,8 +65,11 @@ def main() -> None:
                 dp.append(ham(p, pdq(copy)[0]))
             dh.append(ham(h, ph(copy)))
         a_dp, a_dh = np.array(dp), np.array(dh)
-        print(f"{name:15s} pdq median {np.median(a_dp):5.0f} recall@31 {np.mean(a_dp <= 31):.2f} "
-              f"@70 {np.mean(a_dp <= 70):.2f} | phash median {np.median(a_dh):4.0f} recall@12 {np.mean(a_dh <= 12):.2f}")
+        print(
+            f"{name:15s} pdq median {np.median(a_dp):5.0f} recall@31 {np.mean(a_dp <= 31):.2f} "
+            f"@70 {np.mean(a_dp <= 70):.2f} | phash median {np.median(a_dh):4.0f} recall@12 {np.mean(a_dh <= 12):.2f}"
+        )
+
 
 if __name__ == "__main__":
     main()

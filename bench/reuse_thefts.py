@@ -18,10 +18,10 @@ Recipe = Callable[[Image.Image, random.Random], Image.Image]
 
 
 def _scale(img: Image.Image, factor: float) -> Image.Image:
-    return img.resize((max(1, round(img.width * factor)), max(1, round(img.height * factor))), Image.LANCZOS)
+    return img.resize((max(1, round(img.width * factor)), max(1, round(img.height * factor))), Image.Resampling.LANCZOS)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType sizes
@@ -35,7 +35,7 @@ def tune_crop(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def tune_mirror(img: Image.Image, rng: random.Random) -> Image.Image:
-    return img.transpose(Image.FLIP_LEFT_RIGHT)
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
 
 def tune_border(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -73,13 +73,17 @@ def crop(img: Image.Image, rng: random.Random) -> Image.Image:
 def crop_each_side(img: Image.Image, rng: random.Random) -> Image.Image:
     """5-15 % cut off EACH side independently (keeps 49-81 % of the area): beyond the target."""
     w, h = img.size
-    box = (round(w * rng.uniform(0.05, 0.15)), round(h * rng.uniform(0.05, 0.15)),
-           w - round(w * rng.uniform(0.05, 0.15)), h - round(h * rng.uniform(0.05, 0.15)))
+    box = (
+        round(w * rng.uniform(0.05, 0.15)),
+        round(h * rng.uniform(0.05, 0.15)),
+        w - round(w * rng.uniform(0.05, 0.15)),
+        h - round(h * rng.uniform(0.05, 0.15)),
+    )
     return _scale(img.crop(box), rng.uniform(0.6, 1.0))
 
 
 def mirror(img: Image.Image, rng: random.Random) -> Image.Image:
-    return _scale(img.transpose(Image.FLIP_LEFT_RIGHT), rng.uniform(0.6, 1.0))
+    return _scale(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), rng.uniform(0.6, 1.0))
 
 
 def border(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -122,7 +126,11 @@ def light(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 EVALUATION: dict[str, Recipe] = {
-    "scale_reencode": scale_reencode, "crop": crop, "mirror": mirror, "border": border, "overlay": overlay,
+    "scale_reencode": scale_reencode,
+    "crop": crop,
+    "mirror": mirror,
+    "border": border,
+    "overlay": overlay,
     "light": light,
 }
 COMBINABLE = ("crop", "mirror", "border", "overlay", "light")

@@ -15,7 +15,7 @@ from services.metadata.fingerprints import Fingerprints
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.sqlite_backend import SqliteRegistry
 from services.metadata.reuse import descriptor, verify
-from tests.conftest import BSDS, require_dataset
+from tests.helpers.paths import BSDS, require_dataset
 
 MAX_PIXELS = 120_000_000  # pixels
 
@@ -37,8 +37,8 @@ def _copies(img: Image.Image) -> dict[str, Image.Image]:
     banner = img.copy()
     ImageDraw.Draw(banner).rectangle((0, round(h * 0.85), w, h), fill=(220, 20, 60))
     return {
-        "scaled": img.resize((w * 2 // 3, h * 2 // 3), Image.LANCZOS),
-        "mirrored": img.transpose(Image.FLIP_LEFT_RIGHT),
+        "scaled": img.resize((w * 2 // 3, h * 2 // 3), Image.Resampling.LANCZOS),
+        "mirrored": img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
         "cropped": img.crop((round(w * 0.06), round(h * 0.05), w - round(w * 0.04), h - round(h * 0.07))),
         "bordered": bordered,
         "overlaid": banner,
@@ -160,9 +160,11 @@ def test_an_sqlite_file_from_before_descriptors_is_upgraded_in_place(tmp_path, f
           PRIMARY KEY (image, seller_id, listing_id, conversation_id, platform));
     """)
     full = fps["original"]
-    db.execute("INSERT INTO images VALUES (1, ?, ?, NULL, ?)", (full.sha256[:16], full.pixel_sha256[:16],
-                                                               full.perceptual))
+    db.execute(
+        "INSERT INTO images VALUES (1, ?, ?, NULL, ?)", (full.sha256[:16], full.pixel_sha256[:16], full.perceptual)
+    )
     from services.metadata.registry import bands
+
     db.executemany("INSERT INTO bands VALUES (?, ?, 1)", list(enumerate(bands.split(full.perceptual))))
     db.execute("INSERT INTO sightings VALUES (1, 'alice', 'a-1', '', 'market', 1700000000)")
     db.commit()

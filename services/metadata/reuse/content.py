@@ -31,6 +31,7 @@ def describe(pixels: np.ndarray) -> ContentKeys:
     if reason:
         return ContentKeys((), (), b"", reason, None)
     content = descriptor.border_box(pixels) if probe.bordered else None
-    record = descriptor.encode(probe.features, descriptor.stable(probe.gray, probe.features),
-                               descriptor.textured(probe.gray, probe.features))
+    record = descriptor.encode(
+        probe.features, descriptor.stable(probe.gray, probe.features), descriptor.textured(probe.gray, probe.features)
+    )
     return ContentKeys(views.registered(pixels), views.query(pixels, content), record, "", probe)

@@ -68,8 +68,14 @@ ORB_FAST_THRESHOLD = 10  # grey levels (default 20 finds too few corners on soft
 def _orb() -> cv2.ORB:
     # ORB objects are not documented thread-safe; detectAndCompute keeps no state between
     # calls, but one per thread would cost nothing either. Created lazily (import stays cheap).
-    return cv2.ORB.create(nfeatures=QUERY_FEATURES, scaleFactor=ORB_SCALE_FACTOR, nlevels=ORB_LEVELS,
-                          edgeThreshold=ORB_EDGE_PX, patchSize=ORB_PATCH_PX, fastThreshold=ORB_FAST_THRESHOLD)
+    return cv2.ORB.create(
+        nfeatures=QUERY_FEATURES,
+        scaleFactor=ORB_SCALE_FACTOR,
+        nlevels=ORB_LEVELS,
+        edgeThreshold=ORB_EDGE_PX,
+        patchSize=ORB_PATCH_PX,
+        fastThreshold=ORB_FAST_THRESHOLD,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +116,6 @@ class Probe:
         return (0, 0, self.gray.shape[1], self.gray.shape[0])
 
 
-
 def to_gray(pixels: np.ndarray) -> np.ndarray:
     """Grey working image, long edge WORK_EDGE (area-averaged down, linear up)."""
     gray = pixels if pixels.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
@@ -124,10 +129,18 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
 def extract(gray: np.ndarray) -> Features:
     keypoints, descriptors = _orb().detectAndCompute(np.ascontiguousarray(gray), None)
     if descriptors is None or not keypoints:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8),
-                        np.zeros(0, np.float32), (gray.shape[1], gray.shape[0]))
-    return Features(np.array([k.pt for k in keypoints], np.float32), descriptors,
-                    np.array([k.response for k in keypoints], np.float32), (gray.shape[1], gray.shape[0]))
+        return Features(
+            np.zeros((0, 2), np.float32),
+            np.zeros((0, DESCRIPTOR_BYTES), np.uint8),
+            np.zeros(0, np.float32),
+            (gray.shape[1], gray.shape[0]),
+        )
+    return Features(
+        np.array([k.pt for k in keypoints], np.float32),
+        descriptors,
+        np.array([k.response for k in keypoints], np.float32),
+        (gray.shape[1], gray.shape[0]),
+    )
 
 
 def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
@@ -171,7 +184,7 @@ def probe(pixels: np.ndarray) -> Probe:
     if sides:
         ph, pw = pixels.shape[:2]
         x0, y0, x1, y1 = box
-        inner = pixels[round(y0 * ph / h):round(y1 * ph / h), round(x0 * pw / w):round(x1 * pw / w)]
+        inner = pixels[round(y0 * ph / h) : round(y1 * ph / h), round(x0 * pw / w) : round(x1 * pw / w)]
         gray = to_gray(inner)
     return Probe(gray, extract(gray), extract(gray[:, ::-1]), sides)
 
@@ -193,13 +206,15 @@ def stable(gray: np.ndarray, features: Features) -> np.ndarray:
     if not len(features.points):
         return np.zeros(0, bool)
     h, w = gray.shape
-    small = cv2.resize(gray, (max(1, round(w * STABILITY_SCALE)), max(1, round(h * STABILITY_SCALE))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        gray, (max(1, round(w * STABILITY_SCALE)), max(1, round(h * STABILITY_SCALE))), interpolation=cv2.INTER_AREA
+    )
     other = extract(cv2.GaussianBlur(small, (3, 3), 0))
     if not len(other.points):
         return np.zeros(len(features.points), bool)
-    dist, nearest = cv2.batchDistance(features.descriptors, other.descriptors, dtype=cv2.CV_32S,
-                                      normType=cv2.NORM_HAMMING, K=1)
+    dist, nearest = cv2.batchDistance(
+        features.descriptors, other.descriptors, dtype=cv2.CV_32S, normType=cv2.NORM_HAMMING, K=1
+    )
     moved = np.linalg.norm(other.points[nearest[:, 0]] / STABILITY_SCALE - features.points, axis=1)
     return (dist[:, 0] <= STABLE_DISTANCE) & (moved <= STABLE_PX)
 
@@ -246,16 +261,18 @@ def encode(features: Features, stable_: np.ndarray | None = None, textured_: np.
         keep = np.flatnonzero(textured_)
         features = Features(features.points[keep], features.descriptors[keep], features.responses[keep], features.size)
         stable_ = stable_[keep] if stable_ is not None else None
-    chosen = _spread(features, STORED_KEYPOINTS,
-                     stable_ if stable_ is not None else np.zeros(len(features.points), bool))
+    chosen = _spread(
+        features, STORED_KEYPOINTS, stable_ if stable_ is not None else np.zeros(len(features.points), bool)
+    )
     out = bytearray(RECORD_BYTES)
-    out[:HEADER_BYTES] = bytes([RECORD_VERSION, len(chosen), round(w / long_edge * POSITION_LEVELS),
-                                round(h / long_edge * POSITION_LEVELS)])
+    out[:HEADER_BYTES] = bytes(
+        [RECORD_VERSION, len(chosen), round(w / long_edge * POSITION_LEVELS), round(h / long_edge * POSITION_LEVELS)]
+    )
     pos = HEADER_BYTES
     for i in chosen.tolist():
         x, y = features.points[i] / long_edge * POSITION_LEVELS
-        out[pos:pos + 2] = bytes([min(POSITION_LEVELS, round(float(x))), min(POSITION_LEVELS, round(float(y)))])
-        out[pos + 2:pos + KEYPOINT_BYTES] = features.descriptors[i].tobytes()
+        out[pos : pos + 2] = bytes([min(POSITION_LEVELS, round(float(x))), min(POSITION_LEVELS, round(float(y)))])
+        out[pos + 2 : pos + KEYPOINT_BYTES] = features.descriptors[i].tobytes()
         pos += KEYPOINT_BYTES
     return bytes(out)
 
@@ -268,5 +285,8 @@ def decode(record: bytes | None) -> Stored | None:
         return None
     n = record[1]
     rows = np.frombuffer(record, np.uint8, n * KEYPOINT_BYTES, HEADER_BYTES).reshape(n, KEYPOINT_BYTES)
-    return Stored(rows[:, :2].astype(np.float32) / POSITION_LEVELS, rows[:, 2:].copy(),
-                  (record[2] / POSITION_LEVELS, record[3] / POSITION_LEVELS))
+    return Stored(
+        rows[:, :2].astype(np.float32) / POSITION_LEVELS,
+        rows[:, 2:].copy(),
+        (record[2] / POSITION_LEVELS, record[3] / POSITION_LEVELS),
+    )

@@ -76,21 +76,28 @@ def _candidate_matches(stored: list[Stored], query: Features) -> list[tuple[np.n
     good = (dist[:, 0] <= MAX_DESCRIPTOR_DISTANCE) & (dist[:, 0] <= RATIO * second)
     out, start = [], 0
     for n in counts:
-        rows = np.flatnonzero(good[start:start + n])
+        rows = np.flatnonzero(good[start : start + n])
         out.append((rows, nearest[start + rows, 0]))
         start += n
     return out
 
 
-def _fit(stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], probe: Probe,
-         mirrored: bool) -> Verification:
+def _fit(
+    stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], probe: Probe, mirrored: bool
+) -> Verification:
     rows, cols = pairs
     if len(rows) < MIN_INLIERS:
         return NO_MATCH
     src_a = (stored.points[rows] * WORK_EDGE).astype(np.float32)
     dst_a = query.points[cols].astype(np.float32)
-    matrix, mask = cv2.estimateAffinePartial2D(src_a, dst_a, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PX,
-                                               maxIters=RANSAC_ITERATIONS, confidence=0.995)
+    matrix, mask = cv2.estimateAffinePartial2D(
+        src_a,
+        dst_a,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=REPROJECTION_PX,
+        maxIters=RANSAC_ITERATIONS,
+        confidence=0.995,
+    )
     if matrix is None:
         return NO_MATCH
     inliers = int(mask.sum())
@@ -107,8 +114,9 @@ def _fit(stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], 
     kept = overlap / max(_area(mapped), 1e-6)
     inside = overlap / max(_area(content), 1e-6)
     projected = stored.points * WORK_EDGE @ matrix[:, :2].T + matrix[:, 2]
-    visible = int(((projected[:, 0] >= x0) & (projected[:, 0] < x1) & (projected[:, 1] >= y0)
-                   & (projected[:, 1] < y1)).sum())
+    visible = int(
+        ((projected[:, 0] >= x0) & (projected[:, 0] < x1) & (projected[:, 1] >= y0) & (projected[:, 1] < y1)).sum()
+    )
     score = inliers / max(visible, inliers, 1)
     if score < MIN_SCORE:
         return NO_MATCH
@@ -125,8 +133,9 @@ def _fit(stored: Stored, query: Features, pairs: tuple[np.ndarray, np.ndarray], 
             kinds.append("overlaid")
         if rotation > 2:
             kinds.append("rotated")
-    return Verification(matched, not matched, inliers, round(score, 3), round(float(kept), 3),
-                        round(float(inside), 3), tuple(kinds))
+    return Verification(
+        matched, not matched, inliers, round(score, 3), round(float(kept), 3), round(float(inside), 3), tuple(kinds)
+    )
 
 
 def _better(a: Verification, b: Verification) -> Verification:
@@ -140,8 +149,10 @@ def verify_all(stored: list[Stored], probe: Probe) -> list[Verification]:
     millisecond."""
     direct = _candidate_matches(stored, probe.features)
     flipped = _candidate_matches(stored, probe.mirrored)
-    return [_better(_fit(s, probe.features, d, probe, False), _fit(s, probe.mirrored, f, probe, True))
-            for s, d, f in zip(stored, direct, flipped)]
+    return [
+        _better(_fit(s, probe.features, d, probe, False), _fit(s, probe.mirrored, f, probe, True))
+        for s, d, f in zip(stored, direct, flipped)
+    ]
 
 
 def verify(stored: Stored, probe: Probe) -> Verification:

@@ -36,7 +36,7 @@ def window(pixels: np.ndarray, box: tuple[float, float, float, float]) -> np.nda
     h, w = pixels.shape[:2]
     x0, y0, x1, y1 = box
     top, left = round(y0 * h), round(x0 * w)
-    return pixels[top:max(round(y1 * h), top + 1), left:max(round(x1 * w), left + 1)]
+    return pixels[top : max(round(y1 * h), top + 1), left : max(round(x1 * w), left + 1)]
 
 
 def _hash(pixels: np.ndarray) -> bytes:
@@ -49,8 +49,9 @@ def registered(pixels: np.ndarray) -> tuple[tuple[int, bytes], ...]:
     return tuple((ns, _hash(window(pixels, box))) for ns, box in REGISTERED_VIEWS)
 
 
-def query(pixels: np.ndarray, content: tuple[float, float, float, float] | None
-          ) -> tuple[tuple[bytes, tuple[int, ...]], ...]:
+def query(
+    pixels: np.ndarray, content: tuple[float, float, float, float] | None
+) -> tuple[tuple[bytes, tuple[int, ...]], ...]:
     """(hash, namespaces it probes) of every variant a lookup probes, the upload as is
     first. content: the box inside uniform borders, as fractions of the frame, when the
     upload has borders."""
