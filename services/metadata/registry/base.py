@@ -171,7 +171,8 @@ class Registry(abc.ABC):
             if s.seen_at >= oldest
         ]
         ranked = rank(matches, sighting)
-        exact_only = fp.content.exact_only if fp.content is not None else ""
+        # Said when registering: what this registration protects against (exact copies only).
+        exact_only = fp.content.exact_only if fp.content is not None and register else ""
         return LookupResult(
             self.backend, True, ranked, registered=register,
             findings=findings(ranked, sighting, fp.image_unique_id, exact_only),

@@ -132,7 +132,7 @@ def findings(matches: tuple[Match, ...], current: Sighting, unique_id: str, exac
     """REUSED_BY_OTHER_SELLER (HIGH, exact keys or a verified copy only),
     SIMILAR_TO_OTHER_SELLER (MEDIUM: shares part of another seller's image; LOW: similar by
     hash, not verifiable), REUSED_SAME_SELLER (LOW, a relisting), IMAGE_ID_REUSED (MEDIUM)
-    and REUSE_EXACT_ONLY (INFO: the upload is too flat or small to match on content).
+    and REUSE_EXACT_ONLY (INFO, when registering an image too flat or small to match on content).
     Evidence names the strongest, earliest prior sighting.
 
     The same seller showing the same listing again (for example the listing photo sent in
