@@ -22,7 +22,7 @@ descriptors existed, or an image too flat to describe.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import threading
 
 import cv2
 import numpy as np
@@ -64,18 +64,23 @@ ORB_PATCH_PX = 31  # pixels, the descriptor's patch (OpenCV's default)
 ORB_FAST_THRESHOLD = 10  # grey levels (default 20 finds too few corners on soft product photos)
 
 
-@functools.cache
+_local = threading.local()
+
+
 def _orb() -> cv2.ORB:
-    # ORB objects are not documented thread-safe; detectAndCompute keeps no state between
-    # calls, but one per thread would cost nothing either. Created lazily (import stays cheap).
-    return cv2.ORB.create(
-        nfeatures=QUERY_FEATURES,
-        scaleFactor=ORB_SCALE_FACTOR,
-        nlevels=ORB_LEVELS,
-        edgeThreshold=ORB_EDGE_PX,
-        patchSize=ORB_PATCH_PX,
-        fastThreshold=ORB_FAST_THRESHOLD,
-    )
+    """One ORB detector per thread: OpenCV does not document detectAndCompute on a shared
+    instance as thread-safe, and the analysis runs uploads on several threads."""
+    orb = getattr(_local, "orb", None)
+    if orb is None:
+        orb = _local.orb = cv2.ORB.create(
+            nfeatures=QUERY_FEATURES,
+            scaleFactor=ORB_SCALE_FACTOR,
+            nlevels=ORB_LEVELS,
+            edgeThreshold=ORB_EDGE_PX,
+            patchSize=ORB_PATCH_PX,
+            fastThreshold=ORB_FAST_THRESHOLD,
+        )
+    return orb
 
 
 @dataclasses.dataclass(frozen=True)
