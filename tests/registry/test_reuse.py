@@ -138,7 +138,7 @@ def test_part_of_a_photo_is_a_partial_match_never_a_copy(open_registry, photos):
 
 
 def test_the_record_is_fixed_size_and_round_trips(fps):
-    record = fps["original"].content.descriptor
+    record = fps["original"].content.record
     assert len(record) == descriptor.RECORD_BYTES <= 700
     stored = descriptor.decode(record)
     assert stored is not None and len(stored.descriptors) == descriptor.STORED_KEYPOINTS

@@ -49,7 +49,7 @@ class Keys:
     descriptor: bytes = b""  # the verification record to store, b"" when none
 
     @classmethod
-    def of(cls, fp: Fingerprints, layout: bands.Layout) -> Keys:
+    def of(cls, fp: Fingerprints, layout: bands.Layout, register: bool = True) -> Keys:
         uid = hashlib.sha256(fp.image_unique_id.encode()).digest()[:DIGEST_BYTES] if fp.image_unique_id else b""
         content = fp.content
         views: tuple[tuple[int, bytes], ...]
@@ -57,7 +57,8 @@ class Keys:
         if content is None:  # fingerprints without content keys: the whole-frame hash only
             views, variants, record = ((0, fp.perceptual),), ((fp.perceptual, (0,)),), b""
         else:
-            views, variants, record = content.views, content.variants, content.descriptor
+            # The record only when registering: choosing its keypoints costs another ORB pass.
+            views, variants, record = content.views, content.variants, content.record if register else b""
         # A view's band b in namespace ns is indexed as band ns * count + b: namespace 0 is
         # the whole frame, exactly the bands of a registration made before views existed.
         n = layout.count
@@ -151,7 +152,7 @@ class Registry(abc.ABC):
         now = time.time()
         if not sighting.seen_at:
             sighting = dataclasses.replace(sighting, seen_at=now)
-        keys = Keys.of(fp, self.layout)
+        keys = Keys.of(fp, self.layout, register)
         try:
             raw = self._register_and_lookup(keys, sighting, register, now)
             kinds = self._classify(raw, keys)

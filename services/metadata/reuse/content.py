@@ -9,6 +9,7 @@ to match on content, says so (it then only matches exactly).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -20,9 +21,21 @@ from services.metadata.reuse.descriptor import Probe
 class ContentKeys:
     views: tuple[tuple[int, bytes], ...]  # (namespace, pHash) a registration indexes; () when exact_only
     variants: tuple[tuple[bytes, tuple[int, ...]], ...]  # (pHash, namespaces) a lookup probes; () when exact_only
-    descriptor: bytes  # descriptor.RECORD_BYTES, b"" when exact_only
+    descriptor: bytes | None  # descriptor.RECORD_BYTES; None: made from the probe when first needed
     exact_only: str  # why only exact copies can match this image ("" = matched on content)
     probe: Probe | None  # the upload's features (memory only), None when exact_only
+
+    @functools.cached_property
+    def record(self) -> bytes:
+        """The verification record to store (b"" for an exact-only image): computed only when
+        registering, as choosing stable keypoints costs another ORB pass."""
+        if self.descriptor is not None:
+            return self.descriptor
+        if self.probe is None:
+            return b""
+        features = self.probe.features
+        return descriptor.encode(features, descriptor.stable(self.probe.gray, features),
+                                 descriptor.textured(self.probe.gray, features))
 
 
 def describe(pixels: np.ndarray) -> ContentKeys:
@@ -31,7 +44,4 @@ def describe(pixels: np.ndarray) -> ContentKeys:
     if reason:
         return ContentKeys((), (), b"", reason, None)
     content = descriptor.border_box(pixels) if probe.bordered else None
-    record = descriptor.encode(
-        probe.features, descriptor.stable(probe.gray, probe.features), descriptor.textured(probe.gray, probe.features)
-    )
-    return ContentKeys(views.registered(pixels), views.query(pixels, content), record, "", probe)
+    return ContentKeys(views.registered(pixels), views.query(pixels, content), None, "", probe)

@@ -22,6 +22,7 @@ descriptors existed, or an image too flat to describe.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 
 import cv2
@@ -104,13 +105,16 @@ class Stored:
 class Probe:
     """The query side: its working image (grey; for an upload with uniform borders, the
     content inside them, brought to the working size, so the picture is at the scale it was
-    registered at), its features and those of its mirror image (computed with the
-    fingerprints, so a lookup only matches)."""
+    registered at), its features and those of its mirror image."""
 
     gray: np.ndarray
     features: Features
-    mirrored: Features  # features of gray[:, ::-1]
     border_sides: int  # sides with a uniform border (trimmed off in `gray`): 1 is a strip, a banner
+
+    @functools.cached_property
+    def mirrored(self) -> Features:
+        """Features of gray[:, ::-1]: computed when a candidate is verified, not for every upload."""
+        return extract(self.gray[:, ::-1])
 
     @property
     def bordered(self) -> bool:
@@ -191,7 +195,7 @@ def probe(pixels: np.ndarray) -> Probe:
         x0, y0, x1, y1 = box
         inner = pixels[round(y0 * ph / h) : round(y1 * ph / h), round(x0 * pw / w) : round(x1 * pw / w)]
         gray = to_gray(inner)
-    return Probe(gray, extract(gray), extract(gray[:, ::-1]), sides)
+    return Probe(gray, extract(gray), sides)
 
 
 def border_box(pixels: np.ndarray) -> tuple[float, float, float, float] | None:
