@@ -34,8 +34,9 @@ class ContentKeys:
         if self.probe is None:
             return b""
         features = self.probe.features
-        return descriptor.encode(features, descriptor.stable(self.probe.gray, features),
-                                 descriptor.textured(self.probe.gray, features))
+        return descriptor.encode(
+            features, descriptor.stable(self.probe.gray, features), descriptor.textured(self.probe.gray, features)
+        )
 
 
 def describe(pixels: np.ndarray) -> ContentKeys:
