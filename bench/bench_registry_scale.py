@@ -28,12 +28,14 @@ import argparse
 import hashlib
 import os
 import pathlib
+import random
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
 
 import numpy as np
 import redis
@@ -42,9 +44,12 @@ from bench.redis_local import free_port
 from services.metadata import fingerprints as fp
 from services.metadata.fingerprints import Fingerprints
 from services.metadata.registry import bands
-from services.metadata.registry.base import DIGEST_BYTES, encode_sighting
+from services.metadata.registry.base import DIGEST_BYTES, Keys, encode_sighting
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_backend import SIGHTING_BUCKET, RedisRegistry
+from services.metadata.registry.redis_common import DESCRIPTORS_PER_KEY
+from services.metadata.reuse import descriptor
+from services.metadata.reuse import views as views_mod
 
 DATASETS = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 BATCH = 2000  # commands per pipeline while loading
@@ -98,9 +103,12 @@ def _groups(bucket: np.ndarray):
 
 
 def load(reg: RedisRegistry, client: redis.Redis, hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray,
-         sightings=bench_sighting) -> None:
+         sightings=bench_sighting, views: np.ndarray | None = None, records: np.ndarray | None = None) -> None:
     """Writes images 1..N (rows of hashes/shas/pixels, each distinct, one sighting each)
-    exactly as N registrations through the Lua script would leave them, bucket by bucket."""
+    exactly as N registrations through the Lua script would leave them, bucket by bucket.
+    views: (N, V, 8) view hashes, namespace v = views[:, v] (views[:, 0] is the whole frame,
+    = hashes); records: (N, RECORD_BYTES) verification records. Without them, what
+    fingerprints without content keys leave (the whole frame only, no record)."""
     p, n = reg.prefix, len(hashes)
     pipe = client.pipeline(transaction=False)
 
@@ -119,12 +127,23 @@ def load(reg: RedisRegistry, client: redis.Redis, hashes: np.ndarray, shas: np.n
             pipe.hset(p + family + struct.pack(">H", value),
                       mapping={digests[r, 2:].tobytes(): values[r] for r in rows.tolist()})
             flush()
-    records = np.concatenate([packed_ids, hashes], axis=1)
     buckets = {}  # MSET in chunks: one reply per chunk instead of per bucket
-    for band, column in enumerate(band_columns(hashes, reg.layout)):
-        for value, rows in _groups(column):
-            buckets[reg._band_key(band, int(value))] = records[rows].tobytes()
-            if len(buckets) >= BATCH:
+    every_view = views if views is not None else hashes[:, None, :]
+    for ns in range(every_view.shape[1]):
+        view = np.ascontiguousarray(every_view[:, ns])
+        band_records = np.concatenate([packed_ids, view], axis=1)
+        for band, column in enumerate(band_columns(view, reg.layout)):
+            for value, rows in _groups(column):
+                buckets[reg._band_key(ns * reg.layout.count + band, int(value))] = band_records[rows].tobytes()
+                if len(buckets) >= BATCH:
+                    pipe.mset(buckets)
+                    buckets = {}
+                    flush()
+    if records is not None:  # strings of DESCRIPTORS_PER_KEY records, id 0's slot zero-filled
+        padded = np.concatenate([np.zeros((1, records.shape[1]), np.uint8), records])
+        for start in range(0, len(padded), DESCRIPTORS_PER_KEY):
+            buckets[reg._descriptor_key(start)] = padded[start:start + DESCRIPTORS_PER_KEY].tobytes()
+            if len(buckets) >= BATCH // 8:
                 pipe.mset(buckets)
                 buckets = {}
                 flush()
@@ -175,24 +194,79 @@ def timed(samples: list[float]) -> str:
 
 
 def memory_by_structure(client: redis.Redis, reg: RedisRegistry, rng: np.random.Generator,
-                        hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray) -> str:
+                        views: np.ndarray, shas: np.ndarray, pixels: np.ndarray) -> str:
     """Mean MEMORY USAGE of sampled keys of each structure x its key count / N."""
-    p, n = reg.prefix, len(hashes)
+    p, n = reg.prefix, len(views)
     picks = rng.integers(0, n, size=MEMORY_SAMPLES).tolist()
-    columns = band_columns(hashes, reg.layout)
+    columns = [c for ns in range(views.shape[1]) for c in band_columns(np.ascontiguousarray(views[:, ns]), reg.layout)]
     families = {  # name: (number of keys, sampled key names)
         "sha index": (len(np.unique(shas[:, :2], axis=0)), [p + b"xs" + shas[i, :2].tobytes() for i in picks]),
         "pixel index": (len(np.unique(pixels[:, :2], axis=0)), [p + b"xp" + pixels[i, :2].tobytes() for i in picks]),
-        "band buckets": (sum(len(np.unique(c)) for c in columns),
-                         [reg._band_key(k % len(columns), int(columns[k % len(columns)][i])) for k, i in enumerate(picks)]),
+        f"band buckets ({views.shape[1]} views)": (
+            sum(len(np.unique(c)) for c in columns),
+            [reg._band_key(k % len(columns), int(columns[k % len(columns)][i])) for k, i in enumerate(picks)]),
         "sightings": (n // SIGHTING_BUCKET + 1,
                       [p + b"s" + struct.pack(">I", (i + 1) // SIGHTING_BUCKET) for i in picks]),
+        "verification records": (n // DESCRIPTORS_PER_KEY + 1,
+                                 [reg._descriptor_key(i + 1) for i in picks if (i + 1) // DESCRIPTORS_PER_KEY
+                                  < n // DESCRIPTORS_PER_KEY]),  # full strings only
     }
     parts = []
     for name, (keys, sample) in families.items():
         usage = [client.memory_usage(k, samples=0) for k in sample]
         parts.append(f"{name} {np.mean(usage) * keys / n:.0f}")
     return "MEMORY USAGE samples, bytes per fingerprint: " + ", ".join(parts)
+
+
+def synthetic_records(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, RECORD_BYTES) records of STORED_KEYPOINTS random keypoints (version, count, a 4:3 frame)."""
+    out = rng.integers(0, 256, size=(n, descriptor.RECORD_BYTES), dtype=np.uint8)
+    out[:, :descriptor.HEADER_BYTES] = (descriptor.RECORD_VERSION, descriptor.STORED_KEYPOINTS, 255, 191)
+    return out
+
+
+def real_photo_lookups(reg: RedisRegistry, quick: bool) -> None:
+    """Registers real photos on top of the loaded store, then times the production lookup
+    (the Lua step, fetching the candidates' records, verification, sightings) of real
+    theft copies of them and of distinct real photos; fingerprinting is not timed."""
+    from bench import reuse_thefts
+    from bench.bench_reuse_accuracy import jpeg
+    from bench.bench_reuse_accuracy import load as load_image
+
+    photos = sorted((DATASETS / "bsds500").glob("*/images/*.jpg"))[::3 if quick else 1]
+    registered, others = photos[0::2], photos[1::2]
+    rnd = random.Random(SEED)
+    for k, path in enumerate(registered):
+        reg.lookup(fp.compute(jpeg(load_image(path)), 120_000_000), Sighting(f"owner-{k}", f"o{k}", "", "market"),
+                   register=True)
+    times, found, candidates = defaultdict(list), Counter(), []
+    for k, path in enumerate(registered):
+        original = load_image(path)
+        for name in ("scale_reencode", "crop", "mirror", "border", "overlay"):
+            query = fp.compute(jpeg(reuse_thefts.EVALUATION[name](original, rnd), 80), 120_000_000)
+            t = time.perf_counter()
+            result = reg.lookup(query, Sighting("thief", f"t{k}", "", "market"), register=False)
+            times[name].append(time.perf_counter() - t)
+            found[name] += any(f.code == "REUSED_BY_OTHER_SELLER" and f.evidence["prior_seller_id"] == f"owner-{k}"
+                               for f in result.findings)
+    false = 0
+    for path in others:
+        query = fp.compute(jpeg(load_image(path)), 120_000_000)
+        keys = Keys.of(query, reg.layout, register=False)
+        t = time.perf_counter()
+        result = reg.lookup(query, Sighting("honest", "h", "", "market"), register=False)
+        times["distinct photo"].append(time.perf_counter() - t)
+        raw = reg._register_and_lookup(keys, Sighting("honest", "h", "", "market"), False, time.time())
+        candidates.append(len(raw.candidate_ids))
+        false += any(f.code == "REUSED_BY_OTHER_SELLER" for f in result.findings)
+    every = [x for v in times.values() for x in v]
+    print(f"real photos: {len(registered)} registered on top; lookups with verification (index rows read per "
+          f"lookup p50 {np.percentile(candidates, 50):.0f} p99 {np.percentile(candidates, 99):.0f}):")
+    for name, samples in times.items():
+        extra = (f"found {found[name]}/{len(samples)}" if name in found
+                 else f"false REUSED_BY_OTHER_SELLER {false}/{len(samples)}")
+        print(f"  {name:16s} {timed(samples)}  {extra}")
+    print(f"  all real lookups {timed(every)}  (target p99 <= 10 ms)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         hashes = np.packbits(rng.random((n, 64)) < freq, axis=1)
     shas = rng.integers(0, 256, size=(n, DIGEST_BYTES), dtype=np.uint8)
     pixels = rng.integers(0, 256, size=(n, DIGEST_BYTES), dtype=np.uint8)
+    # The other views (centre, middle band) and the verification records of every image:
+    # view hashes with the same bit frequencies, records of random keypoints (what matters
+    # here is their size and that a lookup fetches and checks them).
+    others = [np.packbits(rng.random((n, 64)) < freq, axis=1) if freq is not None else
+              rng.integers(0, 256, size=(n, 8), dtype=np.uint8) for _ in range(len(views_mod.REGISTERED_VIEWS) - 1)]
+    views = np.stack([hashes, *others], axis=1)
+    records = synthetic_records(rng, n)
     picks = rng.integers(0, n, size=queries)
     print(f"uniform hashes:   {occupancy(uniform, layout, picks)}")
     if freq is not None:
@@ -235,12 +316,14 @@ def main(argv: list[str] | None = None) -> int:
             reg = RedisRegistry(f"redis://127.0.0.1:{port}/0", prefix="bench", layout=layout)
             before = client.info("memory")["used_memory"]
             t0 = time.perf_counter()
-            load(reg, client, hashes, shas, pixels)
+            load(reg, client, hashes, shas, pixels, views=views, records=records)
             load_s = time.perf_counter() - t0
             used = client.info("memory")["used_memory"] - before
-            print(f"loaded {n:,} fingerprints in {load_s:.1f} s, {client.dbsize():,} keys; Redis used_memory "
-                  f"{used / 2**20:.1f} MiB = {used / n:.0f} bytes per fingerprint")
-            print(memory_by_structure(client, reg, rng, hashes, shas, pixels))
+            print(f"loaded {n:,} fingerprints ({views.shape[1]} views, {records.shape[1]} B record each) in "
+                  f"{load_s:.1f} s, {client.dbsize():,} keys; Redis used_memory "
+                  f"{used / 2**20:.1f} MiB = {used / n:.0f} bytes per image")
+            print(memory_by_structure(client, reg, rng, views, shas, pixels))
+            real_photo_lookups(reg, args.quick)
 
             exact_hget, exact_full = [], []
             for i in picks.tolist():

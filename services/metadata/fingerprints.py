@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -33,6 +34,9 @@ from services.common.imaging import probe, sniff_format
 from services.common.structure import check_structure
 from services.metadata import containers, exif, pixel_key
 from services.metadata.decoded import DecodedUpload, DecodeNeeds
+
+if TYPE_CHECKING:
+    from services.metadata.reuse.content import ContentKeys
 
 # 64x64: PDQ's working resolution; the JPEG draft decode is asked for at least 4x that
 # (DCT scaling picks the smallest of 1/1, 1/2, 1/4, 1/8 that stays above it), so the box
@@ -57,6 +61,9 @@ class Fingerprints:
     image_unique_id: str = ""
     pixel_key_algorithm: str = pixel_key.ALGORITHM_RGB
     legacy_pixel_sha256: bytes = b""  # SHA-256 RGB8 key (32 bytes), b"" unless asked for
+    # Near-copy matching keys (services/metadata/reuse): None for fingerprints made without
+    # them, which match near copies by the whole-frame hash only and unverified.
+    content: ContentKeys | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def image_unique_id(data: bytes) -> str:
@@ -197,7 +204,11 @@ def compute(
     """
     if upload is None:
         upload = _upload(data, max_pixels, NEEDS | DecodeNeeds(full=legacy, colour=legacy))
-    perceptual = phash64_grey(upload.displayed(upload.grey_view(min(DRAFT_SIZE))))  # raises if undecodable
+    # reuse.content hashes views with phash64 from this module: imported here, not at the top.
+    from services.metadata.reuse.content import describe
+
+    shown = upload.displayed(upload.grey_view(min(DRAFT_SIZE)))  # raises if undecodable
+    perceptual = phash64_grey(shown)
     key, algorithm = pixel_identity(data, upload)
     return Fingerprints(
         sha256=sha256 if sha256 is not None else hashlib.sha256(data).digest(),
@@ -206,6 +217,7 @@ def compute(
         image_unique_id=image_unique_id(data) if unique_id is None else unique_id,
         pixel_key_algorithm=algorithm,
         legacy_pixel_sha256=pixel_key.legacy_rgb8(upload.rgb()) if legacy else b"",
+        content=describe(np.ascontiguousarray(shown)),  # near-copy keys from the same decoded view (OpenCV wants contiguous)
     )
 
 

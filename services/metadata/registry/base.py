@@ -18,7 +18,9 @@ import numpy as np
 
 from services.metadata.fingerprints import Fingerprints
 from services.metadata.registry import bands
-from services.metadata.registry.model import LookupResult, Match, MatchKind, Sighting, findings, rank
+from services.metadata.registry.model import Check, LookupResult, Match, MatchKind, Sighting, findings, rank
+from services.metadata.reuse import descriptor
+from services.metadata.reuse import verify as verification
 
 DIGEST_BYTES = 16  # bytes of SHA-256 kept in the exact indexes: 128 bits, collision-free at any realistic size
 ID_BYTES = 4  # bytes per image id in packed lists (4 billion images per registry)
@@ -37,13 +39,40 @@ class Keys:
     pixels: bytes  # DIGEST_BYTES of the pixel SHA-256
     unique_id: bytes  # DIGEST_BYTES of SHA-256(ImageUniqueID), b"" when absent
     perceptual: bytes  # the perceptual hash
-    bands: tuple[int, ...]
+    bands: tuple[int, ...]  # band values of `perceptual`
+    # Near-copy keys (reuse/views.py). writes: (band, value, view hash) of every registered
+    # view, the whole frame's bands first; probes: the distinct (band, value) centres of
+    # every probed variant, the upload as is first. Both empty for an exact-only image.
+    writes: tuple[tuple[int, int, bytes], ...] = ()
+    probes: tuple[tuple[int, int], ...] = ()
+    variants: tuple[bytes, ...] = ()  # the probed hashes, the upload as is first
+    descriptor: bytes = b""  # the verification record to store, b"" when none
 
     @classmethod
-    def of(cls, fp: Fingerprints, layout: bands.Layout) -> Keys:
+    def of(cls, fp: Fingerprints, layout: bands.Layout, register: bool = True) -> Keys:
         uid = hashlib.sha256(fp.image_unique_id.encode()).digest()[:DIGEST_BYTES] if fp.image_unique_id else b""
+        content = fp.content
+        views: tuple[tuple[int, bytes], ...]
+        variants: tuple[tuple[bytes, tuple[int, ...]], ...]
+        if content is None:  # fingerprints without content keys: the whole-frame hash only
+            views, variants, record = ((0, fp.perceptual),), ((fp.perceptual, (0,)),), b""
+        else:
+            # The record only when registering: choosing its keypoints costs another ORB pass.
+            views, variants, record = content.views, content.variants, content.record if register else b""
+        # A view's band b in namespace ns is indexed as band ns * count + b: namespace 0 is
+        # the whole frame, exactly the bands of a registration made before views existed.
+        n = layout.count
+        writes = tuple((ns * n + b, v, h) for ns, h in views for b, v in enumerate(bands.split(h, layout)))
+        probes = tuple(dict.fromkeys((ns * n + b, v) for h, spaces in variants for ns in spaces
+                                     for b, v in enumerate(bands.split(h, layout))))
         return cls(fp.sha256[:DIGEST_BYTES], fp.pixel_sha256[:DIGEST_BYTES], uid, fp.perceptual,
-                   tuple(bands.split(fp.perceptual, layout)))
+                   tuple(bands.split(fp.perceptual, layout)), writes, probes, tuple(h for h, _ in variants), record)
+
+    @property
+    def first_view_writes(self) -> int:
+        """How many of `writes` belong to the whole-frame view (what a registration made
+        before the other views existed wrote)."""
+        return len(self.bands) if self.writes else 0
 
 
 @dataclasses.dataclass
@@ -58,6 +87,8 @@ class Raw:
     # Sightings read inside the atomic step (the same-bytes image's, before this one was
     # added), so concurrent registrations each see exactly those that committed before.
     snapshot: dict[int, list[Sighting]] = dataclasses.field(default_factory=dict)
+    own_id: int = 0  # the image id this registration created or found (never its own candidate)
+    direct: dict[int, int] = dataclasses.field(default_factory=dict)  # id -> whole frame to whole frame distance
 
 
 def identity_digest(s: Sighting) -> bytes:
@@ -106,6 +137,10 @@ class Registry(abc.ABC):
         """Stored sightings per image id (expired ones may still be included)."""
 
     @abc.abstractmethod
+    def _descriptors(self, ids: list[int]) -> dict[int, bytes]:
+        """Stored verification records per image id (b"" or absent: none stored)."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raises RegistryUnavailable when the store cannot be reached."""
 
@@ -117,40 +152,94 @@ class Registry(abc.ABC):
         now = time.time()
         if not sighting.seen_at:
             sighting = dataclasses.replace(sighting, seen_at=now)
-        keys = Keys.of(fp, self.layout)
+        keys = Keys.of(fp, self.layout, register)
         try:
             raw = self._register_and_lookup(keys, sighting, register, now)
             kinds = self._classify(raw, keys)
+            probe = fp.content.probe if fp.content is not None else None
+            near = [i for i, (kind, _d) in kinds.items() if kind == MatchKind.NEAR_DUPLICATE] if probe else []
             rest = sorted(set(kinds) - set(raw.snapshot))
-            stored = {**(self._sightings(rest) if rest else {}), **raw.snapshot}
+            records, found = self._details(near, rest)
+            checks = self._verify(kinds, raw, probe, records)
+            stored = {**found, **raw.snapshot}
         except RegistryUnavailable as exc:
             return LookupResult(self.backend, available=False, error=str(exc))
         oldest = now - self.ttl_s if self.ttl_s > 0 else float("-inf")
         matches = [
-            Match(kind, s, distance)
+            Match(kind, s, distance, checks.get(image_id))
             for image_id, (kind, distance) in kinds.items()
             for s in stored.get(image_id, ())
             if s.seen_at >= oldest
         ]
         ranked = rank(matches, sighting)
+        # Said when registering: what this registration protects against (exact copies only).
+        exact_only = fp.content.exact_only if fp.content is not None and register else ""
         return LookupResult(
             self.backend, True, ranked, registered=register,
-            findings=findings(ranked, sighting, fp.image_unique_id),
+            findings=findings(ranked, sighting, fp.image_unique_id, exact_only),
         )
 
     def _classify(self, raw: Raw, keys: Keys) -> dict[int, tuple[MatchKind, int]]:
-        """The strongest match kind per image id; near duplicates verified on full distance."""
+        """The strongest match kind per image id. Near-duplicate candidates: the smallest
+        distance between any stored view and any probed variant within `threshold`; they are
+        verified afterwards (_verify)."""
         kinds: dict[int, tuple[MatchKind, int]] = {}
-        if len(raw.candidate_ids):
-            # Byte-wise popcount of the XOR: ~10k candidates verify in well under a millisecond.
-            query = np.frombuffer(keys.perceptual, np.uint8)
-            dist = np.bitwise_count(raw.candidate_hashes ^ query).sum(axis=1, dtype=np.int32)
-            for image_id, d in zip(raw.candidate_ids[dist <= self.threshold].tolist(),
-                                   dist[dist <= self.threshold].tolist()):
+        own = set(raw.sha_ids)
+        if len(raw.candidate_ids) and keys.variants:
+            # Byte-wise popcount of the XOR: ~10k candidates x a few variants verify in about a millisecond.
+            variants = np.frombuffer(b"".join(keys.variants), np.uint8).reshape(len(keys.variants), -1)
+            dist = np.bitwise_count(raw.candidate_hashes[:, None, :] ^ variants[None]).sum(axis=2, dtype=np.int32)
+            best = dist.min(axis=1)
+            near = best <= self.threshold
+            for image_id, d in zip(raw.candidate_ids[near].tolist(), best[near].tolist()):
+                if image_id in own or image_id == raw.own_id:
+                    continue
                 if image_id not in kinds or d < kinds[image_id][1]:
                     kinds[image_id] = (MatchKind.NEAR_DUPLICATE, int(d))
+            # The upload's own whole frame against the stored whole frame: the only distance
+            # that means what it meant before views existed (used for unverifiable candidates).
+            raw.direct = {}
+            for image_id, d in zip(raw.candidate_ids.tolist(), dist[:, 0].tolist()):
+                if d < raw.direct.get(image_id, 1 << 30):
+                    raw.direct[image_id] = int(d)
         for ids, kind in ((raw.unique_id_ids, MatchKind.UNIQUE_ID), (raw.pixel_ids, MatchKind.SAME_PIXELS),
                           (raw.sha_ids, MatchKind.SAME_BYTES)):
             for image_id in ids:
                 kinds[image_id] = (kind, 0)
         return kinds
+
+    def _details(self, record_ids: list[int], sighting_ids: list[int]
+                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+        """The verification records and the sightings of these ids (the Redis backends read
+        both in one round trip; sightings of candidates that fail verification go unused)."""
+        return (self._descriptors(record_ids) if record_ids else {},
+                self._sightings(sighting_ids) if sighting_ids else {})
+
+    def _verify(self, kinds: dict[int, tuple[MatchKind, int]], raw: Raw, probe: descriptor.Probe | None,
+                records: dict[int, bytes]) -> dict[int, Check]:
+        """Checks every near-duplicate candidate against its stored descriptor. A verified
+        copy stays; keypoints that agree without a copy's geometry make a `partial` match; a
+        candidate whose descriptor is missing (registered before descriptors, or a
+        fingerprint without content keys) is `unverifiable` and kept only when the upload's
+        whole frame is within `threshold` of the stored whole frame; the rest are dropped
+        (a hash collision)."""
+        near = [i for i, (kind, _d) in kinds.items() if kind == MatchKind.NEAR_DUPLICATE]
+        if not near:
+            return {}
+        checks: dict[int, Check] = {}
+        described: dict[int, descriptor.Stored] = {}
+        for image_id in near:
+            stored = descriptor.decode(records.get(image_id)) if probe is not None else None
+            if stored is not None:
+                described[image_id] = stored
+            elif raw.direct.get(image_id, 1 << 30) <= self.threshold:
+                checks[image_id] = Check("unverifiable", None)
+            else:
+                del kinds[image_id]
+        if described and probe is not None:
+            for image_id, result in zip(described, verification.verify_all(list(described.values()), probe)):
+                if result.matched or result.partial:
+                    checks[image_id] = Check("verified" if result.matched else "partial", result)
+                else:
+                    del kinds[image_id]
+        return checks

@@ -46,20 +46,31 @@ from services.metadata.registry.base import (
     unpack_ids,
 )
 from services.metadata.registry.model import Sighting
-from services.metadata.registry.redis_common import LUA_HELPERS, SIGHTING_BUCKET, SOCKET_TIMEOUT_S, call, split_records
+from services.metadata.registry.redis_common import (
+    DESCRIPTORS_PER_KEY,
+    LUA_HELPERS,
+    SIGHTING_BUCKET,
+    SOCKET_TIMEOUT_S,
+    call,
+    split_records,
+)
 from services.metadata.registry.redis_url import client_from_url
+from services.metadata.reuse.descriptor import RECORD_BYTES
 
 __all__ = ["SIGHTING_BUCKET", "RedisRegistry"]  # SIGHTING_BUCKET: the bench's bulk loader writes the same buckets
 
 _SCRIPT = LUA_HELPERS + r"""
--- KEYS: 1 counter, 2 sha bucket, 3 pixel bucket, 4 unique-id bucket, 5..4+nb own band
--- buckets. The probed band buckets (within ARGV[12] bits of each own band value) are
--- generated here rather than sent (cheaper than building and sending the names).
+-- KEYS: 1 counter, 2 sha bucket, 3 pixel bucket, 4 unique-id bucket, then ARGV[10] band
+-- buckets this image's views are written to (the whole frame's ARGV[15] first), then
+-- ARGV[14] probe centres. The probed band buckets (within ARGV[12] bits of each centre)
+-- are generated here rather than sent (cheaper than building and sending the names).
 -- They share the hash tag, so they live in the script's slot.
--- ARGV: 1 sha field, 2 pixel field, 3 unique-id field ('' none), 4 perceptual hash,
--- 5 register '1'/'0', 6 encoded sighting, 7 identity digest, 8 ttl s, 9 now s,
--- 10 band count, 11 key prefix, 12 probe radius (0..2), 13 band width (bits, <= 16)
-local nb = tonumber(ARGV[10])
+-- ARGV: 1 sha field, 2 pixel field, 3 unique-id field ('' none), 4 verification record
+-- ('' none), 5 register '1'/'0', 6 encoded sighting, 7 identity digest, 8 ttl s, 9 now s,
+-- 10 write count, 11 key prefix, 12 probe radius (0..2), 13 band width (bits, <= 16),
+-- 14 probe centre count, 15 writes of the whole-frame view, 16.. the view hash of each write
+local nw = tonumber(ARGV[10])
+local np = tonumber(ARGV[14])
 local ttl = tonumber(ARGV[8])
 local now = tonumber(ARGV[9])
 local sha_id = redis.call('HGET', KEYS[2], ARGV[1])
@@ -69,14 +80,13 @@ if ARGV[3] ~= '' then uid_ids = redis.call('HGET', KEYS[4], ARGV[3]) or '' end
 local radius = tonumber(ARGV[12])
 local top = tonumber(ARGV[13]) - 1
 -- Every probed bucket name, then ONE MGET: a redis.call per bucket costs far more than a
--- key inside one MGET (docs/registry.md, measured). own[i] = position of band i's own bucket.
-local names, own_at = {}, {}
-for i = 5, 4 + nb do
+-- key inside one MGET (docs/registry.md, measured).
+local names = {}
+for i = 5 + nw, 4 + nw + np do
   local key = KEYS[i]
   local head = string.sub(key, 1, #key - 2)
   local value = struct.unpack('>I2', key, #key - 1)
   names[#names + 1] = key
-  own_at[i] = #names
   if radius >= 1 then
     for a = 0, top do
       local va = bit.bxor(value, bit.lshift(1, a))
@@ -87,10 +97,20 @@ for i = 5, 4 + nb do
     end
   end
 end
-local got = redis.call('MGET', unpack(names))
 local blobs = {}
-for i = 1, #got do
-  if got[i] then blobs[#blobs + 1] = got[i] end
+if #names > 0 then
+  local got = redis.call('MGET', unpack(names))
+  for i = 1, #got do
+    if got[i] then blobs[#blobs + 1] = got[i] end
+  end
+end
+-- GET + SET rather than APPEND: APPEND over-allocates (doubles) the string, which
+-- nearly doubled the band buckets' memory (measured: 432 vs 240 bytes for 180 B).
+local function write_views(first, last, packed)
+  for i = first, last do
+    local key = KEYS[4 + i]
+    redis.call('SET', key, (redis.call('GET', key) or '') .. packed .. ARGV[15 + i], 'KEEPTTL'); touch(key, ttl)
+  end
 end
 local own = 0
 local snapshot = ''
@@ -99,27 +119,32 @@ if sha_id then
   snapshot = redis.call('HGET', ARGV[11] .. 's' .. struct.pack('>I4', math.floor(own / 128)), tostring(own % 128)) or ''
 end
 if ARGV[5] == '1' then
+  local dkey = function(id) return ARGV[11] .. 'd' .. struct.pack('>I4', math.floor(id / DPK)) end
   if own == 0 then
     own = redis.call('INCR', KEYS[1])
     local packed = struct.pack('>I4', own)
     redis.call('HSET', KEYS[2], ARGV[1], own); touch(KEYS[2], ttl)
     redis.call('HSET', KEYS[3], ARGV[2], pix_ids .. packed); touch(KEYS[3], ttl)
     if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], uid_ids .. packed); touch(KEYS[4], ttl) end
-    -- GET + SET rather than APPEND: APPEND over-allocates (doubles) the string, which
-    -- nearly doubled the band buckets' memory (measured: 432 vs 240 bytes for 180 B).
-    for i = 5, 4 + nb do
-      redis.call('SET', KEYS[i], (got[own_at[i]] or '') .. packed .. ARGV[4], 'KEEPTTL'); touch(KEYS[i], ttl)
-    end
+    write_views(1, nw, packed)
+    if ARGV[4] ~= '' then put_record(dkey(own), own % DPK, ARGV[4], ttl) end
   else
     touch(KEYS[2], ttl); touch(KEYS[3], ttl)
     if ARGV[3] ~= '' then touch(KEYS[4], ttl) end
-    for i = 5, 4 + nb do touch(KEYS[i], ttl) end
+    -- Registered before descriptors existed: re-fingerprinted on this sighting (the record
+    -- and the views other than the whole frame, whose bands are there already).
+    if ARGV[4] ~= '' and put_record(dkey(own), own % DPK, ARGV[4], ttl) == 1 then
+      write_views(tonumber(ARGV[15]) + 1, nw, struct.pack('>I4', own))
+    elseif ttl > 0 then
+      touch(dkey(own), ttl)
+    end
+    for i = 5, 4 + nw do touch(KEYS[i], ttl) end
   end
   add_sighting(ARGV[11] .. 's' .. struct.pack('>I4', math.floor(own / 128)), tostring(own % 128), ARGV[6], ARGV[7],
                ttl, now)
 end
 return {tostring(sha_id or ''), pix_ids, uid_ids, table.concat(blobs), own, snapshot}
-"""
+""".replace("DPK", str(DESCRIPTORS_PER_KEY))
 
 
 class RedisRegistry(Registry):
@@ -140,24 +165,47 @@ class RedisRegistry(Registry):
     def _band_key(self, band: int, value: int) -> bytes:
         return self.prefix + b"b" + bytes([band]) + struct.pack(">H", value)
 
+    def _descriptor_key(self, image_id: int) -> bytes:
+        return self.prefix + b"d" + struct.pack(">I", image_id // DESCRIPTORS_PER_KEY)
+
     def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
         p = self.prefix
         uid_bucket = p + b"xu" + (keys.unique_id[:2] if keys.unique_id else b"\0\0")
-        own = [self._band_key(i, v) for i, v in enumerate(keys.bands)]
+        writes = [self._band_key(b, v) for b, v, _h in keys.writes]
+        centres = [self._band_key(b, v) for b, v in keys.probes]
         reply = call(
             self._script,
-            keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *own],
+            keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *writes, *centres],
             args=[keys.sha[2:], keys.pixels[2:], keys.unique_id[2:] if keys.unique_id else b"",
-                  keys.perceptual, b"1" if register else b"0", encode_sighting(sighting),
-                  identity_digest(sighting), self.ttl_s, int(now), len(own), p, self.layout.radius, self.layout.width],
+                  keys.descriptor, b"1" if register else b"0", encode_sighting(sighting),
+                  identity_digest(sighting), self.ttl_s, int(now), len(writes), p, self.layout.radius,
+                  self.layout.width, len(centres), keys.first_view_writes, *(h for _b, _v, h in keys.writes)],
         )
-        sha_id, pix_ids, uid_ids, blob, _own, snapshot = reply
+        sha_id, pix_ids, uid_ids, blob, own, snapshot = reply
         ids, hashes = split_records(blob, len(keys.perceptual))
         return Raw(
             sha_ids=[int(sha_id)] if sha_id else [], pixel_ids=unpack_ids(pix_ids),
             unique_id_ids=unpack_ids(uid_ids), candidate_ids=ids, candidate_hashes=hashes,
-            snapshot={int(sha_id): decode_sightings(snapshot)} if sha_id else {},
+            snapshot={int(sha_id): decode_sightings(snapshot)} if sha_id else {}, own_id=int(own),
         )
+
+    def _descriptors(self, ids: list[int]) -> dict[int, bytes]:
+        return self._details(ids, [])[0]
+
+    def _details(self, record_ids: list[int], sighting_ids: list[int]
+                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+        if not record_ids and not sighting_ids:
+            return {}, {}
+        pipe = self.client.pipeline(transaction=False)
+        for image_id in record_ids:
+            at = image_id % DESCRIPTORS_PER_KEY * RECORD_BYTES
+            pipe.getrange(self._descriptor_key(image_id), at, at + RECORD_BYTES - 1)
+        for image_id in sighting_ids:
+            pipe.hget(self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET))
+        replies = call(pipe.execute)
+        records = dict(zip(record_ids, replies))
+        blobs = replies[len(record_ids):]
+        return records, {image_id: decode_sightings(blob or b"") for image_id, blob in zip(sighting_ids, blobs)}
 
     def _sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:
         pipe = self.client.pipeline(transaction=False)

@@ -4,14 +4,18 @@ The single-slot RedisRegistry does a registration in one Lua script, which needs
 in one slot, so a registry lives on one node. Here every bucket has a hash tag of its own
 (redis_cluster_layout.py) and a registration is a few small steps, each atomic in ONE slot:
 
-  1. CLAIM, in the image's shard (by SHA-256): get-or-create the image id (per-shard INCR)
-     and append the sighting (dedupe by identity, TTL prune), returning the prior sightings.
-  2. new (or pending) image only: ADD its id to the pixel and unique-id buckets and its record to its 4
-     own band buckets; each ADD returns that bucket's prior content. Wait for every ack.
-  3. read the other 60 probed band buckets (and, for a known image, the exact buckets);
-     confirm the new image (DONE).
-  4. read the sightings of the verified matches.
-A lookup without registration is steps 3 and 4 (every exact bucket and all 64 probes).
+  1. CLAIM, in the image's shard (by SHA-256): get-or-create the image id (per-shard INCR),
+     store its verification record, and append the sighting (dedupe by identity, TTL
+     prune), returning the prior sightings.
+  2. new (or pending) image only: ADD its id to the pixel and unique-id buckets and its
+     record to the band buckets of each of its views (reuse/views.py); each ADD returns that
+     bucket's prior content. Wait for every ack. (A known image whose record CLAIM just
+     stored, i.e. one registered before descriptors, ADDs its views other than the whole frame.)
+  3. read every probed band bucket (and, for a known image, the exact buckets); confirm
+     the new image (DONE).
+  4. read the verification records of the near-duplicate candidates, then the sightings of
+     the matches.
+A lookup without registration is steps 3 and 4.
 
 Why this is enough (each Redis key is linearizable: one primary orders its commands, and
 an acknowledged write is seen by every later read of that key):
@@ -74,6 +78,7 @@ from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_cluster_client import Command, Script, ShardedClient
 from services.metadata.registry.redis_cluster_layout import ADD, CLAIM, DONE, MAX_LOCAL, Layout, image_id, pack_id
 from services.metadata.registry.redis_common import SOCKET_TIMEOUT_S, split_records
+from services.metadata.reuse.descriptor import RECORD_BYTES
 
 log = logging.getLogger("imagetrust.metadata.registry")
 # ms: how late a WAIT that runs out may answer. Redis expires blocked commands from its event
@@ -112,28 +117,34 @@ class RedisClusterRegistry(Registry):
         return self.redis.client
 
     def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
-        probes = [[self.keys.band_key(b, v) for v in bands.probes(value, self.layout)]
-                  for b, value in enumerate(keys.bands)]
+        probes = [self.keys.band_key(b, v) for b, value in keys.probes for v in bands.probes(value, self.layout)]
         if not register:
             return self._read(keys, probes, own_id=0, known=None, confirm=None)
-        value, prior = self._claim(keys, sighting, now)
+        value, prior, upgraded = self._claim(keys, sighting, now)
         own = image_id(self.keys.shard(keys.sha), abs(value))
-        known = self._add_to_indexes(keys, own) if value < 0 else None
+        if value < 0:
+            known = self._add_to_indexes(keys, own)
+        else:
+            known = None
+            if upgraded:  # registered before descriptors: its other views, now (ADD is idempotent)
+                self._add_views(keys, own, keys.first_view_writes)
         raw = self._read(keys, probes, own, known, confirm=value if value < 0 else None)
         raw.snapshot = {own: decode_sightings(prior)}
+        raw.own_id = own
         return raw
 
-    def _claim(self, keys: Keys, sighting: Sighting, now: float) -> tuple[int, bytes]:
-        """Step 1: (signed local id, prior sightings). With wait_replicas, a pending id (new,
+    def _claim(self, keys: Keys, sighting: Sighting, now: float) -> tuple[int, bytes, int]:
+        """Step 1: (signed local id, prior sightings, 1 if it stored the record of an image
+        that had none). With wait_replicas, a pending id (new,
         or left pending by an earlier failure) is only returned once that many replicas hold
         it: else RegistryUnavailable, and the id stays pending for the next registration."""
         shard = self.keys.shard(keys.sha)
         claim = _CLAIM([self.keys.sha_key(keys.sha), self.keys.counter(shard)], [
             keys.sha[2:], encode_sighting(sighting), identity_digest(sighting), self.ttl_s, int(now),
-            self.keys.sightings_head(shard), MAX_LOCAL])
+            self.keys.sightings_head(shard), MAX_LOCAL, keys.descriptor, self.keys.shard_head(shard) + b"d"])
         if not self.wait_replicas:
             (reply,) = self.redis.run([claim])
-            return int(reply[0]), reply[1]
+            return int(reply[0]), reply[1], int(reply[2])
         # WAIT after every CLAIM, in its pipeline: no extra round trip, and CLAIM always writes
         # (at least the sighting), so WAIT covers it. Only a pending id needs the ack: step 2
         # is about to name it in indexes on other nodes. A known id was acknowledged when it
@@ -146,7 +157,7 @@ class RedisClusterRegistry(Registry):
                      f"{self.wait_timeout_ms} ms ({acked} did)")
             log.warning("registry id not replicated: left pending", extra={"error": error})
             raise RegistryUnavailable(error)
-        return value, reply[1]
+        return value, reply[1], int(reply[2])
 
     def _add_to_indexes(self, keys: Keys, own: int) -> dict[str, object]:
         """Step 2: the new image's exact and band entries, each returning what was there."""
@@ -154,17 +165,25 @@ class RedisClusterRegistry(Registry):
         commands = [_ADD([self.keys.pixel_key(keys.pixels)], [packed, self.ttl_s, keys.pixels[2:]])]
         if keys.unique_id:
             commands.append(_ADD([self.keys.unique_id_key(keys.unique_id)], [packed, self.ttl_s, keys.unique_id[2:]]))
-        commands += [_ADD([self.keys.band_key(b, value)], [packed + keys.perceptual, self.ttl_s, b""])
-                     for b, value in enumerate(keys.bands)]
+        commands += self._view_commands(keys, packed, 0)
         replies = self.redis.run(commands)
         uid = replies[1] if keys.unique_id else b""
-        return {"pixels": replies[0], "unique_id": uid, "own_bands": replies[1 + bool(keys.unique_id):]}
+        return {"pixels": replies[0], "unique_id": uid}
 
-    def _read(self, keys: Keys, probes: list[list[bytes]], own_id: int, known: dict | None, confirm: int | None) -> Raw:
-        """Step 3. known: what step 2 returned (it read the exact buckets and the own band
-        buckets); None reads them here too. confirm: the pending value to confirm."""
+    def _view_commands(self, keys: Keys, packed: bytes, first: int) -> list[Command]:
+        return [_ADD([self.keys.band_key(b, value)], [packed + view, self.ttl_s, b""])
+                for b, value, view in keys.writes[first:]]
+
+    def _add_views(self, keys: Keys, own: int, first: int) -> None:
+        self.redis.run(self._view_commands(keys, pack_id(own), first))
+
+    def _read(self, keys: Keys, probes: list[bytes], own_id: int, known: dict | None, confirm: int | None) -> Raw:
+        """Step 3: every probed band bucket (after step 2's writes, so the store-buffer
+        argument above holds; this image's own records are dropped as candidates). known:
+        what step 2 returned (it read the exact buckets); None reads them here too.
+        confirm: the pending value to confirm."""
         exact = known is None
-        wanted = [k for band in probes for k in (band if exact else band[1:])]
+        wanted = probes
         commands: list[Command] = []
         if exact:
             commands += [("HGET", self.keys.sha_key(keys.sha), keys.sha[2:]),
@@ -185,13 +204,12 @@ class RedisClusterRegistry(Registry):
                 own_id = image_id(self.keys.shard(keys.sha), abs(int(replies[0])))
         else:
             pixels, uid = known["pixels"], known["unique_id"]
-            blobs = [*known["own_bands"], *blobs]
         ids, hashes = split_records(b"".join(b for b in blobs if b), len(keys.perceptual))
         return Raw(sha_ids=[own_id] if own_id else [], pixel_ids=unpack_ids(pixels), unique_id_ids=unpack_ids(uid),
                    candidate_ids=ids, candidate_hashes=hashes)
 
     def _refresh(self, keys: Keys) -> list[Command]:
-        buckets = [self.keys.pixel_key(keys.pixels), *(self.keys.band_key(b, v) for b, v in enumerate(keys.bands))]
+        buckets = [self.keys.pixel_key(keys.pixels), *(self.keys.band_key(b, v) for b, v, _h in keys.writes)]
         if keys.unique_id:
             buckets.append(self.keys.unique_id_key(keys.unique_id))
         return [("EXPIRE", key, self.ttl_s) for key in buckets]
@@ -200,6 +218,22 @@ class RedisClusterRegistry(Registry):
         """Step 4."""
         blobs = self.redis.run([("HGET", *self.keys.sightings_slot(i)) for i in ids])
         return {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(ids, blobs)}
+
+    def _descriptors(self, ids: list[int]) -> dict[int, bytes]:
+        return self._details(ids, [])[0]
+
+    def _details(self, record_ids: list[int], sighting_ids: list[int]
+                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+        """Step 4: records and sightings in one pipeline per node."""
+        commands: list[Command] = []
+        for image_id_ in record_ids:
+            key, index = self.keys.descriptor_slot(image_id_)
+            commands.append(("GETRANGE", key, index * RECORD_BYTES, (index + 1) * RECORD_BYTES - 1))
+        commands += [("HGET", *self.keys.sightings_slot(i)) for i in sighting_ids]
+        replies = self.redis.run(commands)
+        blobs = replies[len(record_ids):]
+        return (dict(zip(record_ids, replies)),
+                {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(sighting_ids, blobs)})
 
     def ping(self) -> None:
         self.redis.ping()

@@ -10,9 +10,10 @@ Redis Cluster requires. Tags are ASCII (hex), so no digest byte can end a tag ea
   {P:i:<s>}x<d>           HASH    sha[2:16] -> local id (negative while its index entries are
                                   not confirmed, see below); d = low 4 bits of sha[1]
   {P:i:<s>}s<local//128>  HASH    local % 128 -> packed sightings (base.encode_sighting)
+  {P:i:<s>}d<local//47>   STRING  verification records (reuse/descriptor.py), 684 B at (local % 47) * 684
   {P:p:<pix[0:2] hex>}    HASH    pix[2:16] -> packed ids (4 B each)        (same pixels)
   {P:u:<uid[0:2] hex>}    HASH    uid[2:16] -> packed ids                   (same ImageUniqueID)
-  {P:b:<band><value hex>} STRING  packed records (id 4 B + perceptual hash 8 B)
+  {P:b:<band><value hex>} STRING  packed records (id 4 B + view hash 8 B); band = namespace * 4 + band
 
   s = the top 12 bits of the file's SHA-256 (3 hex digits): 4,096 shards.
   image id = s << 20 | local (4 bytes, as in the single-slot layout)
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import struct
 
-from services.metadata.registry.redis_common import LUA_HELPERS, SIGHTING_BUCKET
+from services.metadata.registry.redis_common import DESCRIPTORS_PER_KEY, LUA_HELPERS, SIGHTING_BUCKET
 
 SHARD_BITS = 12  # bits of the SHA-256 that pick an image's shard: 4,096 shards
 LOCAL_BITS = 20  # bits of the id numbering images inside a shard
@@ -72,6 +73,12 @@ class Layout:
         return (self.sightings_head(image_id >> LOCAL_BITS) + str(local // SIGHTING_BUCKET).encode(),
                 str(local % SIGHTING_BUCKET).encode())
 
+    def descriptor_slot(self, image_id: int) -> tuple[bytes, int]:
+        """(key, record index) of an image id's verification record."""
+        local = image_id & MAX_LOCAL
+        return (self.shard_head(image_id >> LOCAL_BITS) + b"d" + str(local // DESCRIPTORS_PER_KEY).encode(),
+                local % DESCRIPTORS_PER_KEY)
+
     def pixel_key(self, pixels: bytes) -> bytes:
         return b"{%s:p:%s}" % (self.p, pixels[:2].hex().encode())
 
@@ -90,13 +97,17 @@ def pack_id(image_id_: int) -> bytes:
     return struct.pack(">I", image_id_)
 
 
-# get-or-create and the sightings append, in the image's shard (one slot). Returns
-# {signed local id, prior sightings}. A new image's entry is stored negative ("pending")
-# until the client has written its index entries and confirmed them with _DONE; a pending
-# entry seen later (the writer died in between) makes that registration write them again.
+# get-or-create, the verification record and the sightings append, in the image's shard
+# (one slot). Returns {signed local id, prior sightings, 1 when it stored the record of an
+# image that had none (registered before descriptors: the client then adds its other views)}.
+# A new image's entry is stored negative ("pending") until the client has written its index
+# entries and confirmed them with _DONE; a pending entry seen later (the writer died in
+# between) makes that registration write them again. The record is written before the id
+# is published in any index, so whoever finds the id finds its record.
 CLAIM = LUA_HELPERS + r"""
 -- KEYS: 1 sha index hash, 2 shard counter. ARGV: 1 sha field, 2 sighting record,
--- 3 identity digest, 4 ttl s, 5 now s, 6 sightings key head, 7 max local id
+-- 3 identity digest, 4 ttl s, 5 now s, 6 sightings key head, 7 max local id,
+-- 8 verification record ('' none), 9 record key head
 local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then
@@ -109,9 +120,16 @@ else
 end
 touch(KEYS[1], ttl)
 local loc = math.abs(v)
+local upgraded = 0
+if ARGV[8] ~= '' then
+  local wrote = put_record(ARGV[9] .. math.floor(loc / DPK), loc % DPK, ARGV[8], ttl)
+  if wrote == 1 and v > 0 then upgraded = 1 end
+elseif ttl > 0 then
+  touch(ARGV[9] .. math.floor(loc / DPK), ttl)
+end
 local prior = add_sighting(ARGV[6] .. math.floor(loc / 128), tostring(loc % 128), ARGV[2], ARGV[3], ttl, now)
-return {v, prior}
-"""
+return {v, prior, upgraded}
+""".replace("DPK", str(DESCRIPTORS_PER_KEY))
 
 # Adds a fixed-width record (its first 4 bytes are the image id) to a string or a hash field
 # unless that id is there already (so a repeated write after a failure adds nothing), and

@@ -15,6 +15,10 @@ import redis
 from services.metadata.registry.base import ID_BYTES, RegistryUnavailable
 
 SIGHTING_BUCKET = 128  # image ids per sightings hash: the listpack limit of hash-max-listpack-entries
+# Verification records (reuse/descriptor.py, 684 B) per descriptor string, each at offset
+# (id % 47) * 684: 47 records are 32,148 B, just under jemalloc's 32 KiB size class (2 %
+# slack); one key per image would cost a ~60-byte key and an allocation each.
+DESCRIPTORS_PER_KEY = 47
 SOCKET_TIMEOUT_S = 0.5  # seconds; a dead Redis must not stall Analyze past its budget
 
 # Lua shared by every script: `touch` refreshes the retention TTL of a written key, and
@@ -25,6 +29,18 @@ SOCKET_TIMEOUT_S = 0.5  # seconds; a dead Redis must not stall Analyze past its 
 LUA_HELPERS = r"""
 local function touch(key, ttl)
   if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+end
+-- Writes a fixed-size record at slot `index` of a string of such records (zero-padded up to
+-- it), unless a record is there already (first byte non-zero). Returns 1 when it wrote.
+local function put_record(key, index, record, ttl)
+  local old = redis.call('GET', key) or ''
+  local size = #record
+  local at = index * size
+  if #old > at and string.byte(old, at + 1) ~= 0 then return 0 end
+  if #old < at then old = old .. string.rep('\0', at - #old) end
+  redis.call('SET', key, string.sub(old, 1, at) .. record .. string.sub(old, at + size + 1), 'KEEPTTL')
+  touch(key, ttl)
+  return 1
 end
 local function add_sighting(skey, field, record, digest, ttl, now)
   local old = redis.call('HGET', skey, field) or ''

@@ -1,0 +1,1 @@
+"""Near-copy matching for the reuse registry: retrieval views, verification descriptors."""

@@ -1,0 +1,68 @@
+"""Which perceptual hashes of an image go into the band index, and which ones a lookup probes.
+
+A global hash (pHash 64) changes when a thief crops, mirrors, pads or covers the photo, so
+one hash per image finds only scaled/re-encoded copies. Candidate retrieval therefore
+indexes a few *views* of each registered image (the whole frame, a centre crop, the
+middle band) and probes a few *variants* of the upload (as is, mirrored, inside its uniform
+borders, its middle band): a cropped copy's whole frame is close to the registered centre
+crop, a copy with a banner or a corner tag has the same middle band, a mirrored copy's
+mirror is close to the original, a padded copy's content is the original. The index only
+proposes candidates; each is verified (verify.py) before anything is called a copy.
+Chosen by measurement (bench/bench_reuse_accuracy.py, docs/registry.md).
+
+Every function takes an already decoded image (uint8 numpy array, RGB or grey).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.metadata import fingerprints
+
+# Windows as (x0, y0, x1, y1) fractions of the displayed frame.
+WHOLE = (0.0, 0.0, 1.0, 1.0)
+CENTRE = (0.08, 0.08, 0.92, 0.92)  # the middle 84 %: a crop of 3-13 % per side lands near it
+# the middle 60 % of the height: a banner across the top or bottom, or a price tag in a
+# corner (up to 20 % of the height) leaves it
+MIDDLE = (0.0, 0.2, 1.0, 0.8)
+# Index namespaces: each registered view has its own bands, so a variant probes only the
+# views it can be a copy of (fewer candidates than every variant against every view).
+NS_WHOLE, NS_CENTRE, NS_MIDDLE = 0, 1, 2
+NAMESPACES = 3
+REGISTERED_VIEWS = ((NS_WHOLE, WHOLE), (NS_CENTRE, CENTRE), (NS_MIDDLE, MIDDLE))
+
+
+def window(pixels: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    x0, y0, x1, y1 = box
+    top, left = round(y0 * h), round(x0 * w)
+    return pixels[top : max(round(y1 * h), top + 1), left : max(round(x1 * w), left + 1)]
+
+
+def _hash(pixels: np.ndarray) -> bytes:
+    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
+    return fingerprints.phash64(np.ascontiguousarray(rgb))
+
+
+def registered(pixels: np.ndarray) -> tuple[tuple[int, bytes], ...]:
+    """(namespace, hash) of every view a registration indexes, the whole frame first."""
+    return tuple((ns, _hash(window(pixels, box))) for ns, box in REGISTERED_VIEWS)
+
+
+def query(
+    pixels: np.ndarray, content: tuple[float, float, float, float] | None
+) -> tuple[tuple[bytes, tuple[int, ...]], ...]:
+    """(hash, namespaces it probes) of every variant a lookup probes, the upload as is
+    first. content: the box inside uniform borders, as fractions of the frame, when the
+    upload has borders."""
+    mirrored = pixels[:, ::-1]
+    out = [
+        (_hash(pixels), (NS_WHOLE, NS_CENTRE)),  # scaled/re-encoded; cropped (~ the centre view)
+        (_hash(mirrored), (NS_WHOLE, NS_CENTRE)),  # mirrored (and cropped)
+        (_hash(window(pixels, MIDDLE)), (NS_MIDDLE,)),  # a banner or a price tag
+        (_hash(window(mirrored, MIDDLE)), (NS_MIDDLE,)),  # mirrored, with a banner
+    ]
+    if content is not None:
+        inner = window(pixels, content)
+        out += [(_hash(inner), (NS_WHOLE, NS_CENTRE)), (_hash(inner[:, ::-1]), (NS_WHOLE,))]
+    return tuple(out)

@@ -1,0 +1,180 @@
+"""Near-copy matching on real photos, every backend: thieves' edits are verified copies,
+distinct photos and flat images are not, and registrations without descriptors keep working."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from services.metadata import fingerprints
+from services.metadata.fingerprints import Fingerprints
+from services.metadata.registry.model import Sighting
+from services.metadata.registry.sqlite_backend import SqliteRegistry
+from services.metadata.reuse import descriptor, verify
+from tests.helpers.paths import BSDS, require_dataset
+
+MAX_PIXELS = 120_000_000  # pixels
+
+
+def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _photo(name: str) -> Image.Image:
+    return Image.open(require_dataset(BSDS) / "train" / "images" / name).convert("RGB")
+
+
+def _copies(img: Image.Image) -> dict[str, Image.Image]:
+    w, h = img.size
+    bordered = Image.new("RGB", (w + 120, h + 80), (255, 255, 255))
+    bordered.paste(img, (70, 30))
+    banner = img.copy()
+    ImageDraw.Draw(banner).rectangle((0, round(h * 0.85), w, h), fill=(220, 20, 60))
+    return {
+        "scaled": img.resize((w * 2 // 3, h * 2 // 3), Image.Resampling.LANCZOS),
+        "mirrored": img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        "cropped": img.crop((round(w * 0.06), round(h * 0.05), w - round(w * 0.04), h - round(h * 0.07))),
+        "bordered": bordered,
+        "overlaid": banner,
+    }
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, bytes]:
+    """One registered photo, its copies, a distinct photo, two flat images (computed once)."""
+    original = _photo("100075.jpg")
+    out = {"original": _jpeg(original, 92), "distinct": _jpeg(_photo("35008.jpg"))}
+    out.update({name: _jpeg(img, 75) for name, img in _copies(original).items()})
+    rng = np.random.default_rng(1)
+    for name, colour in (("flat", 200), ("flat2", 60)):
+        arr = np.clip(np.full((300, 400, 3), colour, np.float32) + rng.normal(0, 1, (300, 400, 3)), 0, 255)
+        out[name] = _jpeg(Image.fromarray(arr.astype(np.uint8)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fps(photos) -> dict[str, Fingerprints]:
+    return {name: fingerprints.compute(data, MAX_PIXELS) for name, data in photos.items()}
+
+
+def _codes(result) -> dict[str, object]:
+    return {f.code: f for f in result.findings}
+
+
+def test_thieves_edits_are_verified_copies_and_a_distinct_photo_is_not(open_registry, fps):
+    reg = open_registry()
+    assert reg.lookup(fps["original"], Sighting("alice", "a-1"), register=True).findings == ()
+    for name in ("scaled", "mirrored", "cropped", "bordered", "overlaid"):
+        result = reg.lookup(fps[name], Sighting("mallory", f"m-{name}"), register=False)
+        finding = _codes(result).get("REUSED_BY_OTHER_SELLER")
+        assert finding is not None, (name, result.findings)
+        assert int(finding.severity) == 4 and finding.evidence["prior_seller_id"] == "alice"
+        assert finding.evidence["verification"] == "verified"
+        assert int(finding.evidence["verification_inliers"]) >= verify.MIN_INLIERS
+        assert float(finding.evidence["verification_score"]) >= verify.MIN_SCORE
+        if name != "scaled":  # the evidence says what kind of copy it is
+            assert name in finding.evidence["copy_kind"], (name, finding.evidence)
+    kept = _codes(reg.lookup(fps["cropped"], Sighting("mallory", "m-c"), register=False))["REUSED_BY_OTHER_SELLER"]
+    assert 0.75 < float(kept.evidence["kept_fraction"]) < 0.95
+    assert reg.lookup(fps["distinct"], Sighting("bob", "b-1"), register=False).findings == ()
+
+
+def test_flat_images_match_only_exactly_and_say_so(open_registry, fps, photos):
+    reg = open_registry()
+    flat = fps["flat"]
+    assert flat.content is not None and flat.content.exact_only and flat.content.views == ()
+    first = reg.lookup(flat, Sighting("alice", "a-1"), register=True)
+    assert [f.code for f in first.findings] == ["REUSE_EXACT_ONLY"]
+    assert int(first.findings[0].severity) == 1 and "flat" in first.findings[0].evidence["reason"]
+    again = _codes(reg.lookup(flat, Sighting("bob", "b-1"), register=False))
+    assert again["REUSED_BY_OTHER_SELLER"].evidence["copy_kind"] == "exact bytes"
+    assert "REUSE_EXACT_ONLY" not in again  # said when registering, not on every lookup
+    # Another plain image: its whole-frame pHash may well be close, but it never matches.
+    assert reg.lookup(fps["flat2"], Sighting("bob", "b-2"), register=False).findings == ()
+
+
+def test_registrations_without_descriptors_are_unverifiable_until_seen_again(open_registry, fps):
+    """A registration made before descriptors (fingerprints without content keys) yields only
+    the lower-severity SIMILAR_TO_OTHER_SELLER; the next registration of the same file
+    stores its descriptor and views, and copies then verify."""
+    reg = open_registry()
+    full = fps["original"]
+    legacy = Fingerprints(sha256=full.sha256, pixel_sha256=full.pixel_sha256, perceptual=full.perceptual)
+    reg.lookup(legacy, Sighting("alice", "a-1"), register=True)
+    before = _codes(reg.lookup(fps["scaled"], Sighting("mallory", "m-1"), register=False))
+    assert "REUSED_BY_OTHER_SELLER" not in before
+    similar = before["SIMILAR_TO_OTHER_SELLER"]
+    assert int(similar.severity) == 2 and similar.evidence["verification"] == "unverifiable"
+    # A mirrored copy is far from the legacy whole-frame hash: nothing at all, as before.
+    assert reg.lookup(fps["mirrored"], Sighting("mallory", "m-2"), register=False).findings == ()
+    # The same file registered again (a relisting) re-fingerprints it.
+    relisted = _codes(reg.lookup(full, Sighting("alice", "a-2"), register=True))
+    assert set(relisted) == {"REUSED_SAME_SELLER"}
+    for name in ("scaled", "mirrored"):
+        after = _codes(reg.lookup(fps[name], Sighting("mallory", f"m-{name}"), register=False))
+        assert after["REUSED_BY_OTHER_SELLER"].evidence["verification"] == "verified", name
+
+
+def test_part_of_a_photo_is_a_partial_match_never_a_copy(open_registry, photos):
+    """Two views of one photo that overlap by half (another crop of a larger picture, or a
+    moved camera): keypoints agree, the geometry says it is not a copy."""
+    big = _photo("100075.jpg")
+    w, h = big.size
+    left = fingerprints.compute(_jpeg(big.crop((0, 0, w * 2 // 3, h))), MAX_PIXELS)
+    right = fingerprints.compute(_jpeg(big.crop((w // 3, 0, w, h))), MAX_PIXELS)
+    reg = open_registry()
+    reg.lookup(left, Sighting("alice", "a-1"), register=True)
+    codes = _codes(reg.lookup(right, Sighting("bob", "b-1"), register=False))
+    assert "REUSED_BY_OTHER_SELLER" not in codes
+    if "SIMILAR_TO_OTHER_SELLER" in codes:  # found by the index: reported as a shared part
+        finding = codes["SIMILAR_TO_OTHER_SELLER"]
+        assert int(finding.severity) == 3 and finding.evidence["verification"] == "partial"
+
+
+def test_the_record_is_fixed_size_and_round_trips(fps):
+    record = fps["original"].content.record
+    assert len(record) == descriptor.RECORD_BYTES <= 700
+    stored = descriptor.decode(record)
+    assert stored is not None and len(stored.descriptors) == descriptor.STORED_KEYPOINTS
+    assert descriptor.decode(b"") is None and descriptor.decode(bytes(descriptor.RECORD_BYTES)) is None
+    # The original verifies against itself with every stored keypoint.
+    assert verify.verify(stored, fps["original"].content.probe).inliers >= descriptor.STORED_KEYPOINTS - 2
+
+
+def test_an_sqlite_file_from_before_descriptors_is_upgraded_in_place(tmp_path, fps):
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE images (id INTEGER PRIMARY KEY, sha BLOB NOT NULL UNIQUE, pixels BLOB NOT NULL,
+          unique_id BLOB, perceptual BLOB NOT NULL);
+        CREATE TABLE bands (band INTEGER NOT NULL, value INTEGER NOT NULL, image INTEGER NOT NULL,
+          PRIMARY KEY (band, value, image)) WITHOUT ROWID;
+        CREATE TABLE sightings (image INTEGER NOT NULL, seller_id TEXT NOT NULL, listing_id TEXT NOT NULL,
+          conversation_id TEXT NOT NULL, platform TEXT NOT NULL, seen_at REAL NOT NULL,
+          PRIMARY KEY (image, seller_id, listing_id, conversation_id, platform));
+    """)
+    full = fps["original"]
+    db.execute(
+        "INSERT INTO images VALUES (1, ?, ?, NULL, ?)", (full.sha256[:16], full.pixel_sha256[:16], full.perceptual)
+    )
+    from services.metadata.registry import bands
+
+    db.executemany("INSERT INTO bands VALUES (?, ?, 1)", list(enumerate(bands.split(full.perceptual))))
+    db.execute("INSERT INTO sightings VALUES (1, 'alice', 'a-1', '', 'market', 1700000000)")
+    db.commit()
+    db.close()
+    reg = SqliteRegistry(path)
+    try:
+        same = _codes(reg.lookup(full, Sighting("bob", "b-1"), register=False))
+        assert same["REUSED_BY_OTHER_SELLER"].evidence["copy_kind"] == "exact bytes"
+        assert "SIMILAR_TO_OTHER_SELLER" in _codes(reg.lookup(fps["scaled"], Sighting("bob", "b-2"), register=False))
+        reg.lookup(full, Sighting("alice", "a-2"), register=True)
+        assert "REUSED_BY_OTHER_SELLER" in _codes(reg.lookup(fps["scaled"], Sighting("bob", "b-3"), register=False))
+    finally:
+        reg.close()
