@@ -13,19 +13,19 @@ import sys
 import time
 
 BENCHMARKS = (
-    "bench_metadata",               # metadata analysis vs one full decode, header path vs exiftool
-    "bench_registry_robustness",    # perceptual-hash recall vs false matches
-    "bench_registry_scale",         # Redis memory, exact/near-dup latency vs linear scan
-    "bench_registry_cluster",       # sharded registry on a 3-node Redis Cluster vs one slot
-    "bench_reuse_accuracy",         # two-stage near copies vs whole-frame pHash: recall, false accusations
-    "bench_reuse_pdq",              # PDQ vs pHash as the retrieval hash on thieves' edits
-    "bench_forward",                # model forward alone: batch size and precision (what batching can buy)
-    "bench_onnx",                   # ONNX Runtime vs torch eager, same network and inputs
-    "bench_synthesis",              # dynamic batching vs one at a time
-    "bench_gateway",                # gateway vs slowest backend, fan-out vs sequential, kill/restart
-    "bench_tracing",                # OpenTelemetry tracing off vs on through the real services
-    "bench_loadgen",                # ghz-style load through the gateway
-    "bench_replicas",               # throughput vs synthesis replica count
+    "bench_metadata",  # metadata analysis vs one full decode, header path vs exiftool
+    "bench_registry_robustness",  # perceptual-hash recall vs false matches
+    "bench_registry_scale",  # Redis memory, exact/near-dup latency vs linear scan
+    "bench_registry_cluster",  # sharded registry on a 3-node Redis Cluster vs one slot
+    "bench_reuse_accuracy",  # two-stage near copies vs whole-frame pHash: recall, false accusations
+    "bench_reuse_pdq",  # PDQ vs pHash as the retrieval hash on thieves' edits
+    "bench_forward",  # model forward alone: batch size and precision (what batching can buy)
+    "bench_onnx",  # ONNX Runtime vs torch eager, same network and inputs
+    "bench_synthesis",  # dynamic batching vs one at a time
+    "bench_gateway",  # gateway vs slowest backend, fan-out vs sequential, kill/restart
+    "bench_tracing",  # OpenTelemetry tracing off vs on through the real services
+    "bench_loadgen",  # ghz-style load through the gateway
+    "bench_replicas",  # throughput vs synthesis replica count
 )
 
 

@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     precisions = ["fp32"]
     if device.type == "cuda" or cpu_bf16_supported():
         precisions.append("bf16")
-    print(f"device {device}{f', {threads} torch threads' if threads else ''}; "
-          f"CPU bf16 native: {cpu_bf16_supported()}; best of {rounds} x {window:.1f} s per cell")
+    print(
+        f"device {device}{f', {threads} torch threads' if threads else ''}; "
+        f"CPU bf16 native: {cpu_bf16_supported()}; best of {rounds} x {window:.1f} s per cell"
+    )
 
     failed = False
     for name, ckpt, shape in models:

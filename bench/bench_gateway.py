@@ -49,14 +49,31 @@ CALL_TIMEOUT_S = 10.0  # seconds per call in the benchmark
 
 
 def _start(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_serving(port, proc)
     return proc
 
 
 def _service(name: str, port: int, env: dict[str, str], *extra: str) -> subprocess.Popen:
-    return _start(["-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1",
-                   "--log-level", "WARNING", *extra], port, env)
+    return _start(
+        [
+            "-m",
+            f"services.{name}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        port,
+        env,
+    )
 
 
 def _sim_synthesis(port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -65,15 +82,26 @@ def _sim_synthesis(port: int, env: dict[str, str]) -> subprocess.Popen:
 
 @contextlib.contextmanager
 def suite(sim: bool, tmp: str) -> Iterator[dict]:
-    env = {**os.environ, "IMAGETRUST_REGISTRY_PATH": os.path.join(tmp, "registry.sqlite3"), "IMAGETRUST_LOG_FORMAT": "text"}
+    env = {
+        **os.environ,
+        "IMAGETRUST_REGISTRY_PATH": os.path.join(tmp, "registry.sqlite3"),
+        "IMAGETRUST_LOG_FORMAT": "text",
+    }
     ports = {name: free_port() for name in ("metadata", "synthesis", "gateway")}
     procs: dict[str, subprocess.Popen] = {}
     try:
         procs["metadata"] = _service("metadata", ports["metadata"], env)
-        procs["synthesis"] = _sim_synthesis(ports["synthesis"], env) if sim else _service("synthesis", ports["synthesis"], env)
+        procs["synthesis"] = (
+            _sim_synthesis(ports["synthesis"], env) if sim else _service("synthesis", ports["synthesis"], env)
+        )
         procs["gateway"] = _service(
-            "gateway", ports["gateway"], env,
-            "--synthesis-addr", f"127.0.0.1:{ports['synthesis']}", "--metadata-addr", f"127.0.0.1:{ports['metadata']}",
+            "gateway",
+            ports["gateway"],
+            env,
+            "--synthesis-addr",
+            f"127.0.0.1:{ports['synthesis']}",
+            "--metadata-addr",
+            f"127.0.0.1:{ports['metadata']}",
         )
         yield {"ports": ports, "procs": procs, "env": env, "sim": sim}
     finally:
@@ -113,9 +141,13 @@ def latency(s: dict, image: bytes, n: int) -> dict[str, tuple[float, float]]:
 
     warmup = max(10, n // 10)  # calls per variant before timing (connections, caches)
     # Interleaved rounds, so a burst of load from other processes hits every variant alike.
-    variants = {"synthesis alone": lambda: detect(d_req, timeout=CALL_TIMEOUT_S),
-                "metadata alone": lambda: analyze(a_req, timeout=CALL_TIMEOUT_S),
-                "sequential (caller)": sequential, "both at once (caller)": both_at_once, "gateway Check": check}
+    variants = {
+        "synthesis alone": lambda: detect(d_req, timeout=CALL_TIMEOUT_S),
+        "metadata alone": lambda: analyze(a_req, timeout=CALL_TIMEOUT_S),
+        "sequential (caller)": sequential,
+        "both at once (caller)": both_at_once,
+        "gateway Check": check,
+    }
     rounds = 5  # interleaved rounds per variant
     samples: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():
@@ -175,7 +207,8 @@ def kill_restart(s: dict, image: bytes, before_s: float, after_s: float) -> dict
         t.join(30)
     client.close()
     return {
-        **counts, "errors": errors[:5],
+        **counts,
+        "errors": errors[:5],
         "down_s": serving_at - killed_at,
         "recovered_after_serving_s": max(0.0, last_degraded[0] - serving_at),
     }
@@ -192,16 +225,22 @@ def report(name: str, lat: dict[str, tuple[float, float]], avail: dict) -> bool:
     gateway = lat["gateway Check"][0]
     target = TARGET_RATIO * slowest + TARGET_SLACK_MS
     ok_latency = gateway <= target
-    print(f"  gateway p50 / slowest backend p50: {gateway / slowest:.2f}x "
-          f"(gateway {gateway:.2f} ms, target <= {target:.2f} ms = {TARGET_RATIO}x {slowest:.2f} + {TARGET_SLACK_MS:.0f}) "
-          f"{'MET' if ok_latency else 'MISSED'}")
-    print(f"  sequential calls p50 / gateway fan-out p50: {lat['sequential (caller)'][0] / gateway:.2f}x; "
-          f"both-at-once (caller) / gateway: {lat['both at once (caller)'][0] / gateway:.2f}x")
+    print(
+        f"  gateway p50 / slowest backend p50: {gateway / slowest:.2f}x "
+        f"(gateway {gateway:.2f} ms, target <= {target:.2f} ms = {TARGET_RATIO}x {slowest:.2f} + {TARGET_SLACK_MS:.0f}) "
+        f"{'MET' if ok_latency else 'MISSED'}"
+    )
+    print(
+        f"  sequential calls p50 / gateway fan-out p50: {lat['sequential (caller)'][0] / gateway:.2f}x; "
+        f"both-at-once (caller) / gateway: {lat['both at once (caller)'][0] / gateway:.2f}x"
+    )
     total = avail["ok"] + avail["degraded"] + avail["failed"]
-    print(f"  kill -9 synthesis + restart under load ({LOAD_CALLERS} callers): {total} checks, "
-          f"failed {avail['failed']}, degraded {avail['degraded']}, full {avail['ok']}; synthesis down "
-          f"{avail['down_s']:.1f} s, degraded verdicts stopped {avail['recovered_after_serving_s']:.2f} s after it served again "
-          f"{'MET' if avail['failed'] == 0 else 'MISSED'}")
+    print(
+        f"  kill -9 synthesis + restart under load ({LOAD_CALLERS} callers): {total} checks, "
+        f"failed {avail['failed']}, degraded {avail['degraded']}, full {avail['ok']}; synthesis down "
+        f"{avail['down_s']:.1f} s, degraded verdicts stopped {avail['recovered_after_serving_s']:.2f} s after it served again "
+        f"{'MET' if avail['failed'] == 0 else 'MISSED'}"
+    )
     for error in avail["errors"]:
         print(f"    failed call: {error}")
     return avail["failed"] == 0
@@ -243,10 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     before_s, after_s = (1.0, 1.5) if args.quick else (3.0, 4.0)
     with open(SAMPLE, "rb") as f:
         image = f.read()
-    print(f"bench_gateway: {n} sequential calls per variant, image {len(image)} bytes, "
-          f"{os.cpu_count()} CPUs{', quick' if args.quick else ''}")
+    print(
+        f"bench_gateway: {n} sequential calls per variant, image {len(image)} bytes, "
+        f"{os.cpu_count()} CPUs{', quick' if args.quick else ''}"
+    )
     ok = True
-    scenarios = [("real services as they are", False), (f"model-like synthesis (sim {SIM_SYNTHESIS_MS:.0f} ms) + real metadata", True)]
+    scenarios = [
+        ("real services as they are", False),
+        (f"model-like synthesis (sim {SIM_SYNTHESIS_MS:.0f} ms) + real metadata", True),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for name, sim in scenarios:
             with suite(sim, tmp) as s:

@@ -276,11 +276,15 @@ def print_comparison(rows: list[tuple[str, Result]], baseline: Result) -> None:
     for label, r in rows:
         ratio = r.rps / baseline.rps if baseline.rps else float("nan")
         errors = r.count - r.ok
-        print(f"{label:<22}{r.rps:>9.1f}{ratio:>8.2f}{r.percentile_ms(50):>9.1f}"
-              f"{r.percentile_ms(90):>9.1f}{r.percentile_ms(99):>9.1f}{errors:>8}")
+        print(
+            f"{label:<22}{r.rps:>9.1f}{ratio:>8.2f}{r.percentile_ms(50):>9.1f}"
+            f"{r.percentile_ms(90):>9.1f}{r.percentile_ms(99):>9.1f}{errors:>8}"
+        )
 
 
-async def _run_levels(target: str, payloads: list[bytes], levels: list[tuple[str, LoadSpec]]) -> list[tuple[str, Result]]:
+async def _run_levels(
+    target: str, payloads: list[bytes], levels: list[tuple[str, LoadSpec]]
+) -> list[tuple[str, Result]]:
     rows = []
     for label, spec in levels:
         result = await run_load(target, payloads, spec)
@@ -294,13 +298,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", help="gateway host:port (default: start a local suite)")
     parser.add_argument("--ghz-config", type=pathlib.Path, help="run a deploy/loadtest ghz config")
-    parser.add_argument("--data", type=pathlib.Path, nargs="*", help=".bin request files or images (default: imagetrust/samples)")
+    parser.add_argument(
+        "--data", type=pathlib.Path, nargs="*", help=".bin request files or images (default: imagetrust/samples)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="*", help=f"levels to compare (default {DEFAULT_LEVELS})")
     parser.add_argument("--rps", type=float, help="rate limit per level (default 0: none)")
-    parser.add_argument("--duration", type=float,
-                        help=f"seconds per level (default {DEFAULT_DURATION_S}; with --ghz-config, overrides its duration)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help=f"seconds per level (default {DEFAULT_DURATION_S}; with --ghz-config, overrides its duration)",
+    )
     parser.add_argument("--connections", type=int, help="channels to the target (default 1)")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_DURATION_S:.0f} s per level, levels {QUICK_LEVELS}")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_DURATION_S:.0f} s per level, levels {QUICK_LEVELS}"
+    )
     return parser
 
 
@@ -311,8 +322,15 @@ def main(argv: list[str] | None = None) -> int:
         # As with ghz, flags override the config file: --duration and --data. The load shape
         # (concurrency, rate, connections) is what the config is for; taking it from flags
         # too would silently drop one of the two, so that is refused.
-        shape = [flag for flag, value in (("--concurrency", args.concurrency), ("--rps", args.rps),
-                                          ("--connections", args.connections)) if value is not None]
+        shape = [
+            flag
+            for flag, value in (
+                ("--concurrency", args.concurrency),
+                ("--rps", args.rps),
+                ("--connections", args.connections),
+            )
+            if value is not None
+        ]
         if shape:
             parser.error(f"{', '.join(shape)}: the load shape comes from --ghz-config; edit the config instead")
         config = read_ghz_config(args.ghz_config)
@@ -329,19 +347,27 @@ def main(argv: list[str] | None = None) -> int:
         elif data and not data[0].exists():
             # run.sh generates it first; run alone (as docs/sre.md shows), use the requests
             # make_data.py writes by default, the bundled samples, instead of failing.
-            print(f"{config['binary-file']} not generated (deploy/loadtest/make_data.py): using the bundled samples",
-                  flush=True)
+            print(
+                f"{config['binary-file']} not generated (deploy/loadtest/make_data.py): using the bundled samples",
+                flush=True,
+            )
             data = None
-        levels = [(f"{args.ghz_config.stem} rps={s.rps:g}" if s.rps else f"{args.ghz_config.stem} c={s.concurrency}", s) for s in specs]
+        levels = [
+            (f"{args.ghz_config.stem} rps={s.rps:g}" if s.rps else f"{args.ghz_config.stem} c={s.concurrency}", s)
+            for s in specs
+        ]
     else:
         duration = args.duration or (QUICK_DURATION_S if args.quick else DEFAULT_DURATION_S)
         concurrency = args.concurrency or (QUICK_LEVELS if args.quick else DEFAULT_LEVELS)
-        levels = [(f"c={c}", LoadSpec(c, duration, args.rps or 0.0, args.connections or 1, skip_first=c))
-                  for c in concurrency]
+        levels = [
+            (f"c={c}", LoadSpec(c, duration, args.rps or 0.0, args.connections or 1, skip_first=c)) for c in concurrency
+        ]
         data = args.data
     payloads = load_payloads(data) if data else default_payloads()
-    print(f"load generator: {len(payloads)} request(s), {sum(map(len, payloads)) // len(payloads)} bytes on average",
-          flush=True)
+    print(
+        f"load generator: {len(payloads)} request(s), {sum(map(len, payloads)) // len(payloads)} bytes on average",
+        flush=True,
+    )
     with contextlib.ExitStack() as stack:
         target = args.target or stack.enter_context(local_suite())
         print(f"target: {target}\n", flush=True)

@@ -57,8 +57,10 @@ def _throughput(predictor: Predictor | OrtPredictor, shape: tuple[int, ...], bat
 
 def _compare(name: str, ckpt: Checkpoint, threads: int, window_s: float, rounds: int) -> None:
     shape = input_shapes(ckpt)[0]
-    runtimes: dict[str, Predictor | OrtPredictor] = {"torch": Predictor(ckpt, torch.device("cpu"), "fp32"),
-                "onnxruntime": OrtPredictor(ckpt, torch.device("cpu"), "fp32", threads)}
+    runtimes: dict[str, Predictor | OrtPredictor] = {
+        "torch": Predictor(ckpt, torch.device("cpu"), "fp32"),
+        "onnxruntime": OrtPredictor(ckpt, torch.device("cpu"), "fp32", threads),
+    }
     best = {(rt, b): 0.0 for rt in runtimes for b in BATCHES}
     for _ in range(rounds):
         for batch in BATCHES:
@@ -74,10 +76,28 @@ def _compare(name: str, ckpt: Checkpoint, threads: int, window_s: float, rounds:
 def _service_rate(runtime: str, threads: int, window_s: float) -> float:
     """Images/s of one synthesis process with this runtime under CONCURRENCY callers."""
     port = free_port()
-    env = {**os.environ, "IMAGETRUST_RUNTIME": runtime, "IMAGETRUST_TORCH_THREADS": str(threads),
-           "IMAGETRUST_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "services.synthesis", "--host", "127.0.0.1", "--port", str(port),
-                             "--metrics-port", "-1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "IMAGETRUST_RUNTIME": runtime,
+        "IMAGETRUST_TORCH_THREADS": str(threads),
+        "IMAGETRUST_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.synthesis",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_serving(port, proc)
         request = synthesis_pb2.DetectRequest(image=common_pb2.Image(data=SAMPLE.read_bytes()))

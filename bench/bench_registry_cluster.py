@@ -91,8 +91,9 @@ class _Writer:
             self.pipe = self.client.pipeline(transaction=False)
 
 
-def load_sharded(reg: RedisClusterRegistry, hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray,
-                 sightings=bench_sighting) -> None:
+def load_sharded(
+    reg: RedisClusterRegistry, hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray, sightings=bench_sighting
+) -> None:
     """Writes images registered in row order (each distinct, one sighting each: row i has
     bench_sighting(i + 1)) exactly as the sharded scripts would leave them."""
     keys, n = reg.keys, len(hashes)
@@ -105,16 +106,19 @@ def load_sharded(reg: RedisClusterRegistry, hashes: np.ndarray, shas: np.ndarray
     sub = head & ((1 << SUB_BUCKETS_BITS) - 1)
     for _value, rows in _groups(head):  # one sha hash per (shard, sub-bucket) = per 16-bit head
         r0 = int(rows[0])
-        out.hset(keys.shard_head(int(shard[r0])) + b"x%x" % sub[r0],
-                 mapping={shas[r, 2:].tobytes(): str(local[r]) for r in rows.tolist()})
+        out.hset(
+            keys.shard_head(int(shard[r0])) + b"x%x" % sub[r0],
+            mapping={shas[r, 2:].tobytes(): str(local[r]) for r in rows.tolist()},
+        )
         out.flush()
     for value, rows in _groups(shard):
         out.set(keys.counter(int(value)), int(local[rows].max()))
         out.flush()
     for _value, rows in _groups(shard << LOCAL_BITS | local // SIGHTING_BUCKET):
         key, _field = keys.sightings_slot(int(ids[rows[0]]))
-        out.hset(key, mapping={str(local[r] % SIGHTING_BUCKET): encode_sighting(sightings(r + 1))
-                               for r in rows.tolist()})
+        out.hset(
+            key, mapping={str(local[r] % SIGHTING_BUCKET): encode_sighting(sightings(r + 1)) for r in rows.tolist()}
+        )
         out.flush()
     pix_head = (pixels[:, 0].astype(np.int64) << 8) | pixels[:, 1]
     for _value, rows in _groups(pix_head):
@@ -132,8 +136,9 @@ def load_sharded(reg: RedisClusterRegistry, hashes: np.ndarray, shas: np.ndarray
 
 
 def _fp(sha: bytes, pixels: bytes, perceptual: bytes) -> Fingerprints:
-    return Fingerprints(sha256=sha + bytes(32 - len(sha)), pixel_sha256=pixels + bytes(32 - len(pixels)),
-                        perceptual=perceptual)
+    return Fingerprints(
+        sha256=sha + bytes(32 - len(sha)), pixel_sha256=pixels + bytes(32 - len(pixels)), perceptual=perceptual
+    )
 
 
 def measure(reg, hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray, picks: list[int], rng_seed: int) -> dict:
@@ -153,14 +158,20 @@ def measure(reg, hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray, picks
             h ^= 1 << int(bit)
         copies.append(h.to_bytes(8, "big"))
         t = time.perf_counter()
-        result = reg.lookup(_fp(hashlib.sha256(b"q%d" % i).digest(), hashlib.sha256(b"p%d" % i).digest(), copies[-1]),
-                            Sighting("q", "q"), False)
+        result = reg.lookup(
+            _fp(hashlib.sha256(b"q%d" % i).digest(), hashlib.sha256(b"p%d" % i).digest(), copies[-1]),
+            Sighting("q", "q"),
+            False,
+        )
         out["near"].append(time.perf_counter() - t)
         found += any(m.sighting.listing_id == f"l{i + 1}" for m in result.matches)
     for k, copy in enumerate(copies[: len(copies) // 2]):
         t = time.perf_counter()
-        reg.lookup(_fp(hashlib.sha256(b"new%d" % k).digest(), hashlib.sha256(b"newp%d" % k).digest(), copy),
-                   Sighting(f"new-seller-{k}", f"new-{k}", "", "market"), True)
+        reg.lookup(
+            _fp(hashlib.sha256(b"new%d" % k).digest(), hashlib.sha256(b"newp%d" % k).digest(), copy),
+            Sighting(f"new-seller-{k}", f"new-{k}", "", "market"),
+            True,
+        )
         out["register"].append(time.perf_counter() - t)
     return {**out, "found": found}
 
@@ -171,25 +182,35 @@ def bench_wait(workdir: str, n: int = WAIT_REGISTRATIONS) -> int:
     replica, _ = start_replica(port, pathlib.Path(workdir) / "replica")
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        regs = {w: RedisClusterRegistry(url, prefix=f"w{w}", cluster=False, wait_replicas=w,
-                                        wait_timeout_ms=WAIT_TIMEOUT_MS) for w in (0, 1)}
+        regs = {
+            w: RedisClusterRegistry(
+                url, prefix=f"w{w}", cluster=False, wait_replicas=w, wait_timeout_ms=WAIT_TIMEOUT_MS
+            )
+            for w in (0, 1)
+        }
         rng = np.random.default_rng(SEED)
         times: dict[int, list[float]] = {0: [], 1: []}
         refused = {0: 0, 1: 0}
         for i in range(n):
             for w, reg in regs.items():
-                fp = _fp(hashlib.sha256(b"w%d-%d" % (w, i)).digest(), hashlib.sha256(b"wp%d-%d" % (w, i)).digest(),
-                         rng.integers(0, 256, 8, dtype=np.uint8).tobytes())
+                fp = _fp(
+                    hashlib.sha256(b"w%d-%d" % (w, i)).digest(),
+                    hashlib.sha256(b"wp%d-%d" % (w, i)).digest(),
+                    rng.integers(0, 256, 8, dtype=np.uint8).tobytes(),
+                )
                 t = time.perf_counter()
                 result = reg.lookup(fp, Sighting(f"s{i}", f"l{i}"), True)
                 times[w].append(time.perf_counter() - t)
                 refused[w] += not result.available
-        print(f"register a new image, {n} each, primary + 1 replica on this machine "
-              f"(WAIT timeout {WAIT_TIMEOUT_MS} ms):")
+        print(
+            f"register a new image, {n} each, primary + 1 replica on this machine (WAIT timeout {WAIT_TIMEOUT_MS} ms):"
+        )
         for w in (0, 1):
             print(f"  registry_wait_replicas={w}: {timed(times[w])}, unavailable {refused[w]}")
-        print(f"  WAIT 1 - WAIT 0: p50 {pct(times[1], 50) - pct(times[0], 50):+.3f} ms, "
-              f"p99 {pct(times[1], 99) - pct(times[0], 99):+.3f} ms")
+        print(
+            f"  WAIT 1 - WAIT 0: p50 {pct(times[1], 50) - pct(times[0], 50):+.3f} ms, "
+            f"p99 {pct(times[1], 99) - pct(times[0], 99):+.3f} ms"
+        )
         for reg in regs.values():
             reg.close()
     finally:
@@ -215,12 +236,17 @@ def main(argv: list[str] | None = None) -> int:
             return bench_wait(workdir)
     n = QUICK_N if args.quick else args.n
     queries = QUICK_QUERIES if args.quick else QUERIES
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; N = {n:,}; 3-node local "
-          f"cluster (no replicas) vs one redis-server, all on this machine")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; N = {n:,}; 3-node local "
+        f"cluster (no replicas) vs one redis-server, all on this machine"
+    )
     rng = np.random.default_rng(SEED)
     freq, photos = real_bit_frequencies(args.quick)
-    hashes = (np.packbits(rng.random((n, 64)) < freq, axis=1) if freq is not None
-              else rng.integers(0, 256, size=(n, 8), dtype=np.uint8))
+    hashes = (
+        np.packbits(rng.random((n, 64)) < freq, axis=1)
+        if freq is not None
+        else rng.integers(0, 256, size=(n, 8), dtype=np.uint8)
+    )
     shas = rng.integers(0, 256, size=(n, DIGEST_BYTES), dtype=np.uint8)
     pixels = rng.integers(0, 256, size=(n, DIGEST_BYTES), dtype=np.uint8)
     picks = rng.integers(0, n, size=queries).tolist()
@@ -252,19 +278,31 @@ def _run(cluster, port: int, n: int, hashes, shas, pixels, picks: list[int]) -> 
     keys = [c.dbsize() for c in nodes + [single]]
     print(f"loaded {n:,} fingerprints: cluster {t1 - t0:.1f} s, single server {t2 - t1:.1f} s")
     for i, p in enumerate(cluster.ports):
-        print(f"  cluster node {i} (:{p}): {keys[i]:,} keys ({keys[i] / sum(keys[:3]):.1%}), used_memory "
-              f"{used[i] / 2**20:.1f} MiB ({used[i] / sum(used[:3]):.1%})")
-    print(f"memory per fingerprint: cluster {sum(used[:3]) / n:.0f} B ({sum(keys[:3]):,} keys), single-slot "
-          f"{used[3] / n:.0f} B ({keys[3]:,} keys): ratio {sum(used[:3]) / used[3]:.2f}")
-    results = {"sharded cluster": measure(sharded, hashes, shas, pixels, picks, SEED),
-               "single slot": measure(slot, hashes, shas, pixels, picks, SEED)}
+        print(
+            f"  cluster node {i} (:{p}): {keys[i]:,} keys ({keys[i] / sum(keys[:3]):.1%}), used_memory "
+            f"{used[i] / 2**20:.1f} MiB ({used[i] / sum(used[:3]):.1%})"
+        )
+    print(
+        f"memory per fingerprint: cluster {sum(used[:3]) / n:.0f} B ({sum(keys[:3]):,} keys), single-slot "
+        f"{used[3] / n:.0f} B ({keys[3]:,} keys): ratio {sum(used[:3]) / used[3]:.2f}"
+    )
+    results = {
+        "sharded cluster": measure(sharded, hashes, shas, pixels, picks, SEED),
+        "single slot": measure(slot, hashes, shas, pixels, picks, SEED),
+    }
     for name, r in results.items():
-        print(f"{name:16s} exact (same bytes) {timed(r['exact'])} | near-duplicate {timed(r['near'])} (found "
-              f"{r['found']}/{len(picks)}) | register near copy {timed(r['register'])}")
+        print(
+            f"{name:16s} exact (same bytes) {timed(r['exact'])} | near-duplicate {timed(r['near'])} (found "
+            f"{r['found']}/{len(picks)}) | register near copy {timed(r['register'])}"
+        )
     a, b = results["sharded cluster"], results["single slot"]
-    print("ratio cluster / single slot, p50 (p99): " + ", ".join(
-        f"{kind} {pct(a[kind], 50) / pct(b[kind], 50):.2f}x ({pct(a[kind], 99) / pct(b[kind], 99):.2f}x)"
-        for kind in ("exact", "near", "register")))
+    print(
+        "ratio cluster / single slot, p50 (p99): "
+        + ", ".join(
+            f"{kind} {pct(a[kind], 50) / pct(b[kind], 50):.2f}x ({pct(a[kind], 99) / pct(b[kind], 99):.2f}x)"
+            for kind in ("exact", "near", "register")
+        )
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     sharded.close()
     slot.close()

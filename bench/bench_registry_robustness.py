@@ -38,7 +38,8 @@ def source_images(quick: bool) -> list[pathlib.Path]:
     # The orientation/ samples are one photo stored eight ways (same picture once displayed):
     # keep one of each series, or they would count as false matches among "distinct" images.
     exif = sorted(
-        p for p in (DATASETS / "exif-samples" / "jpg").rglob("*.jpg")
+        p
+        for p in (DATASETS / "exif-samples" / "jpg").rglob("*.jpg")
         if "invalid" not in p.parts and not ("orientation" in p.parts and not p.stem.endswith("_1"))
     )
     if quick:
@@ -116,19 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         for name, h in hashes_of(data).items():
             originals[name].append(h)
         for kind, copy in transforms(data, rng).items():
-            copies.append((i, kind.split("_q")[0] if kind.startswith("jpeg_q") and kind != "jpeg_q60" else kind,
-                           hashes_of(copy)))
-    print(f"{len(paths)} originals, {len(copies)} transformed copies, hashed in "
-          f"{time.perf_counter() - started:.1f} s")
+            copies.append(
+                (i, kind.split("_q")[0] if kind.startswith("jpeg_q") and kind != "jpeg_q60" else kind, hashes_of(copy))
+            )
+    print(f"{len(paths)} originals, {len(copies)} transformed copies, hashed in {time.perf_counter() - started:.1f} s")
     kinds = sorted({k for _, k, _ in copies})
     chosen = {}
     for name in fp.PERCEPTUAL_HASHES:
         bits = len(originals[name][0]) * 8
         copy_d = np.array([fp.hamming(h[name], originals[name][i]) for i, _, h in copies])
         pair_d = _distances(originals[name], originals[name])[np.triu_indices(len(paths), 1)]
-        print(f"\n{name}: copy distance median {np.median(copy_d):.0f} p99 {np.percentile(copy_d, 99):.0f} "
-              f"max {copy_d.max()}; distinct-pair distance min {pair_d.min()} p0.1 "
-              f"{np.percentile(pair_d, 0.1):.0f} median {np.median(pair_d):.0f} ({len(pair_d)} pairs)")
+        print(
+            f"\n{name}: copy distance median {np.median(copy_d):.0f} p99 {np.percentile(copy_d, 99):.0f} "
+            f"max {copy_d.max()}; distinct-pair distance min {pair_d.min()} p0.1 "
+            f"{np.percentile(pair_d, 0.1):.0f} median {np.median(pair_d):.0f} ({len(pair_d)} pairs)"
+        )
         print(f"{'threshold':>9} {'recall':>7} {'false':>8}  " + " ".join(f"{k[:10]:>10}" for k in kinds))
         step = max(1, bits // 64)
         for t in range(step, bits // 3, step):
@@ -147,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     algo, t = fp.PERCEPTUAL_ALGORITHM, bands.THRESHOLD
     pair_d = _distances(originals[algo], originals[algo])[np.triu_indices(len(paths), 1)]
     copy_d = np.array([fp.hamming(h[algo], originals[algo][i]) for i, _, h in copies])
-    print(f"\nproduction: {algo} threshold {t}: recall {float((copy_d <= t).mean()):.4f}, "
-          f"false matches {float((pair_d <= t).mean()) * 100:.3f}% of distinct pairs")
+    print(
+        f"\nproduction: {algo} threshold {t}: recall {float((copy_d <= t).mean()):.4f}, "
+        f"false matches {float((pair_d <= t).mean()) * 100:.3f}% of distinct pairs"
+    )
     for layout in (bands.LAYOUT, *bands.ALTERNATIVES):
         found = within = 0
         for i, _, h in copies:
@@ -158,10 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                 o = bands.split(originals[algo][i], layout)
                 found += any((a ^ b).bit_count() <= layout.radius for a, b in zip(q, o))
         mark = "  <- production" if layout == bands.LAYOUT else ""
-        print(f"banded index {layout.count} bands x {layout.width} bits, probe radius {layout.radius} "
-              f"({layout.probes} probes): finds {found}/{within} of the copies within the threshold "
-              f"(index recall {found / max(within, 1):.4f}, end-to-end recall "
-              f"{found / len(copies):.4f}){mark}")
+        print(
+            f"banded index {layout.count} bands x {layout.width} bits, probe radius {layout.radius} "
+            f"({layout.probes} probes): finds {found}/{within} of the copies within the threshold "
+            f"(index recall {found / max(within, 1):.4f}, end-to-end recall "
+            f"{found / len(copies):.4f}){mark}"
+        )
     return 0
 
 

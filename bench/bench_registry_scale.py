@@ -67,8 +67,11 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen, int]:
     if binary is None:
         sys.exit("redis-server is required: apt-get install redis-server")
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     for _ in range(200):
         try:
@@ -89,8 +92,12 @@ def band_columns(hashes: np.ndarray, layout: bands.Layout) -> np.ndarray:
     """bands.split for every row at once: (bands, N) int64."""
     values = np.ascontiguousarray(hashes).view(">u8").ravel().astype(np.uint64)
     mask = np.uint64((1 << layout.width) - 1)
-    return np.array([((values >> np.uint64(64 - layout.skip - (b + 1) * layout.width)) & mask).astype(np.int64)
-                     for b in range(layout.count)])
+    return np.array(
+        [
+            ((values >> np.uint64(64 - layout.skip - (b + 1) * layout.width)) & mask).astype(np.int64)
+            for b in range(layout.count)
+        ]
+    )
 
 
 def _groups(bucket: np.ndarray):
@@ -102,8 +109,16 @@ def _groups(bucket: np.ndarray):
         yield sorted_[a], order[a:b]
 
 
-def load(reg: RedisRegistry, client: redis.Redis, hashes: np.ndarray, shas: np.ndarray, pixels: np.ndarray,
-         sightings=bench_sighting, views: np.ndarray | None = None, records: np.ndarray | None = None) -> None:
+def load(
+    reg: RedisRegistry,
+    client: redis.Redis,
+    hashes: np.ndarray,
+    shas: np.ndarray,
+    pixels: np.ndarray,
+    sightings=bench_sighting,
+    views: np.ndarray | None = None,
+    records: np.ndarray | None = None,
+) -> None:
     """Writes images 1..N (rows of hashes/shas/pixels, each distinct, one sighting each)
     exactly as N registrations through the Lua script would leave them, bucket by bucket.
     views: (N, V, 8) view hashes, namespace v = views[:, v] (views[:, 0] is the whole frame,
@@ -120,12 +135,16 @@ def load(reg: RedisRegistry, client: redis.Redis, hashes: np.ndarray, shas: np.n
 
     ids = np.arange(1, n + 1, dtype=np.uint32)
     packed_ids = ids.astype(">u4").view(np.uint8).reshape(n, 4)
-    for family, digests, values in ((b"xs", shas, [str(i).encode() for i in ids.tolist()]),
-                                    (b"xp", pixels, [r.tobytes() for r in packed_ids])):
+    for family, digests, values in (
+        (b"xs", shas, [str(i).encode() for i in ids.tolist()]),
+        (b"xp", pixels, [r.tobytes() for r in packed_ids]),
+    ):
         head = (digests[:, 0].astype(np.int64) << 8) | digests[:, 1]
         for value, rows in _groups(head):
-            pipe.hset(p + family + struct.pack(">H", value),
-                      mapping={digests[r, 2:].tobytes(): values[r] for r in rows.tolist()})
+            pipe.hset(
+                p + family + struct.pack(">H", value),
+                mapping={digests[r, 2:].tobytes(): values[r] for r in rows.tolist()},
+            )
             flush()
     buckets = {}  # MSET in chunks: one reply per chunk instead of per bucket
     every_view = views if views is not None else hashes[:, None, :]
@@ -142,7 +161,7 @@ def load(reg: RedisRegistry, client: redis.Redis, hashes: np.ndarray, shas: np.n
     if records is not None:  # strings of DESCRIPTORS_PER_KEY records, id 0's slot zero-filled
         padded = np.concatenate([np.zeros((1, records.shape[1]), np.uint8), records])
         for start in range(0, len(padded), DESCRIPTORS_PER_KEY):
-            buckets[reg._descriptor_key(start)] = padded[start:start + DESCRIPTORS_PER_KEY].tobytes()
+            buckets[reg._descriptor_key(start)] = padded[start : start + DESCRIPTORS_PER_KEY].tobytes()
             if len(buckets) >= BATCH // 8:
                 pipe.mset(buckets)
                 buckets = {}
@@ -151,8 +170,10 @@ def load(reg: RedisRegistry, client: redis.Redis, hashes: np.ndarray, shas: np.n
         pipe.mset(buckets)
     for bucket in range(int(ids[-1]) // SIGHTING_BUCKET + 1):
         first, last = max(1, bucket * SIGHTING_BUCKET), min(n, (bucket + 1) * SIGHTING_BUCKET - 1)
-        pipe.hset(p + b"s" + struct.pack(">I", bucket),
-                  mapping={str(i % SIGHTING_BUCKET): encode_sighting(sightings(i)) for i in range(first, last + 1)})
+        pipe.hset(
+            p + b"s" + struct.pack(">I", bucket),
+            mapping={str(i % SIGHTING_BUCKET): encode_sighting(sightings(i)) for i in range(first, last + 1)},
+        )
         flush()
     pipe.set(p + b"n", n)
     flush(force=True)
@@ -181,8 +202,10 @@ def occupancy(hashes: np.ndarray, layout: bands.Layout, queries: np.ndarray) -> 
     masks = np.array(bands._flip_masks(layout.width, layout.radius))
     per_query = [sum(int(counts[b][(columns[b][q] ^ masks)].sum()) for b in range(layout.count)) for q in queries]
     fill = np.concatenate(counts)
-    return (f"bucket entries mean {fill.mean():.1f} max {fill.max()}; candidates per search "
-            f"p50 {np.percentile(per_query, 50):.0f} p99 {np.percentile(per_query, 99):.0f}")
+    return (
+        f"bucket entries mean {fill.mean():.1f} max {fill.max()}; candidates per search "
+        f"p50 {np.percentile(per_query, 50):.0f} p99 {np.percentile(per_query, 99):.0f}"
+    )
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -193,8 +216,14 @@ def timed(samples: list[float]) -> str:
     return f"p50 {pct(samples, 50):.3f} ms  p99 {pct(samples, 99):.3f} ms"
 
 
-def memory_by_structure(client: redis.Redis, reg: RedisRegistry, rng: np.random.Generator,
-                        views: np.ndarray, shas: np.ndarray, pixels: np.ndarray) -> str:
+def memory_by_structure(
+    client: redis.Redis,
+    reg: RedisRegistry,
+    rng: np.random.Generator,
+    views: np.ndarray,
+    shas: np.ndarray,
+    pixels: np.ndarray,
+) -> str:
     """Mean MEMORY USAGE of sampled keys of each structure x its key count / N."""
     p, n = reg.prefix, len(views)
     picks = rng.integers(0, n, size=MEMORY_SAMPLES).tolist()
@@ -204,12 +233,16 @@ def memory_by_structure(client: redis.Redis, reg: RedisRegistry, rng: np.random.
         "pixel index": (len(np.unique(pixels[:, :2], axis=0)), [p + b"xp" + pixels[i, :2].tobytes() for i in picks]),
         f"band buckets ({views.shape[1]} views)": (
             sum(len(np.unique(c)) for c in columns),
-            [reg._band_key(k % len(columns), int(columns[k % len(columns)][i])) for k, i in enumerate(picks)]),
-        "sightings": (n // SIGHTING_BUCKET + 1,
-                      [p + b"s" + struct.pack(">I", (i + 1) // SIGHTING_BUCKET) for i in picks]),
-        "verification records": (n // DESCRIPTORS_PER_KEY + 1,
-                                 [reg._descriptor_key(i + 1) for i in picks if (i + 1) // DESCRIPTORS_PER_KEY
-                                  < n // DESCRIPTORS_PER_KEY]),  # full strings only
+            [reg._band_key(k % len(columns), int(columns[k % len(columns)][i])) for k, i in enumerate(picks)],
+        ),
+        "sightings": (
+            n // SIGHTING_BUCKET + 1,
+            [p + b"s" + struct.pack(">I", (i + 1) // SIGHTING_BUCKET) for i in picks],
+        ),
+        "verification records": (
+            n // DESCRIPTORS_PER_KEY + 1,
+            [reg._descriptor_key(i + 1) for i in picks if (i + 1) // DESCRIPTORS_PER_KEY < n // DESCRIPTORS_PER_KEY],
+        ),  # full strings only
     }
     parts = []
     for name, (keys, sample) in families.items():
@@ -221,7 +254,7 @@ def memory_by_structure(client: redis.Redis, reg: RedisRegistry, rng: np.random.
 def synthetic_records(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, RECORD_BYTES) records of STORED_KEYPOINTS random keypoints (version, count, a 4:3 frame)."""
     out = rng.integers(0, 256, size=(n, descriptor.RECORD_BYTES), dtype=np.uint8)
-    out[:, :descriptor.HEADER_BYTES] = (descriptor.RECORD_VERSION, descriptor.STORED_KEYPOINTS, 255, 191)
+    out[:, : descriptor.HEADER_BYTES] = (descriptor.RECORD_VERSION, descriptor.STORED_KEYPOINTS, 255, 191)
     return out
 
 
@@ -233,12 +266,15 @@ def real_photo_lookups(reg: RedisRegistry, quick: bool) -> None:
     from bench.bench_reuse_accuracy import jpeg
     from bench.bench_reuse_accuracy import load as load_image
 
-    photos = sorted((DATASETS / "bsds500").glob("*/images/*.jpg"))[::3 if quick else 1]
+    photos = sorted((DATASETS / "bsds500").glob("*/images/*.jpg"))[:: 3 if quick else 1]
     registered, others = photos[0::2], photos[1::2]
     rnd = random.Random(SEED)
     for k, path in enumerate(registered):
-        reg.lookup(fp.compute(jpeg(load_image(path)), 120_000_000), Sighting(f"owner-{k}", f"o{k}", "", "market"),
-                   register=True)
+        reg.lookup(
+            fp.compute(jpeg(load_image(path)), 120_000_000),
+            Sighting(f"owner-{k}", f"o{k}", "", "market"),
+            register=True,
+        )
     times, found, candidates = defaultdict(list), Counter(), []
     for k, path in enumerate(registered):
         original = load_image(path)
@@ -247,8 +283,10 @@ def real_photo_lookups(reg: RedisRegistry, quick: bool) -> None:
             t = time.perf_counter()
             result = reg.lookup(query, Sighting("thief", f"t{k}", "", "market"), register=False)
             times[name].append(time.perf_counter() - t)
-            found[name] += any(f.code == "REUSED_BY_OTHER_SELLER" and f.evidence["prior_seller_id"] == f"owner-{k}"
-                               for f in result.findings)
+            found[name] += any(
+                f.code == "REUSED_BY_OTHER_SELLER" and f.evidence["prior_seller_id"] == f"owner-{k}"
+                for f in result.findings
+            )
     false = 0
     for path in others:
         query = fp.compute(jpeg(load_image(path)), 120_000_000)
@@ -260,11 +298,16 @@ def real_photo_lookups(reg: RedisRegistry, quick: bool) -> None:
         candidates.append(len(raw.candidate_ids))
         false += any(f.code == "REUSED_BY_OTHER_SELLER" for f in result.findings)
     every = [x for v in times.values() for x in v]
-    print(f"real photos: {len(registered)} registered on top; lookups with verification (index rows read per "
-          f"lookup p50 {np.percentile(candidates, 50):.0f} p99 {np.percentile(candidates, 99):.0f}):")
+    print(
+        f"real photos: {len(registered)} registered on top; lookups with verification (index rows read per "
+        f"lookup p50 {np.percentile(candidates, 50):.0f} p99 {np.percentile(candidates, 99):.0f}):"
+    )
     for name, samples in times.items():
-        extra = (f"found {found[name]}/{len(samples)}" if name in found
-                 else f"false REUSED_BY_OTHER_SELLER {false}/{len(samples)}")
+        extra = (
+            f"found {found[name]}/{len(samples)}"
+            if name in found
+            else f"false REUSED_BY_OTHER_SELLER {false}/{len(samples)}"
+        )
         print(f"  {name:16s} {timed(samples)}  {extra}")
     print(f"  all real lookups {timed(every)}  (target p99 <= 10 ms)")
 
@@ -273,8 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="fingerprints to load")
     parser.add_argument("--quick", action="store_true", help="50,000 fingerprints, 300 queries (well under a minute)")
-    parser.add_argument("--layout", default="", help="another band layout to measure, COUNTxWIDTHrRADIUSsSKIP "
-                        "(e.g. 4x15r1s1); default bands.LAYOUT")
+    parser.add_argument(
+        "--layout",
+        default="",
+        help="another band layout to measure, COUNTxWIDTHrRADIUSsSKIP (e.g. 4x15r1s1); default bands.LAYOUT",
+    )
     args = parser.parse_args(argv)
     n = 50_000 if args.quick else args.n
     queries = QUICK_QUERIES if args.quick else QUERIES
@@ -284,9 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         width, rest = rest.split("r")
         radius, skip = rest.split("s")
         layout = bands.Layout(int(count), int(width), int(radius), int(skip))
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; layout {layout.count} bands x "
-          f"{layout.width} bits, probe radius {layout.radius} ({layout.probes} probed buckets), threshold "
-          f"{bands.THRESHOLD}; N = {n:,}")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; layout {layout.count} bands x "
+        f"{layout.width} bits, probe radius {layout.radius} ({layout.probes} probed buckets), threshold "
+        f"{bands.THRESHOLD}; N = {n:,}"
+    )
     rng = np.random.default_rng(SEED)
     freq, photos = real_bit_frequencies(args.quick)
     uniform = rng.integers(0, 256, size=(n, 8), dtype=np.uint8)
@@ -301,8 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     # The other views (centre, middle band) and the verification records of every image:
     # view hashes with the same bit frequencies, records of random keypoints (what matters
     # here is their size and that a lookup fetches and checks them).
-    others = [np.packbits(rng.random((n, 64)) < freq, axis=1) if freq is not None else
-              rng.integers(0, 256, size=(n, 8), dtype=np.uint8) for _ in range(len(views_mod.REGISTERED_VIEWS) - 1)]
+    others = [
+        np.packbits(rng.random((n, 64)) < freq, axis=1)
+        if freq is not None
+        else rng.integers(0, 256, size=(n, 8), dtype=np.uint8)
+        for _ in range(len(views_mod.REGISTERED_VIEWS) - 1)
+    ]
     views = np.stack([hashes, *others], axis=1)
     records = synthetic_records(rng, n)
     picks = rng.integers(0, n, size=queries)
@@ -319,9 +371,11 @@ def main(argv: list[str] | None = None) -> int:
             load(reg, client, hashes, shas, pixels, views=views, records=records)
             load_s = time.perf_counter() - t0
             used = client.info("memory")["used_memory"] - before
-            print(f"loaded {n:,} fingerprints ({views.shape[1]} views, {records.shape[1]} B record each) in "
-                  f"{load_s:.1f} s, {client.dbsize():,} keys; Redis used_memory "
-                  f"{used / 2**20:.1f} MiB = {used / n:.0f} bytes per image")
+            print(
+                f"loaded {n:,} fingerprints ({views.shape[1]} views, {records.shape[1]} B record each) in "
+                f"{load_s:.1f} s, {client.dbsize():,} keys; Redis used_memory "
+                f"{used / 2**20:.1f} MiB = {used / n:.0f} bytes per image"
+            )
             print(memory_by_structure(client, reg, rng, views, shas, pixels))
             real_photo_lookups(reg, args.quick)
 
@@ -333,8 +387,11 @@ def main(argv: list[str] | None = None) -> int:
                 exact_hget.append(time.perf_counter() - t)
                 assert int(got) == i + 1
             for i in picks.tolist():
-                stored = Fingerprints(sha256=shas[i].tobytes() + bytes(16), pixel_sha256=pixels[i].tobytes() + bytes(16),
-                                      perceptual=hashes[i].tobytes())
+                stored = Fingerprints(
+                    sha256=shas[i].tobytes() + bytes(16),
+                    pixel_sha256=pixels[i].tobytes() + bytes(16),
+                    perceptual=hashes[i].tobytes(),
+                )
                 t = time.perf_counter()
                 result = reg.lookup(stored, Sighting("query", "q"), register=False)
                 exact_full.append(time.perf_counter() - t)
@@ -345,16 +402,22 @@ def main(argv: list[str] | None = None) -> int:
                 for bit in rng.choice(64, FLIPS, replace=False):
                     h ^= 1 << int(bit)
                 copies.append(h)
-                query = Fingerprints(sha256=hashlib.sha256(b"q%d" % i).digest(),
-                                     pixel_sha256=hashlib.sha256(b"p%d" % i).digest(), perceptual=h.to_bytes(8, "big"))
+                query = Fingerprints(
+                    sha256=hashlib.sha256(b"q%d" % i).digest(),
+                    pixel_sha256=hashlib.sha256(b"p%d" % i).digest(),
+                    perceptual=h.to_bytes(8, "big"),
+                )
                 t = time.perf_counter()
                 result = reg.lookup(query, Sighting("query", "q"), register=False)
                 near.append(time.perf_counter() - t)
                 found += any(m.sighting.listing_id == f"l{i + 1}" for m in result.matches)
             register = []
             for k, h in enumerate(copies[: queries // 2]):
-                new = Fingerprints(sha256=hashlib.sha256(b"new%d" % k).digest(),
-                                   pixel_sha256=hashlib.sha256(b"newp%d" % k).digest(), perceptual=h.to_bytes(8, "big"))
+                new = Fingerprints(
+                    sha256=hashlib.sha256(b"new%d" % k).digest(),
+                    pixel_sha256=hashlib.sha256(b"newp%d" % k).digest(),
+                    perceptual=h.to_bytes(8, "big"),
+                )
                 t = time.perf_counter()
                 reg.lookup(new, Sighting(f"new-seller-{k}", f"new-{k}", "", "market"), register=True)
                 register.append(time.perf_counter() - t)
@@ -371,8 +434,9 @@ def main(argv: list[str] | None = None) -> int:
             band0 = [reg._band_key(0, v) for v in range(1 << layout.width)]
             for k in range(SCAN_REPEATS):
                 t = time.perf_counter()
-                blob = b"".join(v for start in range(0, len(band0), 4096)
-                                for v in client.mget(band0[start:start + 4096]) if v)
+                blob = b"".join(
+                    v for start in range(0, len(band0), 4096) for v in client.mget(band0[start : start + 4096]) if v
+                )
                 stored = np.frombuffer(blob, np.uint8).reshape(-1, 12)[:, 4:].copy().view(">u8").ravel()
                 hits = np.flatnonzero(np.bitwise_count(stored ^ np.uint64(copies[k])) <= bands.THRESHOLD)
                 store_scan.append(time.perf_counter() - t)
@@ -380,14 +444,19 @@ def main(argv: list[str] | None = None) -> int:
             scan_ms = float(np.median(store_scan)) * 1000
             print(f"exact lookup, sha index HGET:         {timed(exact_hget)}")
             print(f"exact lookup, full path (same bytes): {timed(exact_full)}")
-            print(f"near-duplicate search, full path:     {timed(near)}  (found {found}/{queries} copies at "
-                  f"{FLIPS} flipped bits)")
+            print(
+                f"near-duplicate search, full path:     {timed(near)}  (found {found}/{queries} copies at "
+                f"{FLIPS} flipped bits)"
+            )
             print(f"register a new near copy, full path:  {timed(register)}")
-            print(f"linear scan (a) read all {n:,} hashes from Redis + numpy: median {scan_ms:.1f} ms "
-                  f"(of {SCAN_REPEATS})")
+            print(
+                f"linear scan (a) read all {n:,} hashes from Redis + numpy: median {scan_ms:.1f} ms (of {SCAN_REPEATS})"
+            )
             print(f"linear scan (b) numpy popcount over {n:,} hashes in RAM: {timed(ram_scan)}")
-            print(f"index speed-up over (a): {scan_ms / pct(near, 50):.0f}x at p50, {scan_ms / pct(near, 99):.0f}x "
-                  f"at p99; over (b): {pct(ram_scan, 50) / pct(near, 50):.2f}x at p50")
+            print(
+                f"index speed-up over (a): {scan_ms / pct(near, 50):.0f}x at p50, {scan_ms / pct(near, 99):.0f}x "
+                f"at p99; over (b): {pct(ram_scan, 50) / pct(near, 50):.2f}x at p50"
+            )
             print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         finally:
             proc.terminate()

@@ -45,10 +45,21 @@ class Service:
         self.port, self.metrics_port = free_port(), free_port()
         self._log = open(os.path.join(log_dir, f"{name}-{self.port}.log"), "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(self.port),
-             "--metrics-port", str(self.metrics_port), *args],
+            [
+                sys.executable,
+                "-m",
+                f"services.{name}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--metrics-port",
+                str(self.metrics_port),
+                *args,
+            ],
             env={**os.environ, "IMAGETRUST_LOG_LEVEL": "WARNING", **(env or {})},
-            stdout=self._log, stderr=subprocess.STDOUT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait(self) -> Service:
@@ -60,9 +71,11 @@ class Service:
             text = r.read().decode()
         return sum(
             sample.value
-            for family in text_string_to_metric_families(text) if family.name == "grpc_server_handled"
+            for family in text_string_to_metric_families(text)
+            if family.name == "grpc_server_handled"
             for sample in family.samples
-            if sample.name.endswith("_total") and sample.labels.get("grpc_method") == "Detect"
+            if sample.name.endswith("_total")
+            and sample.labels.get("grpc_method") == "Detect"
             and sample.labels.get("grpc_code") == "OK"
         )
 
@@ -91,10 +104,13 @@ def round_robin_target(replicas: tuple[Service, ...]) -> str:
     return "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in replicas)
 
 
-async def measure(replicas: tuple[Service, ...], log_dir: str, payloads: list[bytes], duration_s: float) -> tuple[Result, list[float]]:
+async def measure(
+    replicas: tuple[Service, ...], log_dir: str, payloads: list[bytes], duration_s: float
+) -> tuple[Result, list[float]]:
     # No metadata backend: requests skip it, and the gateway never calls it.
-    gateway = Service("gateway", log_dir, "--synthesis-addr", round_robin_target(replicas),
-                      "--metadata-addr", "127.0.0.1:1")
+    gateway = Service(
+        "gateway", log_dir, "--synthesis-addr", round_robin_target(replicas), "--metadata-addr", "127.0.0.1:1"
+    )
     with started(gateway):
         before = [r.detect_ok() for r in replicas]
         spec = LoadSpec(concurrency=CONCURRENCY, duration_s=duration_s, skip_first=CONCURRENCY)
@@ -110,18 +126,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     duration = args.duration or (QUICK_DURATION_S if args.quick else DEFAULT_DURATION_S)
     payloads = default_payloads(skip_metadata=True)
-    print(f"machine: {os.cpu_count()} CPU(s) visible; concurrency {CONCURRENCY}, {duration:.0f} s per replica count",
-          flush=True)
+    print(
+        f"machine: {os.cpu_count()} CPU(s) visible; concurrency {CONCURRENCY}, {duration:.0f} s per replica count",
+        flush=True,
+    )
     rows: list[tuple[str, Result]] = []
     with tempfile.TemporaryDirectory(prefix="imagetrust-replicas-") as log_dir:
-        replicas = tuple(Service("synthesis", log_dir, env={"IMAGETRUST_DEVICE": "cpu"}) for _ in range(max(REPLICA_COUNTS)))
+        replicas = tuple(
+            Service("synthesis", log_dir, env={"IMAGETRUST_DEVICE": "cpu"}) for _ in range(max(REPLICA_COUNTS))
+        )
         with started(*replicas):
             for n in REPLICA_COUNTS:
                 result, served = asyncio.run(measure(replicas[:n], log_dir, payloads, duration))
                 share = " ".join(f"{s:.0f}" for s in served)
-                print(f"{n} replica(s): {result.rps:.1f} RPS, p50 {result.percentile_ms(50):.1f} ms, "
-                      f"p99 {result.percentile_ms(99):.1f} ms, Detect calls per replica: {share}, "
-                      f"status {dict(result.codes)}", flush=True)
+                print(
+                    f"{n} replica(s): {result.rps:.1f} RPS, p50 {result.percentile_ms(50):.1f} ms, "
+                    f"p99 {result.percentile_ms(99):.1f} ms, Detect calls per replica: {share}, "
+                    f"status {dict(result.codes)}",
+                    flush=True,
+                )
                 rows.append((f"{n} synthesis replica(s)", result))
     print_comparison(rows, rows[0][1])
     return 0 if all(r.ok for _, r in rows) else 1

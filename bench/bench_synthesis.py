@@ -25,7 +25,6 @@ per-request and dynamic / per-input throughput ratios and the latency target
 p99 <= max_queue_delay + 2 x one batch's compute, both sides printed.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -56,9 +55,11 @@ TARGET_RATIO = 1.5  # dynamic / per-request throughput at concurrency 16 (the pr
 DEFAULT_BATCH = 64  # model inputs, the service's default max_batch_size
 # Server-side histograms that split a Detect's latency: decode + preprocess, and the batcher
 # (queue wait + passes), which is what the max_queue_delay + 2 x pass bound is about.
-SPLIT_HISTOGRAMS = {"prepare": "imagetrust_synthesis_prepare_seconds",
-                    "batcher": "imagetrust_synthesis_batcher_request_seconds",
-                    "pass": "imagetrust_synthesis_compute_seconds"}
+SPLIT_HISTOGRAMS = {
+    "prepare": "imagetrust_synthesis_prepare_seconds",
+    "batcher": "imagetrust_synthesis_batcher_request_seconds",
+    "pass": "imagetrust_synthesis_compute_seconds",
+}
 
 
 def _image(size: int) -> bytes:
@@ -80,22 +81,56 @@ def make_checkpoint(arch: str, directory: pathlib.Path, paper: bool = False) -> 
     torch.manual_seed(0)
     path = directory / f"{arch}.pt"
     pre, tiling = paper_specs() if paper else (None, None)
-    save_checkpoint(path, build_model(arch), arch=arch, model_version=f"{arch}-bench-random", placeholder=True,
-                    preprocessing=pre, tiling=tiling)
+    save_checkpoint(
+        path,
+        build_model(arch),
+        arch=arch,
+        model_version=f"{arch}-bench-random",
+        placeholder=True,
+        preprocessing=pre,
+        tiling=tiling,
+    )
     return path
 
 
 class Server:
-    def __init__(self, model_path: pathlib.Path, max_batch_size: int, delay_ms: float, threads: int,
-                 dynamic: bool = True, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model_path: pathlib.Path,
+        max_batch_size: int,
+        delay_ms: float,
+        threads: int,
+        dynamic: bool = True,
+        precision: str = "auto",
+    ) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         cmd = [
-            sys.executable, "-m", "services.synthesis", "--host", "127.0.0.1", "--port", str(self.port),
-            "--metrics-port", str(self.metrics_port), "--model-path", str(model_path),
-            "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", str(delay_ms),
-            "--max-queue-size", "1024", "--torch-threads", str(threads), "--log-level", "WARNING",
-            "--warmup-iterations", "1", "--dynamic-batching" if dynamic else "--no-dynamic-batching",
-            "--precision", precision,
+            sys.executable,
+            "-m",
+            "services.synthesis",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--model-path",
+            str(model_path),
+            "--max-batch-size",
+            str(max_batch_size),
+            "--max-queue-delay-ms",
+            str(delay_ms),
+            "--max-queue-size",
+            "1024",
+            "--torch-threads",
+            str(threads),
+            "--log-level",
+            "WARNING",
+            "--warmup-iterations",
+            "1",
+            "--dynamic-batching" if dynamic else "--no-dynamic-batching",
+            "--precision",
+            precision,
         ]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -116,9 +151,11 @@ class Server:
                     buckets[family.name].append((float(s.labels["le"]), s.value))
                 elif not s.labels:
                     samples[s.name] = s.value
-        stats = (samples.get("imagetrust_synthesis_batch_size_count", 0.0),
-                 samples.get("imagetrust_synthesis_batch_size_sum", 0.0),
-                 samples.get("imagetrust_synthesis_compute_seconds_sum", 0.0))
+        stats = (
+            samples.get("imagetrust_synthesis_batch_size_count", 0.0),
+            samples.get("imagetrust_synthesis_batch_size_sum", 0.0),
+            samples.get("imagetrust_synthesis_compute_seconds_sum", 0.0),
+        )
         return stats, buckets
 
     def stop(self) -> None:
@@ -177,8 +214,9 @@ def _level(server: Server, data: bytes, concurrency: int, seconds: float) -> dic
     lat, elapsed, errors = asyncio.run(_drive(server.port, data, concurrency, seconds))
     (b1, i1, c1), h1 = server.scrape()
     batches = max(1.0, b1 - b0)
-    split = {f"{key}_p99_ms": histogram_quantile(0.99, h0[name], h1[name]) * 1000
-             for key, name in SPLIT_HISTOGRAMS.items()}
+    split = {
+        f"{key}_p99_ms": histogram_quantile(0.99, h0[name], h1[name]) * 1000 for key, name in SPLIT_HISTOGRAMS.items()
+    }
     return {
         **split,
         "rps": len(lat) / elapsed,
@@ -212,12 +250,20 @@ def main(argv: list[str] | None = None) -> int:
     # The model users get: batching pays off differently per architecture and tiling, so the
     # headline figure is measured on what the service serves by default.
     default_model = str(DEFAULT_MODEL_PATH) if DEFAULT_MODEL_PATH.is_file() else ""
-    p.add_argument("--model-path", default=default_model,
-                   help="checkpoint to serve (default: the shipped default model; '' for a random --arch one)")
-    p.add_argument("--paper", action="store_true",
-                   help="random --arch checkpoint with the paper's preprocessing: the global view only (1 input per image)")
+    p.add_argument(
+        "--model-path",
+        default=default_model,
+        help="checkpoint to serve (default: the shipped default model; '' for a random --arch one)",
+    )
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="random --arch checkpoint with the paper's preprocessing: the global view only (1 input per image)",
+    )
     p.add_argument("--size", type=int, default=512, help="edge of the square JPEG sent, px")
-    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="max_batch_size of both batching modes (model inputs)")
+    p.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help="max_batch_size of both batching modes (model inputs)"
+    )
     p.add_argument("--seconds", type=float, default=0, help="seconds per level (default 8, quick 2.5)")
     p.add_argument("--no-per-input", action="store_true", help="skip the per-input reference mode (slow models)")
     # 1: on the 2-core shared VM, a second intra-op thread fights the decode threads and
@@ -225,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="server torch threads (0: all cores)")
     # bf16 on a CPU with native bf16 makes ResNet-50's batches much cheaper per input than
     # float32 does (bench_forward): the same comparison, at the precision a CPU pod would run.
-    p.add_argument("--precision", default="auto", help="the service's precision setting, both modes (auto: fp32 on CPU)")
+    p.add_argument(
+        "--precision", default="auto", help="the service's precision setting, both modes (auto: fp32 on CPU)"
+    )
     args = p.parse_args(argv)
     levels = (1, 16) if args.quick else (1, 4, 16, 64)
     seconds = args.seconds or (2.5 if args.quick else 8.0)
@@ -233,10 +281,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         model_path = _checkpoint(args, pathlib.Path(tmp))
-        print(f"machine: {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}, no GPU used "
-              f"(device cpu); model {model_path.name} "
-              f"({_describe(args, model_path)}), precision {args.precision}; "
-              f"image {args.size}x{args.size} JPEG {len(data)} bytes; {seconds:g} s per level")
+        print(
+            f"machine: {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f}, no GPU used "
+            f"(device cpu); model {model_path.name} "
+            f"({_describe(args, model_path)}), precision {args.precision}; "
+            f"image {args.size}x{args.size} JPEG {len(data)} bytes; {seconds:g} s per level"
+        )
         results: dict[str, dict[int, dict[str, float]]] = {}
         modes = {"dynamic": (args.batch, BATCH_DELAY_MS, True), "per-request": (args.batch, 0.0, False)}
         if not args.no_per_input:
@@ -252,12 +302,15 @@ def main(argv: list[str] | None = None) -> int:
                 for c in levels:
                     r = _level(server, data, c, seconds)
                     results[mode][c] = r
-                    print(f"{mode:>11} (max_batch_size={batch:>3}, delay {delay:g} ms)  concurrency {c:>2}: "
-                          f"{r['rps']:7.1f} img/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
-                          f"mean batch {r['mean_batch']:5.1f} inputs, one batch {r['batch_compute_ms']:6.1f} ms  "
-                          f"server p99: prepare {r['prepare_p99_ms']:6.1f} ms, batcher {r['batcher_p99_ms']:6.1f} ms, "
-                          f"one pass {r['pass_p99_ms']:6.1f} ms  "
-                          f"(n={r['n']}, errors={r['errors']})", flush=True)
+                    print(
+                        f"{mode:>11} (max_batch_size={batch:>3}, delay {delay:g} ms)  concurrency {c:>2}: "
+                        f"{r['rps']:7.1f} img/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
+                        f"mean batch {r['mean_batch']:5.1f} inputs, one batch {r['batch_compute_ms']:6.1f} ms  "
+                        f"server p99: prepare {r['prepare_p99_ms']:6.1f} ms, batcher {r['batcher_p99_ms']:6.1f} ms, "
+                        f"one pass {r['pass_p99_ms']:6.1f} ms  "
+                        f"(n={r['n']}, errors={r['errors']})",
+                        flush=True,
+                    )
             finally:
                 server.stop()
 
@@ -270,18 +323,22 @@ def main(argv: list[str] | None = None) -> int:
             i = results["per-input"][c]
             extra = f"; vs per-input {d['rps'] / i['rps'] if i['rps'] else float('nan'):4.2f}x ({i['rps']:.1f})"
         bound = BATCH_DELAY_MS + 2 * d["batch_compute_ms"]
-        print(f"concurrency {c:>2}: dynamic/per-request throughput = {ratio:4.2f}x "
-              f"({d['rps']:.1f} vs {q['rps']:.1f} img/s){extra}; dynamic p99 {d['p99_ms']:.1f} ms vs "
-              f"bound max_queue_delay + 2 x batch compute = {BATCH_DELAY_MS:g} + 2 x {d['batch_compute_ms']:.1f} "
-              f"= {bound:.1f} ms -> {'within' if d['p99_ms'] <= bound else 'OVER'}; "
-              f"the batcher's own p99 (server histogram) {d['batcher_p99_ms']:.1f} ms -> "
-              f"{'within' if d['batcher_p99_ms'] <= bound else 'OVER'}; with the p99 pass instead of the mean "
-              f"{BATCH_DELAY_MS + 2 * d['pass_p99_ms']:.1f} ms")
+        print(
+            f"concurrency {c:>2}: dynamic/per-request throughput = {ratio:4.2f}x "
+            f"({d['rps']:.1f} vs {q['rps']:.1f} img/s){extra}; dynamic p99 {d['p99_ms']:.1f} ms vs "
+            f"bound max_queue_delay + 2 x batch compute = {BATCH_DELAY_MS:g} + 2 x {d['batch_compute_ms']:.1f} "
+            f"= {bound:.1f} ms -> {'within' if d['p99_ms'] <= bound else 'OVER'}; "
+            f"the batcher's own p99 (server histogram) {d['batcher_p99_ms']:.1f} ms -> "
+            f"{'within' if d['batcher_p99_ms'] <= bound else 'OVER'}; with the p99 pass instead of the mean "
+            f"{BATCH_DELAY_MS + 2 * d['pass_p99_ms']:.1f} ms"
+        )
     d16, q16 = results["dynamic"][16], results["per-request"][16]
     ratio16 = d16["rps"] / q16["rps"] if q16["rps"] else float("nan")
-    print(f"target: >= {TARGET_RATIO}x one request at a time (per-request) at concurrency 16 -> {ratio16:.2f}x "
-          f"({'met' if ratio16 >= TARGET_RATIO else 'NOT met'}); H200 target (>= 5000 img/s ResNet-50 @224) "
-          "unmeasured: no GPU in this run")
+    print(
+        f"target: >= {TARGET_RATIO}x one request at a time (per-request) at concurrency 16 -> {ratio16:.2f}x "
+        f"({'met' if ratio16 >= TARGET_RATIO else 'NOT met'}); H200 target (>= 5000 img/s ResNet-50 @224) "
+        "unmeasured: no GPU in this run"
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 

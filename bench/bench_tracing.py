@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(rounds):
             off += _suite(calls, data, {})
             on += _suite(calls, data, on_env)
-            print(f"round {r + 1}/{rounds}: off p50 {statistics.median(off) * 1000:.2f} ms, "
-                  f"on p50 {statistics.median(on) * 1000:.2f} ms", flush=True)
+            print(
+                f"round {r + 1}/{rounds}: off p50 {statistics.median(off) * 1000:.2f} ms, "
+                f"on p50 {statistics.median(on) * 1000:.2f} ms",
+                flush=True,
+            )
         time.sleep(FLUSH_WAIT_S)
         spans = sink.count()
     finally:
@@ -111,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     off_path = _off_path_us()
     print(f"\nCheck, real services, {len(off)} calls each (sample {SAMPLE}):")
     print(f"  tracing off: p50 {off_p50 * 1000:7.2f} ms  mean {off_mean * 1000:7.2f} ms")
-    print(f"  tracing on : p50 {on_p50 * 1000:7.2f} ms  mean {on_mean * 1000:7.2f} ms   "
-          f"({spans} spans exported, {spans / max(1, len(on) + WARMUP_CALLS * rounds):.1f} per call)")
+    print(
+        f"  tracing on : p50 {on_p50 * 1000:7.2f} ms  mean {on_mean * 1000:7.2f} ms   "
+        f"({spans} spans exported, {spans / max(1, len(on) + WARMUP_CALLS * rounds):.1f} per call)"
+    )
     print(f"  on / off   : p50 x{on_p50 / off_p50:.3f}  mean x{on_mean / off_mean:.3f}")
     print(f"off path in-process: {off_path:.2f} us per call = {off_path / (off_p50 * 1e6) * 100:.3f}% of the off p50")
     return 0

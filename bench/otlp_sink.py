@@ -18,12 +18,14 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
         self._server: grpc.Server | None = None
         self.port = 0
 
-    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,
-               context: grpc.ServicerContext) -> trace_service_pb2.ExportTraceServiceResponse:
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
         with self._lock:
             for resource_spans in request.resource_spans:
-                service = next((a.value.string_value for a in resource_spans.resource.attributes
-                                if a.key == "service.name"), "")
+                service = next(
+                    (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"), ""
+                )
                 for scope_spans in resource_spans.scope_spans:
                     self.spans.extend((service, span) for span in scope_spans.spans)
         return trace_service_pb2.ExportTraceServiceResponse()

@@ -41,8 +41,11 @@ class LocalCluster:
         identity and slots from nodes.conf (its data is gone: no persistence)."""
         node_dir = self.workdir / f"node-{self.ports[index]}"
         node_dir.mkdir(parents=True, exist_ok=True)
-        self.processes[index] = subprocess.Popen(_node_command(self.server, self.ports[index], node_dir),
-                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.processes[index] = subprocess.Popen(
+            _node_command(self.server, self.ports[index], node_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop_node(self, index: int) -> None:
         proc = self.processes[index]
@@ -66,8 +69,11 @@ class LocalCluster:
 
         nodes = {port: redis.Redis(port=port) for port in self.ports}
         ids = {port: node.execute_command("CLUSTER MYID").decode() for port, node in nodes.items()}
-        source = next(port for port, node in nodes.items() if node.execute_command("CLUSTER COUNTKEYSINSLOT", slot)
-                      or slot in _owned(node, ids[port]))
+        source = next(
+            port
+            for port, node in nodes.items()
+            if node.execute_command("CLUSTER COUNTKEYSINSLOT", slot) or slot in _owned(node, ids[port])
+        )
         target = self.ports[(self.ports.index(source) + 1) % len(self.ports)]
         nodes[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])
         nodes[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])
@@ -144,14 +150,34 @@ def _acknowledges(primary_port: int, deadline: float) -> bool:
 
 def _owned(node, node_id: str) -> set[int]:
     """The slots a node serves, from its CLUSTER SLOTS view."""
-    return {slot for start, end, primary, *_ in node.execute_command("CLUSTER SLOTS")
-            if primary[2].decode() == node_id for slot in range(start, end + 1)}
+    return {
+        slot
+        for start, end, primary, *_ in node.execute_command("CLUSTER SLOTS")
+        if primary[2].decode() == node_id
+        for slot in range(start, end + 1)
+    }
 
 
 def _node_command(server: str, port: int, node_dir: pathlib.Path) -> list[str]:
-    return [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-            "--save", "", "--appendonly", "no", "--dir", str(node_dir)]
+    return [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        str(NODE_TIMEOUT_MS),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(node_dir),
+    ]
 
 
 def start_replica(primary_port: int, workdir: pathlib.Path) -> tuple[subprocess.Popen, int]:
@@ -170,12 +196,30 @@ def start_replica(primary_port: int, workdir: pathlib.Path) -> tuple[subprocess.
     _ask(primary_port, b"CONFIG SET repl-diskless-sync no")
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                "--dir", str(workdir), "--replicaof", "127.0.0.1", str(primary_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--replicaof",
+            "127.0.0.1",
+            str(primary_port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + START_TIMEOUT_S
-    if not (_wait(port, b"INFO replication", b"master_link_status:up", deadline)
-            and _acknowledges(primary_port, deadline)):
+    if not (
+        _wait(port, b"INFO replication", b"master_link_status:up", deadline) and _acknowledges(primary_port, deadline)
+    ):
         process.kill()
         process.wait(10)
         raise RuntimeError(f"the replica on port {port} did not sync with 127.0.0.1:{primary_port}")
@@ -200,11 +244,23 @@ def start_cluster(workdir: pathlib.Path, nodes: int = NODES) -> LocalCluster:
             _ask(cluster.ports[0], b"CLUSTER ADDSLOTSRANGE 0 16383")
         else:
             created = subprocess.run(
-                [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports), "--cluster-replicas", "0",
-                 "--cluster-yes"], capture_output=True, text=True, timeout=START_TIMEOUT_S)
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{p}" for p in cluster.ports),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=START_TIMEOUT_S,
+            )
             if created.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout[-500:]}"
-                                   f" {created.stderr[-500:]}")
+                raise RuntimeError(
+                    f"redis-cli --cluster create failed: {created.stdout[-500:]} {created.stderr[-500:]}"
+                )
         cluster.wait_ok(deadline)
     except BaseException:
         cluster.stop()

@@ -94,7 +94,9 @@ def _pem(value: PemSource) -> bytes | None:
     return pathlib.Path(value).read_bytes()
 
 
-def channel_credentials(ca: PemSource = None, cert: PemSource = None, key: PemSource = None) -> grpc.ChannelCredentials | None:
+def channel_credentials(
+    ca: PemSource = None, cert: PemSource = None, key: PemSource = None
+) -> grpc.ChannelCredentials | None:
     """TLS credentials from PEM files (paths) or bytes; None when nothing is set (plaintext).
 
     ca: the CA bundle that signed the server's certificate; cert and key: this client's

@@ -39,9 +39,14 @@ def _check_one(client, path: str, args: argparse.Namespace):
 
     try:
         response = client.check(
-            path, seller_id=args.seller_id, listing_id=args.listing_id,
-            conversation_id=args.conversation_id, platform=args.platform,
-            register=args.register, want_heatmap=args.heatmap, timeout=args.timeout,
+            path,
+            seller_id=args.seller_id,
+            listing_id=args.listing_id,
+            conversation_id=args.conversation_id,
+            platform=args.platform,
+            register=args.register,
+            want_heatmap=args.heatmap,
+            timeout=args.timeout,
         )
         return path, response, None
     except grpc.RpcError as exc:
@@ -155,7 +160,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 originals = [f for f in files if not pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
                 copies = [f for f in files if pathlib.Path(f).name.startswith(STOLEN_PREFIX)]
                 rows = _run_checks(target, originals, argparse.Namespace(**{**vars(args), "seller_id": DEMO_SELLER}))
-                rows += _run_checks(target, copies, argparse.Namespace(**{**vars(args), "seller_id": DEMO_OTHER_SELLER}))
+                rows += _run_checks(
+                    target, copies, argparse.Namespace(**{**vars(args), "seller_id": DEMO_OTHER_SELLER})
+                )
                 return _finish(rows, args)
         except (ServiceExited, TimeoutError) as exc:
             return _suite_failed("demo", exc, log_dir)
@@ -192,8 +199,11 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per call")
     p.add_argument("--workers", type=_positive(int), default=DEFAULT_CHECK_WORKERS, help="concurrent calls")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar on stderr (it is shown only when stderr is a terminal)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar on stderr (it is shown only when stderr is a terminal)",
+    )
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -216,7 +216,9 @@ class Client(_Base):
         )
         self.stub = gateway_pb2_grpc.ImageTrustStub(self.channel)
 
-    def check(self, image: ImageLike, *, timeout: float | None = None, request_id: str | None = None, **fields) -> gateway_pb2.CheckResponse:
+    def check(
+        self, image: ImageLike, *, timeout: float | None = None, request_id: str | None = None, **fields
+    ) -> gateway_pb2.CheckResponse:
         """Checks one image (bytes or a path); fields are build_request's keyword arguments."""
         return self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
@@ -233,16 +235,22 @@ class Client(_Base):
             time.sleep(delay)
             attempt += 1
 
-    def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
+    def check_request(
+        self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None
+    ) -> gateway_pb2.CheckResponse:
         metadata = _metadata(self.api_key, request_id)
         return self._with_retry(lambda t: self.stub.Check(request, timeout=t, metadata=metadata), timeout)
 
-    def check_stream(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> Iterator[gateway_pb2.CheckResponse]:
+    def check_stream(
+        self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None
+    ) -> Iterator[gateway_pb2.CheckResponse]:
         """One response per request, in order; a bad image gives a response with `error` set.
         No deadline by default: a chat stream lives as long as the conversation."""
         return self.stub.CheckStream(iter(requests), timeout=timeout, metadata=_metadata(self.api_key, None))
 
-    def check_batch(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> list[gateway_pb2.CheckResponse]:
+    def check_batch(
+        self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None
+    ) -> list[gateway_pb2.CheckResponse]:
         """One response per request, in order, per-item errors; at most the server's
         batch_max_items per call (default 256)."""
         batch = gateway_pb2.CheckBatchRequest(requests=list(requests))
@@ -272,7 +280,9 @@ class AsyncClient(_Base):
         )
         self.stub = gateway_pb2_grpc.ImageTrustStub(self.channel)
 
-    async def check(self, image: ImageLike, *, timeout: float | None = None, request_id: str | None = None, **fields) -> gateway_pb2.CheckResponse:
+    async def check(
+        self, image: ImageLike, *, timeout: float | None = None, request_id: str | None = None, **fields
+    ) -> gateway_pb2.CheckResponse:
         return await self.check_request(build_request(image, **fields), timeout=timeout, request_id=request_id)
 
     async def _with_retry(self, call: Callable[[float], Awaitable[T]], timeout: float | None) -> T:
@@ -288,7 +298,9 @@ class AsyncClient(_Base):
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def check_request(self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None) -> gateway_pb2.CheckResponse:
+    async def check_request(
+        self, request: gateway_pb2.CheckRequest, *, timeout: float | None = None, request_id: str | None = None
+    ) -> gateway_pb2.CheckResponse:
         metadata = _metadata(self.api_key, request_id)
         return await self._with_retry(lambda t: self.stub.Check(request, timeout=t, metadata=metadata), timeout)
 
@@ -302,7 +314,9 @@ class AsyncClient(_Base):
         async for response in call:
             yield response
 
-    async def check_batch(self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None) -> list[gateway_pb2.CheckResponse]:
+    async def check_batch(
+        self, requests: Iterable[gateway_pb2.CheckRequest], *, timeout: float | None = None
+    ) -> list[gateway_pb2.CheckResponse]:
         batch = gateway_pb2.CheckBatchRequest(requests=list(requests))
         metadata = _metadata(self.api_key, None)
         response = await self._with_retry(lambda t: self.stub.CheckBatch(batch, timeout=t, metadata=metadata), timeout)

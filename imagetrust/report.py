@@ -46,9 +46,7 @@ def table(rows: Sequence[tuple[str, gateway_pb2.CheckResponse | None, str | None
             synth = f"{response.synthesis.score:.2f}"
         meta = f"{response.metadata.risk:.2f}" if response.HasField("metadata") else "-"
         degraded = ",".join(response.missing) if response.degraded else "no"
-        lines.append(
-            (path, decision_name(response), f"{response.risk:.2f}", synth, meta, degraded, _reasons(response))
-        )
+        lines.append((path, decision_name(response), f"{response.risk:.2f}", synth, meta, degraded, _reasons(response)))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
     out = []
     for row in lines:

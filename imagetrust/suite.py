@@ -88,8 +88,13 @@ def stop_processes(procs, timeout_s: float = STOP_TIMEOUT_S) -> None:
 
 def _service_args(name: str, ports: Ports) -> list[str]:
     args = [
-        sys.executable, "-m", f"services.{name}",
-        "--port", str(ports.grpc(name)), "--metrics-port", str(ports.metrics(name)),
+        sys.executable,
+        "-m",
+        f"services.{name}",
+        "--port",
+        str(ports.grpc(name)),
+        "--metrics-port",
+        str(ports.metrics(name)),
     ]
     if name == "gateway":
         args += ["--synthesis-addr", f"127.0.0.1:{ports.synthesis}", "--metadata-addr", f"127.0.0.1:{ports.metadata}"]
@@ -119,9 +124,7 @@ def running_suite(ports: Ports, log_dir: str | None = None, extra_env: dict[str,
         # still-loading backend down and the first checks are complete, not degraded.
         for stage in (BACKENDS, ("gateway",)):
             for name in stage:
-                procs[name] = subprocess.Popen(
-                    _service_args(name, ports), env=env, **_log_to(log_dir, name, logs)
-                )
+                procs[name] = subprocess.Popen(_service_args(name, ports), env=env, **_log_to(log_dir, name, logs))
             for name in stage:
                 wait_serving(ports.grpc(name), procs[name])
         yield ports

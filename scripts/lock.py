@@ -38,15 +38,27 @@ def resolve(project: pathlib.Path) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         report = pathlib.Path(tmp) / "report.json"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-             "--report", str(report), "-e", f"{project}[dev]"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--quiet",
+                "--report",
+                str(report),
+                "-e",
+                f"{project}[dev]",
+            ],
             check=True,
         )
         installs = json.loads(report.read_text())["install"]
     own = canonical("imagetrust")
     return {
         canonical(item["metadata"]["name"]): item["metadata"]["version"]
-        for item in installs if canonical(item["metadata"]["name"]) != own
+        for item in installs
+        if canonical(item["metadata"]["name"]) != own
     }
 
 

@@ -27,7 +27,9 @@ def test_every_corpus_file_through_the_gateway(server_factory, exif_samples) -> 
     metadata = server_factory("metadata")
     synthesis = server_factory("synthesis", device="cpu")
     gateway = server_factory(
-        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
+        "gateway",
+        synthesis_addr=synthesis.address,
+        metadata_addr=metadata.address,
         default_budget_ms=int(PER_FILE_DEADLINE_S * 1000),
     )
     files = corpus_files(exif_samples)
@@ -64,8 +66,10 @@ def test_every_corpus_file_through_the_gateway(server_factory, exif_samples) -> 
                 client.check(data[: len(data) // 2], timeout=PER_FILE_DEADLINE_S)
             assert cut.value.code() == grpc.StatusCode.INVALID_ARGUMENT, path.name
             assert "truncated" in cut.value.details() or "corrupt" in cut.value.details(), cut.value.details()
-    print(f"\n{verdicts} verdicts {dict(decisions)} (synthesis among the reasons: {dict(by_synthesis)}), "
-          f"{len(refused)} refused with a status: {refused}")
+    print(
+        f"\n{verdicts} verdicts {dict(decisions)} (synthesis among the reasons: {dict(by_synthesis)}), "
+        f"{len(refused)} refused with a status: {refused}"
+    )
     # The corpus is genuine camera and phone files (a few edited): the policy must not flag them
     # on the weak synthesis score (the first policy sent 87 of 100 to REVIEW or BLOCK,
     # docs/gateway.md "Synthesis weight"). Measured now: ALLOW 78, REVIEW 22, synthesis in 7.

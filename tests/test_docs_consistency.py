@@ -69,13 +69,20 @@ def exported_metrics() -> dict[str, set[str]]:
         tree = ast.parse(path.read_text())
         names = {
             target.id: _literal_strings(node.value, {})
-            for node in ast.walk(tree) if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
         }
         info_keys: dict[int, set[str]] = {}
         for node in ast.walk(tree):  # Info(...).info({...}): the dict's keys are its labels
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "info"
-                    and node.args and isinstance(node.args[0], ast.Dict)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "info"
+                and node.args
+                and isinstance(node.args[0], ast.Dict)
+            ):
                 info_keys[id(node.func.value)] = {k.value for k in node.args[0].keys if isinstance(k, ast.Constant)}
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in METRIC_TYPES):
@@ -83,8 +90,11 @@ def exported_metrics() -> dict[str, set[str]]:
             if not (node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
                 continue
             base, kind = node.args[0].value, node.func.id
-            label_node = node.args[2] if len(node.args) > 2 else next(
-                (k.value for k in node.keywords if k.arg == "labelnames"), None)
+            label_node = (
+                node.args[2]
+                if len(node.args) > 2
+                else next((k.value for k in node.keywords if k.arg == "labelnames"), None)
+            )
             labels = set(_literal_strings(label_node, names)) if label_node is not None else set()
             if kind == "Info":
                 metrics[base + "_info"] = info_keys.get(id(node), set())
@@ -134,7 +144,9 @@ def test_every_imagetrust_variable_in_deploy_is_a_setting():
     known = _config_env_names()
     unknown = sorted(
         f"{path.relative_to(REPO)}: {name}"
-        for path in DEPLOY for name in set(ENV_RE.findall(path.read_text(errors="replace"))) if name not in known
+        for path in DEPLOY
+        for name in set(ENV_RE.findall(path.read_text(errors="replace")))
+        if name not in known
     )
     assert not unknown, f"IMAGETRUST_* names in deploy/ that no config field reads (ignored at run time): {unknown}"
 
@@ -144,7 +156,9 @@ def test_every_imagetrust_variable_in_the_docs_exists():
     known = _config_env_names() | _client_env_names() | {"IMAGETRUST_NAME"}
     unknown = sorted(
         f"{path.relative_to(REPO)}: {name}"
-        for path in DOCS for name in set(ENV_RE.findall(path.read_text())) if name not in known
+        for path in DOCS
+        for name in set(ENV_RE.findall(path.read_text()))
+        if name not in known
     )
     assert not unknown, f"IMAGETRUST_* names in the docs that neither a server nor the SDK reads: {unknown}"
 
@@ -191,13 +205,19 @@ def test_every_setting_has_its_help_and_the_readme_points_to_where_they_are_defi
     """A setting is described once, where it is defined (its help text, shown by --help);
     the README's Configuration section points to those modules instead of restating them."""
     undocumented = sorted(
-        f"{cls.__name__}.{f.name}" for cls in (config_mod.ServerConfig, *CONFIG_CLASSES)
-        for f in dataclasses.fields(cls) if not f.metadata.get("help", "").strip()
+        f"{cls.__name__}.{f.name}"
+        for cls in (config_mod.ServerConfig, *CONFIG_CLASSES)
+        for f in dataclasses.fields(cls)
+        if not f.metadata.get("help", "").strip()
     )
     assert not undocumented, f"settings without help text: {undocumented}"
     readme = (REPO / "README.md").read_text()
-    for module in ("services/common/config.py", "services/gateway/config.py", "services/metadata/config.py",
-                   "services/synthesis/config.py"):
+    for module in (
+        "services/common/config.py",
+        "services/gateway/config.py",
+        "services/metadata/config.py",
+        "services/synthesis/config.py",
+    ):
         assert f"`{module}`" in readme, f"README's Configuration section does not point to {module}"
 
 
@@ -206,7 +226,11 @@ def test_every_benchmark_has_its_section_in_docs_benchmarks():
     from bench.__main__ import BENCHMARKS
 
     sections = set(re.findall(r"^## (\S+)$", (REPO / "docs" / "benchmarks.md").read_text(), re.M))
-    assert set(BENCHMARKS) <= sections, f"benchmarks without a section in docs/benchmarks.md: {set(BENCHMARKS) - sections}"
+    assert set(BENCHMARKS) <= sections, (
+        f"benchmarks without a section in docs/benchmarks.md: {set(BENCHMARKS) - sections}"
+    )
+
+
 def test_every_error_reason_is_in_the_readme_errors_table():
     """The reasons are an API: each one the code can send is documented, and the table
     names no reason the code lacks."""
@@ -216,7 +240,7 @@ def test_every_error_reason_is_in_the_readme_errors_table():
 
     reasons = {value for name, value in vars(errors).items() if name.isupper() and name == value}
     readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("### Errors"):readme.index("The SDK (`imagetrust.client`) retries")]
+    table = readme[readme.index("### Errors") : readme.index("The SDK (`imagetrust.client`) retries")]
     documented = set(re.findall(r"^\| `[A-Z_]+` \| `([A-Z_]+)`", table, flags=re.M))
     documented |= set(re.findall(r"/ `([A-Z_]+)` \|", table))
     assert reasons == documented

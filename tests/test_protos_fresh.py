@@ -24,7 +24,9 @@ def test_generated_code_is_fresh(tmp_path: pathlib.Path) -> None:
 def test_api_field_names_clients_rely_on() -> None:
     from imagetrust.v1 import common_pb2, gateway_pb2, metadata_pb2, synthesis_pb2
 
-    assert {"seller_id", "listing_id", "conversation_id", "platform"} <= set(common_pb2.Context.DESCRIPTOR.fields_by_name)
+    assert {"seller_id", "listing_id", "conversation_id", "platform"} <= set(
+        common_pb2.Context.DESCRIPTOR.fields_by_name
+    )
     assert "data" in common_pb2.Image.DESCRIPTOR.fields_by_name
     assert {"code", "severity", "message", "evidence"} <= set(common_pb2.Finding.DESCRIPTOR.fields_by_name)
     assert "register" in metadata_pb2.AnalyzeRequest.DESCRIPTOR.fields_by_name

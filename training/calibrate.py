@@ -23,8 +23,9 @@ LOCAL_RULES = (("top_k_mean", 2), ("top_k_mean", 4), ("top_k_mean", 8), ("max", 
 PLATT_STEPS = 300  # LBFGS iterations at most; two parameters converge in a few dozen
 
 
-def _combined_prob(raw: Sequence[serving_path.ImageLogits], tiling: preprocess.TilingSpec,
-                   a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _combined_prob(
+    raw: Sequence[serving_path.ImageLogits], tiling: preprocess.TilingSpec, a: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
     """Differentiable scoring.image_scores with Platt(a, b), a > 0 (top-k order is unchanged)."""
     out = []
     for r in raw:
@@ -43,8 +44,9 @@ def _combined_prob(raw: Sequence[serving_path.ImageLogits], tiling: preprocess.T
     return torch.stack(out).clamp(1e-6, 1 - 1e-6)
 
 
-def fit_platt(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
-              tiling: preprocess.TilingSpec) -> scoring.CalibrationSpec:
+def fit_platt(
+    raw: Sequence[serving_path.ImageLogits], labels: np.ndarray, tiling: preprocess.TilingSpec
+) -> scoring.CalibrationSpec:
     """Platt a, b minimising the log loss of the FINAL combined score on labels."""
     log_a = torch.zeros((), dtype=torch.float64, requires_grad=True)  # a = exp(log_a) > 0
     b = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -61,8 +63,9 @@ def fit_platt(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
     return scoring.CalibrationSpec(method="platt", a=float(log_a.detach().exp()), b=float(b.detach()))
 
 
-def choose_rule(raw: Sequence[serving_path.ImageLogits], labels: np.ndarray,
-                tiling: preprocess.TilingSpec) -> tuple[preprocess.TilingSpec, dict[str, float]]:
+def choose_rule(
+    raw: Sequence[serving_path.ImageLogits], labels: np.ndarray, tiling: preprocess.TilingSpec
+) -> tuple[preprocess.TilingSpec, dict[str, float]]:
     """The global weight and local aggregate with the best validation ROC-AUC (ties: the
     current rule first)."""
     if not tiling.enabled:

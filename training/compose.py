@@ -31,8 +31,9 @@ MIN_COPY_MOVE_SHIFT = 24  # pixels: a copy-move onto (almost) itself changes not
 SHAPE_AREA_RANGE = (0.03, 0.25)  # fraction of the destination: held-out rectangles/ellipses
 
 
-def _pick_segment(labels: np.ndarray, rng: np.random.Generator,
-                  max_fraction: float = MAX_SEGMENT_FRACTION) -> np.ndarray:
+def _pick_segment(
+    labels: np.ndarray, rng: np.random.Generator, max_fraction: float = MAX_SEGMENT_FRACTION
+) -> np.ndarray:
     ids, counts = np.unique(labels, return_counts=True)
     fractions = counts / labels.size
     ok = ids[(fractions >= MIN_SEGMENT_FRACTION) & (fractions <= max_fraction)]
@@ -68,8 +69,9 @@ def _color_match(patch: np.ndarray, mask: np.ndarray, region: np.ndarray, streng
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
-def _blend(dst: np.ndarray, patch: np.ndarray, mask: np.ndarray, top: int, left: int,
-           feather_sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def _blend(
+    dst: np.ndarray, patch: np.ndarray, mask: np.ndarray, top: int, left: int, feather_sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
     h, w = mask.shape
     alpha = mask.astype(np.float32)
     if feather_sigma > 0:
@@ -78,17 +80,18 @@ def _blend(dst: np.ndarray, patch: np.ndarray, mask: np.ndarray, top: int, left:
         # segment (CROP_MARGIN); weights too small to change a pixel are cut to exactly 0.
         alpha[alpha < ALPHA_FLOOR] = 0.0
     out = dst.copy()
-    region = out[top:top + h, left:left + w].astype(np.float32)
+    region = out[top : top + h, left : left + w].astype(np.float32)
     a = alpha[..., None]
     mixed = np.rint(a * patch.astype(np.float32) + (1 - a) * region).astype(np.uint8)
-    out[top:top + h, left:left + w] = mixed
+    out[top : top + h, left : left + w] = mixed
     full = np.zeros(dst.shape[:2], bool)
-    full[top:top + h, left:left + w] = alpha > 0
+    full[top : top + h, left : left + w] = alpha > 0
     return out, full
 
 
-def _place_segment(dst_shape: tuple[int, int], src: np.ndarray, src_labels: np.ndarray,
-                   rng: np.random.Generator, scale: bool) -> tuple[np.ndarray, np.ndarray, int, int]:
+def _place_segment(
+    dst_shape: tuple[int, int], src: np.ndarray, src_labels: np.ndarray, rng: np.random.Generator, scale: bool
+) -> tuple[np.ndarray, np.ndarray, int, int]:
     """A segment of `src` (its bounding-box patch and mask) and where it goes in the destination.
 
     The random draws and their order are those of the original paste_segment, so the paper's
@@ -112,20 +115,29 @@ def _place_segment(dst_shape: tuple[int, int], src: np.ndarray, src_labels: np.n
     return patch, mask, top, left
 
 
-def paste_segment(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray, rng: np.random.Generator, *,
-                  feather: bool = False, color_match: bool = False, scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def paste_segment(
+    dst: np.ndarray,
+    src: np.ndarray,
+    src_labels: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    feather: bool = False,
+    color_match: bool = False,
+    scale: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """The paper's composite: one human-segmented object of `src` pasted into `dst`."""
     patch, mask, top, left = _place_segment(dst.shape[:2], src, src_labels, rng, scale)
     h, w = mask.shape
     if color_match:
-        region = dst[top:top + h, left:left + w]
+        region = dst[top : top + h, left : left + w]
         patch = _color_match(patch, mask, region, rng.uniform(*COLOR_MATCH_STRENGTH))
     sigma = rng.uniform(*FEATHER_SIGMA_RANGE) if feather else 0.0
     return _blend(dst, patch, mask, top, left, sigma)
 
 
-def copy_move(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *,
-              feather: bool = False, scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def copy_move(
+    image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, feather: bool = False, scale: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """One segment of the photo copied to another place in the same photo."""
     seg = _pick_segment(labels, rng)
     ys, xs = np.nonzero(seg)
@@ -180,7 +192,7 @@ def _place(shape: tuple[int, int], box: np.ndarray, rng: np.random.Generator) ->
     h, w = min(box.shape[0], shape[0]), min(box.shape[1], shape[1])
     top, left = int(rng.integers(0, shape[0] - h + 1)), int(rng.integers(0, shape[1] - w + 1))
     full = np.zeros(shape, bool)
-    full[top:top + h, left:left + w] = box[:h, :w]
+    full[top : top + h, left : left + w] = box[:h, :w]
     return full
 
 
@@ -192,8 +204,9 @@ def _region(labels: np.ndarray, rng: np.random.Generator, max_fraction: float) -
     return _place(labels.shape, _blob_mask(*labels.shape, rng), rng)
 
 
-def blob_splice(dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, *,
-                feather: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def blob_splice(
+    dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, *, feather: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """An irregular blob of `src` (from a random place of it) pasted into `dst`."""
     mask = _blob_mask(*dst.shape[:2], rng)
     h, w = min(mask.shape[0], src.shape[0]), min(mask.shape[1], src.shape[1])
@@ -201,7 +214,7 @@ def blob_splice(dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, *,
     sy, sx = int(rng.integers(0, src.shape[0] - h + 1)), int(rng.integers(0, src.shape[1] - w + 1))
     top, left = int(rng.integers(0, dst.shape[0] - h + 1)), int(rng.integers(0, dst.shape[1] - w + 1))
     sigma = rng.uniform(*FEATHER_SIGMA_RANGE) if feather else 0.0
-    return _blend(dst, src[sy:sy + h, sx:sx + w], mask, top, left, sigma)
+    return _blend(dst, src[sy : sy + h, sx : sx + w], mask, top, left, sigma)
 
 
 PYRAMID_LEVELS = (3, 5)  # Laplacian pyramid levels (inclusive): the blend's reach is ~2**levels pixels
@@ -225,21 +238,22 @@ def _laplacian_blend(a: np.ndarray, b: np.ndarray, weight: np.ndarray, levels: i
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def pyramid_blend(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def pyramid_blend(
+    dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A segment of `src` multi-band blended into `dst`: the low frequencies (colour, shading)
     follow the destination near the seam, a gradient-domain-like look that is not Poisson."""
     patch, mask, top, left = _place_segment(dst.shape[:2], src, src_labels, rng, bool(rng.random() < 0.5))
     h, w = mask.shape
     levels = int(rng.integers(PYRAMID_LEVELS[0], PYRAMID_LEVELS[1] + 1))
     pasted = dst.copy()
-    pasted[top:top + h, left:left + w] = patch  # the segment with its source surroundings
+    pasted[top : top + h, left : left + w] = patch  # the segment with its source surroundings
     weight = np.zeros(dst.shape[:2], np.float32)
-    weight[top:top + h, left:left + w] = mask
+    weight[top : top + h, left : left + w] = mask
     blended = _laplacian_blend(dst, pasted, weight, levels)
     # The coarse bands spread over the whole photo at tiny amplitudes; an editor's blend stays
     # near the object, so changes are kept within 2**levels pixels of it.
-    reach = cv2.distanceTransform((weight == 0).astype(np.uint8), cv2.DIST_L2, 5) <= 2 ** levels
+    reach = cv2.distanceTransform((weight == 0).astype(np.uint8), cv2.DIST_L2, 5) <= 2**levels
     out = np.where(reach[..., None], blended, dst)
     return out, (out != dst).any(-1)
 
@@ -287,8 +301,9 @@ def _retouched(image: np.ndarray, op: str, rng: np.random.Generator) -> np.ndarr
         y = x + rng.normal(0.0, rng.uniform(*NOISE_SIGMA_RANGE), x.shape).astype(np.float32)
     elif op == "resample":
         f = rng.uniform(*RESAMPLE_RANGE)
-        small = cv2.resize(image, (max(4, round(image.shape[1] * f)), max(4, round(image.shape[0] * f))),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            image, (max(4, round(image.shape[1] * f)), max(4, round(image.shape[0] * f))), interpolation=cv2.INTER_AREA
+        )
         y = cv2.resize(small, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     else:
         raise ValueError(f"unknown retouch {op!r}")
@@ -309,8 +324,9 @@ SOURCE_JPEG_QUALITY = (40, 90)  # cv2 JPEG quality the source photo had before i
 GRID = 8  # pixels: the JPEG block size
 
 
-def paste_recompressed(dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def paste_recompressed(
+    dst: np.ndarray, src: np.ndarray, src_labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A segment pasted from a copy of `src` that was JPEG-compressed at its own quality and
     off the 8x8 grid: the composite holds two compression histories."""
     dy, dx = int(rng.integers(GRID)), int(rng.integers(GRID))
@@ -330,8 +346,14 @@ DIVERSE_METHODS = ("blob_splice", "pyramid_blend", "inpaint", "local_retouch", "
 TRAIN_METHODS = SEGMENT_METHODS + DIVERSE_METHODS
 
 
-def compose_train(method: str, dst: np.ndarray, dst_labels: np.ndarray, src: np.ndarray,
-                  src_labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def compose_train(
+    method: str,
+    dst: np.ndarray,
+    dst_labels: np.ndarray,
+    src: np.ndarray,
+    src_labels: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     if method == "paste":
         out, mask = paste_segment(dst, src, src_labels, rng)
     elif method == "paste_feather":
@@ -362,6 +384,7 @@ def compose_train(method: str, dst: np.ndarray, dst_labels: np.ndarray, src: np.
 
 # ---- held-out methods: the second test set only ---------------------------------------------
 
+
 def _shape_mask(height: int, width: int, shape: str, rng: np.random.Generator) -> np.ndarray:
     area = rng.uniform(*SHAPE_AREA_RANGE) * height * width
     aspect = rng.uniform(0.5, 2.0)
@@ -375,7 +398,9 @@ def _shape_mask(height: int, width: int, shape: str, rng: np.random.Generator) -
     return mask.astype(bool)
 
 
-def shape_splice(dst: np.ndarray, src: np.ndarray, shape: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def shape_splice(
+    dst: np.ndarray, src: np.ndarray, shape: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A rectangle or ellipse cut from `src` (not an object outline) pasted with hard edges."""
     mask = _shape_mask(*dst.shape[:2], shape, rng)
     h, w = mask.shape
@@ -383,15 +408,16 @@ def shape_splice(dst: np.ndarray, src: np.ndarray, shape: str, rng: np.random.Ge
     mask = mask[:h, :w]
     sy = int(rng.integers(0, src.shape[0] - h + 1))
     sx = int(rng.integers(0, src.shape[1] - w + 1))
-    patch = src[sy:sy + h, sx:sx + w]
+    patch = src[sy : sy + h, sx : sx + w]
     top = int(rng.integers(0, dst.shape[0] - h + 1))
     left = int(rng.integers(0, dst.shape[1] - w + 1))
     out, full = _blend(dst, patch, mask, top, left, 0.0)
     return out, full & (out != dst).any(-1)
 
 
-def seamless_splice(dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, *,
-                    mixed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def seamless_splice(
+    dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, *, mixed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Poisson (gradient-domain) cloning of an ellipse of `src` into `dst` (cv2.seamlessClone).
 
     The clone takes the destination's colours at its border: no hard edge and no colour jump,
@@ -403,7 +429,7 @@ def seamless_splice(dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, 
     mask = mask[:h, :w]
     sy = int(rng.integers(0, src.shape[0] - h + 1))
     sx = int(rng.integers(0, src.shape[1] - w + 1))
-    patch = np.ascontiguousarray(src[sy:sy + h, sx:sx + w])
+    patch = np.ascontiguousarray(src[sy : sy + h, sx : sx + w])
     # seamlessClone needs the clone box strictly inside the destination: keep 3 px margin.
     cy = int(rng.integers(h // 2 + 3, dst.shape[0] - (h - h // 2) - 2))
     cx = int(rng.integers(w // 2 + 3, dst.shape[1] - (w - w // 2) - 2))
@@ -419,8 +445,9 @@ def seamless_splice(dst: np.ndarray, src: np.ndarray, rng: np.random.Generator, 
 HELDOUT_METHODS = ("rect", "ellipse", "seamless", "seamless_mixed", "seamless_copy_move")
 
 
-def compose_heldout(method: str, dst: np.ndarray, src: np.ndarray,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def compose_heldout(
+    method: str, dst: np.ndarray, src: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     if method in ("rect", "ellipse"):
         return shape_splice(dst, src, method, rng)
     if method == "seamless":

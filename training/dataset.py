@@ -38,8 +38,9 @@ class Sample:
 class CompositeGenerator:
     """Sample i of an endless, reproducible stream of composites and authentic photos."""
 
-    def __init__(self, photos: list[bsds.Photo], *, seed: int, generator: str = "train",
-                 methods: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self, photos: list[bsds.Photo], *, seed: int, generator: str = "train", methods: tuple[str, ...] | None = None
+    ) -> None:
         if generator not in GENERATORS:
             raise ValueError(f"unknown generator {generator!r}; expected one of {GENERATORS}")
         if len(photos) < 2:

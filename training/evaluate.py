@@ -34,8 +34,13 @@ SET_SEEDS = {"val": 1001, "heldout": 2002}  # generator seeds of the test sets (
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate synthesis checkpoints; write a report", add_help=add_help)
-    p.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
-                   help="checkpoint to evaluate (repeatable), e.g. ours=services/synthesis/weights/default.pt")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="checkpoint to evaluate (repeatable), e.g. ours=services/synthesis/weights/default.pt",
+    )
     p.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="images per test set (half composites)")
     p.add_argument("--max-photos", type=int, default=0, help="use only this many BSDS val photos (tests)")
     p.add_argument("--bsds-root", default=str(bsds.DEFAULT_ROOT))
@@ -58,8 +63,9 @@ def _files(samples: list[dataset.Sample], recompress: bool) -> list[bytes]:
     return [postprocess.recompress_jpeg(s.data, RECOMPRESS_QUALITY) if recompress else s.data for s in samples]
 
 
-def evaluate_models(models: dict[str, pathlib.Path], sets: dict[str, list[dataset.Sample]],
-                    device: str = "cpu") -> dict:
+def evaluate_models(
+    models: dict[str, pathlib.Path], sets: dict[str, list[dataset.Sample]], device: str = "cpu"
+) -> dict:
     """{model: {set: {"summary": ..., "scores": [...], "labels": [...], "methods": [...]}}}"""
     files = {}
     for name, samples in sets.items():
@@ -69,8 +75,13 @@ def evaluate_models(models: dict[str, pathlib.Path], sets: dict[str, list[datase
     for model_name, path in models.items():
         ckpt = load_checkpoint(path)
         model = ckpt.build(device)
-        results[model_name] = {"checkpoint": str(path), "model_version": ckpt.model_version,
-                               "arch": ckpt.arch, "describe": ckpt.describe(), "sets": {}}
+        results[model_name] = {
+            "checkpoint": str(path),
+            "model_version": ckpt.model_version,
+            "arch": ckpt.arch,
+            "describe": ckpt.describe(),
+            "sets": {},
+        }
         for set_name, data in files.items():
             samples = sets[set_name.split("+")[0]]
             t0 = time.monotonic()
@@ -85,10 +96,13 @@ def evaluate_models(models: dict[str, pathlib.Path], sets: dict[str, list[datase
                 "summary": metrics.summarize(scores, labels).as_dict(),
                 "auc_by_method": per_method,
                 "seconds": round(time.monotonic() - t0, 1),
-                "scores": scores.tolist(), "labels": labels.tolist(),
+                "scores": scores.tolist(),
+                "labels": labels.tolist(),
             }
-            print(f"[evaluate] {model_name} {set_name}: " + json.dumps(results[model_name]["sets"][set_name]["summary"]),
-                  flush=True)
+            print(
+                f"[evaluate] {model_name} {set_name}: " + json.dumps(results[model_name]["sets"][set_name]["summary"]),
+                flush=True,
+            )
     return results
 
 
@@ -120,8 +134,13 @@ def plot(results: dict, out: pathlib.Path) -> list[str]:
             ok = count > 0
             ax.plot(conf[ok], frac[ok], "o-", ms=3, label=f"{set_name} (ECE {s['summary']['ece']:.3f})")
         ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
-        ax.set(title=f"reliability: {model_name}", xlabel="mean score in bin", ylabel="fraction composite",
-               xlim=(0, 1), ylim=(0, 1.01))
+        ax.set(
+            title=f"reliability: {model_name}",
+            xlabel="mean score in bin",
+            ylabel="fraction composite",
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+        )
         ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "reliability.png")
@@ -153,15 +172,19 @@ def render(results: dict, n: int, plots: list[str], wall_s: float) -> str:
     for model_name, r in results.items():
         for set_name in set_names:
             s = r["sets"][set_name]["summary"]
-            lines.append(f"| {model_name} | {set_name} | {s['accuracy']:.3f} | {s['roc_auc']:.3f} | "
-                         f"{s['tpr_at_1pct_fpr']:.3f} | {s['tpr_at_5pct_fpr']:.3f} | {s['ece']:.3f} |")
+            lines.append(
+                f"| {model_name} | {set_name} | {s['accuracy']:.3f} | {s['roc_auc']:.3f} | "
+                f"{s['tpr_at_1pct_fpr']:.3f} | {s['tpr_at_5pct_fpr']:.3f} | {s['ece']:.3f} |"
+            )
     lines += ["", "ROC-AUC per compositing method (that method's composites vs all authentic images):", ""]
     methods = sorted({m for r in results.values() for s in r["sets"].values() for m in s["auc_by_method"]})
     for model_name, r in results.items():
         for set_name in set_names:
             by = r["sets"][set_name]["auc_by_method"]
             if by:
-                lines.append(f"- {model_name} / {set_name}: " + ", ".join(f"{m} {by[m]:.3f}" for m in methods if m in by))
+                lines.append(
+                    f"- {model_name} / {set_name}: " + ", ".join(f"{m} {by[m]:.3f}" for m in methods if m in by)
+                )
     lines += ["", "Models:", ""]
     for model_name, r in results.items():
         lines.append(f"- **{model_name}**: `{r['model_version']}` ({r['arch']}; {r['describe']}), `{r['checkpoint']}`")
@@ -187,9 +210,13 @@ def main(args: argparse.Namespace) -> pathlib.Path:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plots = [] if args.no_plots else plot(results, out)
-    compact = {m: {**{k: v for k, v in r.items() if k != "sets"},
-                   "sets": {s: {k: v for k, v in d.items() if k not in ("scores", "labels")}
-                            for s, d in r["sets"].items()}} for m, r in results.items()}
+    compact = {
+        m: {
+            **{k: v for k, v in r.items() if k != "sets"},
+            "sets": {s: {k: v for k, v in d.items() if k not in ("scores", "labels")} for s, d in r["sets"].items()},
+        }
+        for m, r in results.items()
+    }
     (out / "metrics.json").write_text(json.dumps(compact, indent=2) + "\n")
     report = out / "report.md"
     report.write_text(render(results, args.images, plots, time.monotonic() - t0))

@@ -47,16 +47,24 @@ TRITON_PREFERRED_BATCHES = (16, 64)
 TRITON_QUEUE_DELAY_US = 5_000
 
 OUTSIDE_THE_GRAPH = [
-    ("decode the upload as sent (JPEG, PNG, WebP, TIFF, HEIC/HEIF) to 8-bit RGB and apply the EXIF orientation "
-     "(services/common/imaging.py decode_rgb)"),
-    ("preprocessing per `preprocessing`: resize the whole image to input_size x input_size for the global view, "
-     "colour space (incl. HLS lightness/saturation gains), then (x / 255 - mean) / std per channel "
-     "(services/synthesis/preprocess.py prepare)"),
-    ("tiling per `tiling`: native-resolution tiles of tile_size at stride, at most max_tiles, normalised the "
-     "same way; the global view and every tile are one model input each, batched along N"),
-    ("scoring per `tiling` and `calibration`: sigmoid of each logit; the local score aggregates the tiles "
-     "(local_aggregate, top_k), the score combines global and local (global_weight), then calibration "
-     "(none / temperature / Platt a, b) maps it to the probability served (services/synthesis/scoring.py image_scores)"),
+    (
+        "decode the upload as sent (JPEG, PNG, WebP, TIFF, HEIC/HEIF) to 8-bit RGB and apply the EXIF orientation "
+        "(services/common/imaging.py decode_rgb)"
+    ),
+    (
+        "preprocessing per `preprocessing`: resize the whole image to input_size x input_size for the global view, "
+        "colour space (incl. HLS lightness/saturation gains), then (x / 255 - mean) / std per channel "
+        "(services/synthesis/preprocess.py prepare)"
+    ),
+    (
+        "tiling per `tiling`: native-resolution tiles of tile_size at stride, at most max_tiles, normalised the "
+        "same way; the global view and every tile are one model input each, batched along N"
+    ),
+    (
+        "scoring per `tiling` and `calibration`: sigmoid of each logit; the local score aggregates the tiles "
+        "(local_aggregate, top_k), the score combines global and local (global_weight), then calibration "
+        "(none / temperature / Platt a, b) maps it to the probability served (services/synthesis/scoring.py image_scores)"
+    ),
 ]
 
 
@@ -74,8 +82,14 @@ def contract(ckpt: Any, opset: int, parity: float) -> dict[str, Any]:
             "opset": opset,
             "exporter": f"torch.onnx TorchScript exporter (dynamo=False), torch {torch.__version__}",
             "inputs": [{"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 3, *spatial]}],
-            "outputs": [{"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch"],
-                         "meaning": "one logit per model input; sigmoid gives that input's score"}],
+            "outputs": [
+                {
+                    "name": OUTPUT_NAME,
+                    "dtype": "float32",
+                    "shape": ["batch"],
+                    "meaning": "one logit per model input; sigmoid gives that input's score",
+                }
+            ],
             "input_shapes_served": [list(s) for s in shapes],
         },
         "preprocessing": spec_to_dict(ckpt.preprocessing),
@@ -122,8 +136,13 @@ dynamic_batching {{
 '''
 
 
-def export(checkpoint_path: pathlib.Path, out_dir: pathlib.Path, opset: int = OPSET, triton: bool = False,
-           triton_name: str = TRITON_NAME) -> dict[str, Any]:
+def export(
+    checkpoint_path: pathlib.Path,
+    out_dir: pathlib.Path,
+    opset: int = OPSET,
+    triton: bool = False,
+    triton_name: str = TRITON_NAME,
+) -> dict[str, Any]:
     ckpt = load_checkpoint(checkpoint_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / "model.onnx"
@@ -151,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"export_onnx: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.out_dir / 'model.onnx'}: opset {written['onnx']['opset']}, "
-          f"parity {written['parity']['max_abs_logit_diff']:.2e} (tolerance {PARITY_TOLERANCE})")
+    print(
+        f"{args.out_dir / 'model.onnx'}: opset {written['onnx']['opset']}, "
+        f"parity {written['parity']['max_abs_logit_diff']:.2e} (tolerance {PARITY_TOLERANCE})"
+    )
     return 0
 
 

@@ -99,7 +99,10 @@ class Summary:
 def summarize(scores, labels) -> Summary:
     s, y = _check(scores, labels)
     return Summary(
-        n=int(s.size), accuracy=accuracy(s, y), roc_auc=roc_auc(s, y),
-        tpr_at_1pct_fpr=tpr_at_fpr(s, y, 0.01), tpr_at_5pct_fpr=tpr_at_fpr(s, y, 0.05),
+        n=int(s.size),
+        accuracy=accuracy(s, y),
+        roc_auc=roc_auc(s, y),
+        tpr_at_1pct_fpr=tpr_at_fpr(s, y, 0.01),
+        tpr_at_5pct_fpr=tpr_at_fpr(s, y, 0.05),
         ece=expected_calibration_error(s, y),
     )

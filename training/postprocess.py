@@ -22,8 +22,7 @@ from PIL import Image
 
 from services.common.imaging import decode_rgb
 
-_KERNELS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
-            "lanczos": cv2.INTER_LANCZOS4}
+_KERNELS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,19 +39,31 @@ class Profile:
 
 
 TRAIN = Profile(
-    "train", resize_p=0.5, scale_range=(0.75, 1.25), kernels=("area", "linear"),
+    "train",
+    resize_p=0.5,
+    scale_range=(0.75, 1.25),
+    kernels=("area", "linear"),
     # 15 % stay lossless (PNG) so the model also sees never-recompressed pixels.
     formats=(("cv2-jpeg", 0.85, 60, 100), ("png", 0.15, 0, 0)),
 )
 TRAIN_DIVERSE = Profile(
-    "train_diverse", resize_p=0.5, scale_range=(0.7, 1.3), kernels=("area", "linear"),
+    "train_diverse",
+    resize_p=0.5,
+    scale_range=(0.7, 1.3),
+    kernels=("area", "linear"),
     # Still only cv2/libjpeg and PNG (Pillow and WebP are the held-out pipeline's); 4:4:4
     # chroma is what high-quality exports use and removes the 4:2:0 colour smoothing.
     formats=(("cv2-jpeg", 0.55, 60, 100), ("cv2-jpeg-444", 0.3, 60, 100), ("png", 0.15, 0, 0)),
-    gamma_p=0.3, gamma_range=(0.8, 1.25), noise_p=0.2, noise_range=(0.5, 2.0),
+    gamma_p=0.3,
+    gamma_range=(0.8, 1.25),
+    noise_p=0.2,
+    noise_range=(0.5, 2.0),
 )
 HELDOUT = Profile(
-    "heldout", resize_p=0.6, scale_range=(0.6, 1.4), kernels=("cubic", "lanczos"),
+    "heldout",
+    resize_p=0.6,
+    scale_range=(0.6, 1.4),
+    kernels=("cubic", "lanczos"),
     formats=(("pil-jpeg-444", 0.3, 55, 95), ("pil-jpeg-420", 0.3, 55, 95), ("webp", 0.4, 60, 95)),
 )
 PROFILES = {p.name: p for p in (TRAIN, TRAIN_DIVERSE, HELDOUT)}
@@ -81,8 +92,15 @@ def draw(profile: Profile, rng: np.random.Generator) -> Params:
     do_gamma, gamma = rng.random() < profile.gamma_p, float(rng.uniform(*profile.gamma_range))
     do_noise, sigma = rng.random() < profile.noise_p, float(rng.uniform(*profile.noise_range))
     noise_seed = int(rng.integers(2**31))
-    return Params(scale if do_resize else 1.0, kernel, codec, quality, gamma if do_gamma else 1.0,
-                  sigma if do_noise else 0.0, noise_seed)
+    return Params(
+        scale if do_resize else 1.0,
+        kernel,
+        codec,
+        quality,
+        gamma if do_gamma else 1.0,
+        sigma if do_noise else 0.0,
+        noise_seed,
+    )
 
 
 def _cv2_encode(ext: str, rgb: np.ndarray, params: list[int]) -> bytes:
@@ -98,8 +116,11 @@ def encode(rgb: np.ndarray, codec: str, quality: int) -> bytes:
     if codec == "cv2-jpeg":
         return _cv2_encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if codec == "cv2-jpeg-444":
-        return _cv2_encode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-                                         cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+        return _cv2_encode(
+            ".jpg",
+            rgb,
+            [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444],
+        )
     out = io.BytesIO()
     image = Image.fromarray(rgb)
     if codec == "webp":

@@ -36,12 +36,17 @@ def _forward(model: nn.Module, inputs: list[torch.Tensor], device: torch.device)
     out: list[float] = []
     with torch.inference_mode():
         for i in range(0, len(inputs), BATCH):
-            out.extend(model(torch.stack(inputs[i:i + BATCH]).to(device)).float().cpu().tolist())
+            out.extend(model(torch.stack(inputs[i : i + BATCH]).to(device)).float().cpu().tolist())
     return out
 
 
-def image_logits(model: nn.Module, ckpt_pre: preprocess.PreprocessSpec, tiling: preprocess.TilingSpec,
-                 images: Iterable[bytes | np.ndarray], device: torch.device | str = "cpu") -> list[ImageLogits]:
+def image_logits(
+    model: nn.Module,
+    ckpt_pre: preprocess.PreprocessSpec,
+    tiling: preprocess.TilingSpec,
+    images: Iterable[bytes | np.ndarray],
+    device: torch.device | str = "cpu",
+) -> list[ImageLogits]:
     """Logits of every model input of every image (bytes are decoded like the service does)."""
     device = torch.device(device)
     prepared = []
@@ -60,14 +65,19 @@ def image_logits(model: nn.Module, ckpt_pre: preprocess.PreprocessSpec, tiling: 
     return [ImageLogits(tuple(z), p.grid) for z, p in zip(logits, prepared)]
 
 
-def final_scores(raw: Sequence[ImageLogits], tiling: preprocess.TilingSpec,
-                 calibration: scoring.CalibrationSpec) -> np.ndarray:
+def final_scores(
+    raw: Sequence[ImageLogits], tiling: preprocess.TilingSpec, calibration: scoring.CalibrationSpec
+) -> np.ndarray:
     """The service's final scores (scoring.image_scores) for precomputed logits."""
     return np.array([scoring.image_scores(list(r.logits), r.grid, tiling, calibration).score for r in raw])
 
 
-def score(ckpt: Checkpoint, images: Iterable[bytes | np.ndarray], device: torch.device | str = "cpu",
-          model: nn.Module | None = None) -> np.ndarray:
+def score(
+    ckpt: Checkpoint,
+    images: Iterable[bytes | np.ndarray],
+    device: torch.device | str = "cpu",
+    model: nn.Module | None = None,
+) -> np.ndarray:
     """Final scores in [0, 1] of images under the checkpoint's own preprocessing and rule."""
     model = model if model is not None else ckpt.build(device)
     raw = image_logits(model, ckpt.preprocessing, ckpt.tiling, images, device)

@@ -42,10 +42,28 @@ RECIPES: dict[str, dict] = {
     # batch 32, up to 100 epochs, early stopping after 3 epochs without a better validation
     # loss, a 70/30 split, one fixed (pickled) dataset of segment-pasted composites.
     "paper": dict(
-        arch="resnet50", arch_kwargs={}, input_size=224, tile_size=0, global_p=1.0, target="binary",
-        epochs=100, batch_size=32, lr=1e-3, weight_decay=0.0, optimizer="adam", schedule="constant",
-        patience=3, val_fraction=0.3, train_samples=2000, val_samples=400, fresh_samples=False,
-        recompress_p=0.0, flip=False, views_per_sample=1, max_tiles=16, generator="train",
+        arch="resnet50",
+        arch_kwargs={},
+        input_size=224,
+        tile_size=0,
+        global_p=1.0,
+        target="binary",
+        epochs=100,
+        batch_size=32,
+        lr=1e-3,
+        weight_decay=0.0,
+        optimizer="adam",
+        schedule="constant",
+        patience=3,
+        val_fraction=0.3,
+        train_samples=2000,
+        val_samples=400,
+        fresh_samples=False,
+        recompress_p=0.0,
+        flip=False,
+        views_per_sample=1,
+        max_tiles=16,
+        generator="train",
     ),
     # Ours: the compact forensic net (SRM + Bayar high-pass front end) on native-resolution
     # 64 px tiles (up to 40: a 481x321 photo is covered whole; 4x cheaper per view than
@@ -56,10 +74,28 @@ RECIPES: dict[str, dict] = {
     # Generator "train" (segment pastes): "diverse" (more methods and post-processing) was
     # measured with a longer (24 min) budget and did not generalise better to the held-out forger.
     "ours": dict(
-        arch="forensic", arch_kwargs={}, input_size=64, tile_size=64, max_tiles=40, global_p=0.1, target="soft",
-        epochs=40, batch_size=64, lr=2e-3, weight_decay=1e-4, optimizer="adamw", schedule="cosine",
-        patience=10, val_fraction=0.15, train_samples=2560, val_samples=512, fresh_samples=True,
-        recompress_p=0.3, flip=True, views_per_sample=4, generator="train",
+        arch="forensic",
+        arch_kwargs={},
+        input_size=64,
+        tile_size=64,
+        max_tiles=40,
+        global_p=0.1,
+        target="soft",
+        epochs=40,
+        batch_size=64,
+        lr=2e-3,
+        weight_decay=1e-4,
+        optimizer="adamw",
+        schedule="cosine",
+        patience=10,
+        val_fraction=0.15,
+        train_samples=2560,
+        val_samples=512,
+        fresh_samples=True,
+        recompress_p=0.3,
+        flip=True,
+        views_per_sample=4,
+        generator="train",
     ),
 }
 CALIBRATION_IMAGES = 240  # validation images scored through the serving path to fit the rule
@@ -70,7 +106,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="ImageTrust synthesis-detector training", add_help=add_help)
     p.add_argument("--recipe", choices=sorted(RECIPES), default="ours", help="defaults for everything below")
     p.add_argument("--arch", help="services.synthesis.models arch")
-    p.add_argument("--arch-kwargs", type=json.loads, help='JSON, e.g. \'{"width": 12}\'')
+    p.add_argument("--arch-kwargs", type=json.loads, help="JSON, e.g. '{\"width\": 12}'")
     p.add_argument("--input-size", type=int, help="px, global view edge")
     p.add_argument("--tile-size", type=int, help="px, native tiles (0: global view only)")
     p.add_argument("--max-tiles", type=int, help="tiles scored per image at most (serving)")
@@ -86,16 +122,25 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, help="share of BSDS train PHOTOS held out for validation")
     p.add_argument("--train-samples", type=int, help="views per epoch")
     p.add_argument("--val-samples", type=int, help="validation views")
-    p.add_argument("--fresh-samples", type=lambda s: s.lower() in ("1", "true", "yes"),
-                   help="new composites every epoch (true) or one fixed dataset (false)")
+    p.add_argument(
+        "--fresh-samples",
+        type=lambda s: s.lower() in ("1", "true", "yes"),
+        help="new composites every epoch (true) or one fixed dataset (false)",
+    )
     p.add_argument("--recompress-p", type=float, help="probability of a second JPEG generation")
     p.add_argument("--flip", type=lambda s: s.lower() in ("1", "true", "yes"))
     p.add_argument("--views-per-sample", type=int, help="views (tiles/global) taken from each generated sample")
-    p.add_argument("--generator", choices=("train", "diverse"),
-                   help="training composites: the paper's segment pastes (train) or every training method (diverse)")
-    p.add_argument("--methods", type=lambda s: tuple(m for m in s.split(",") if m),
-                   help="comma-separated compositing methods, a subset of training.compose.TRAIN_METHODS "
-                        "(default: the generator's own)")
+    p.add_argument(
+        "--generator",
+        choices=("train", "diverse"),
+        help="training composites: the paper's segment pastes (train) or every training method (diverse)",
+    )
+    p.add_argument(
+        "--methods",
+        type=lambda s: tuple(m for m in s.split(",") if m),
+        help="comma-separated compositing methods, a subset of training.compose.TRAIN_METHODS "
+        "(default: the generator's own)",
+    )
     p.add_argument("--max-photos", type=int, default=0, help="use only this many BSDS photos (tests)")
     p.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES)
     p.add_argument("--time-limit-min", type=float, default=0.0, help="stop training after this many minutes (0: none)")
@@ -119,12 +164,15 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     if methods is not None:
         unknown = [m for m in methods if m not in compose.TRAIN_METHODS]
         if unknown or not methods:
-            raise SystemExit(f"--methods: {', '.join(unknown) or 'empty'} not in {', '.join(compose.TRAIN_METHODS)} "
-                             "(held-out methods never train)")
+            raise SystemExit(
+                f"--methods: {', '.join(unknown) or 'empty'} not in {', '.join(compose.TRAIN_METHODS)} "
+                "(held-out methods never train)"
+            )
     return args
 
 
 # ---- distributed ------------------------------------------------------------------------
+
 
 def init_distributed(args: argparse.Namespace) -> None:
     args.world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -155,6 +203,7 @@ def _any_rank(flag: bool, args) -> bool:
 
 
 # ---- one epoch --------------------------------------------------------------------------
+
 
 def train_one_epoch(model, optimizer, scheduler, loader, args, epoch: int, state: dict) -> dict[str, float]:
     model.train()
@@ -206,10 +255,19 @@ def evaluate(model, loader, args, desc: str = "val") -> dict[str, float]:
 
 # ---- main -------------------------------------------------------------------------------
 
+
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=pathlib.Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=pathlib.Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -238,8 +296,13 @@ def _loader(ds, args, shuffle: bool, train: bool):
             per_rank = len(ds) // args.world_size
             sampler = range(args.rank * per_rank, (args.rank + 1) * per_rank)
     return torch.utils.data.DataLoader(
-        ds, batch_size=args.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-        num_workers=args.workers, pin_memory=args.torch_device.type == "cuda", drop_last=train,
+        ds,
+        batch_size=args.batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=args.workers,
+        pin_memory=args.torch_device.type == "cuda",
+        drop_last=train,
         generator=torch.Generator().manual_seed(args.seed),
     )
 
@@ -252,7 +315,8 @@ def _metadata(args, pre, tiling, history, extra) -> dict:
         "hyperparameters": {k: getattr(args, k) for k in keys},
         "seed": args.seed,
         "dataset": f"BSDS500 train photos (composites made by training.dataset, generator '{args.generator}'"
-                   + (f", methods {','.join(args.methods)}" if args.methods else "") + ")",
+        + (f", methods {','.join(args.methods)}" if args.methods else "")
+        + ")",
         "world_size": args.world_size,
         "git_commit": _git_commit(),
         "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -275,16 +339,24 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
         photos = photos[: args.max_photos]
     train_photos, val_photos = bsds.split_photos(photos, args.val_fraction, args.seed)
     pre, tiling = _specs(args)
-    view_args = dict(spec=pre, tile_size=tiling.tile_size, global_p=args.global_p if tiling.enabled else 1.0,
-                     target=args.target)
+    view_args = dict(
+        spec=pre, tile_size=tiling.tile_size, global_p=args.global_p if tiling.enabled else 1.0, target=args.target
+    )
     train_gen = dataset.CompositeGenerator(train_photos, seed=args.seed, generator=args.generator, methods=args.methods)
-    train_ds = views.ViewDataset(train_gen, args.train_samples,
-                                 recompress_p=args.recompress_p, flip=args.flip, seed=args.seed,
-                                 views_per_sample=args.views_per_sample, **view_args)
+    train_ds = views.ViewDataset(
+        train_gen,
+        args.train_samples,
+        recompress_p=args.recompress_p,
+        flip=args.flip,
+        seed=args.seed,
+        views_per_sample=args.views_per_sample,
+        **view_args,
+    )
     # Validation views never change between epochs: early stopping compares like with like.
     val_gen = dataset.CompositeGenerator(val_photos, seed=args.seed + 1, generator=args.generator, methods=args.methods)
-    val_ds = views.ViewDataset(val_gen, args.val_samples, seed=args.seed + 1, views_per_sample=args.views_per_sample,
-                               **view_args)
+    val_ds = views.ViewDataset(
+        val_gen, args.val_samples, seed=args.seed + 1, views_per_sample=args.views_per_sample, **view_args
+    )
     # Fresh samples are already random per index: read them in order (views of one sample
     # are consecutive). A fixed dataset (the paper's) is shuffled every epoch.
     train_loader = _loader(train_ds, args, shuffle=not args.fresh_samples, train=True)
@@ -292,15 +364,19 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
 
     model = build_model(args.arch, **args.arch_kwargs).to(args.torch_device)
     if args.distributed:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[args.local_rank] if args.torch_device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[args.local_rank] if args.torch_device.type == "cuda" else None
+        )
     raw_model = model.module if args.distributed else model
     opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(raw_model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = None
     if args.schedule == "cosine":
         total_steps = max(1, args.epochs * len(train_loader))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS)
-                                                      * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda s: min(1.0, (s + 1) / WARMUP_STEPS) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps))),
+        )
 
     version = f"{args.arch}-{args.recipe}-{datetime.date.today():%Y%m%d}-{_git_commit()}"
     state = {"t0": time.monotonic(), "steps": 0, "stop_reason": "epochs"}
@@ -308,8 +384,11 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
     log_path = out_dir / "log.jsonl"
     if is_main(args):
         log_path.write_text("")
-        print(f"[train] recipe {args.recipe}: {args.arch}, {len(train_photos)} train / {len(val_photos)} val photos, "
-              f"{args.train_samples} views/epoch, device {args.torch_device}, world {args.world_size}", flush=True)
+        print(
+            f"[train] recipe {args.recipe}: {args.arch}, {len(train_photos)} train / {len(val_photos)} val photos, "
+            f"{args.train_samples} views/epoch, device {args.torch_device}, world {args.world_size}",
+            flush=True,
+        )
     for epoch in range(args.epochs):
         if args.fresh_samples:
             train_ds.offset = epoch * args.train_samples
@@ -318,8 +397,12 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
         t_epoch = time.monotonic()
         row = {"epoch": epoch, **train_one_epoch(model, optimizer, scheduler, train_loader, args, epoch, state)}
         row.update(evaluate(raw_model, val_loader, args))
-        row.update(lr=optimizer.param_groups[0]["lr"], epoch_s=round(time.monotonic() - t_epoch, 1),
-                   elapsed_s=round(time.monotonic() - state["t0"], 1), steps=state["steps"])
+        row.update(
+            lr=optimizer.param_groups[0]["lr"],
+            epoch_s=round(time.monotonic() - t_epoch, 1),
+            elapsed_s=round(time.monotonic() - state["t0"], 1),
+            steps=state["steps"],
+        )
         improved = row["val_loss"] < best_loss - 1e-6
         if improved:
             best_loss, bad_epochs = row["val_loss"], 0
@@ -333,9 +416,16 @@ def main(args: argparse.Namespace) -> pathlib.Path | None:
                 f.write(json.dumps(row) + "\n")
             print("[train] " + json.dumps(row), flush=True)
             if improved:
-                ckpt_mod.save_checkpoint(out_dir / "best.pt", best_state, arch=args.arch, arch_kwargs=args.arch_kwargs,
-                                         model_version=version, preprocessing=pre, tiling=tiling,
-                                         training=_metadata(args, pre, tiling, history, {"epoch": epoch}))
+                ckpt_mod.save_checkpoint(
+                    out_dir / "best.pt",
+                    best_state,
+                    arch=args.arch,
+                    arch_kwargs=args.arch_kwargs,
+                    model_version=version,
+                    preprocessing=pre,
+                    tiling=tiling,
+                    training=_metadata(args, pre, tiling, history, {"epoch": epoch}),
+                )
         if bad_epochs >= args.patience:
             state["stop_reason"] = f"early stopping (patience {args.patience})"
             break
@@ -364,16 +454,34 @@ def _finish(args, model, best_state, val_gen, pre, tiling, version, history, sta
     scores = serving_path.final_scores(raw, tiling, calibration)
     val_summary = metrics.summarize(scores, labels).as_dict()
     train_s = round(time.monotonic() - state["t0"], 1)
-    extra = {"stop_reason": state["stop_reason"], "train_wall_s": train_s, "steps": state["steps"],
-             "validation_images": val_summary, "global_weight_auc": rule_aucs,
-             "soft_saturation": views.SOFT_SATURATION}
+    extra = {
+        "stop_reason": state["stop_reason"],
+        "train_wall_s": train_s,
+        "steps": state["steps"],
+        "validation_images": val_summary,
+        "global_weight_auc": rule_aucs,
+        "soft_saturation": views.SOFT_SATURATION,
+    }
     path = out_dir / "model.pt"
-    ckpt_mod.save_checkpoint(path, best_state, arch=args.arch, arch_kwargs=args.arch_kwargs, model_version=version,
-                             preprocessing=pre, tiling=tiling, calibration=calibration,
-                             training=_metadata(args, pre, tiling, history, extra))
-    summary = {"model": str(path), "stop_reason": state["stop_reason"], "train_wall_s": train_s,
-               "tiling": tiling.describe(), "calibration": dataclasses.asdict(calibration),
-               "validation_images": val_summary}
+    ckpt_mod.save_checkpoint(
+        path,
+        best_state,
+        arch=args.arch,
+        arch_kwargs=args.arch_kwargs,
+        model_version=version,
+        preprocessing=pre,
+        tiling=tiling,
+        calibration=calibration,
+        training=_metadata(args, pre, tiling, history, extra),
+    )
+    summary = {
+        "model": str(path),
+        "stop_reason": state["stop_reason"],
+        "train_wall_s": train_s,
+        "tiling": tiling.describe(),
+        "calibration": dataclasses.asdict(calibration),
+        "validation_images": val_summary,
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("[train] done " + json.dumps(summary), flush=True)
     return path

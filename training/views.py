@@ -46,10 +46,20 @@ class ViewDataset(torch.utils.data.Dataset):
     share a sample, so read them in order (the generator is already random per index).
     """
 
-    def __init__(self, generator: dataset.CompositeGenerator, length: int, *,
-                 spec: preprocess.PreprocessSpec, tile_size: int, global_p: float, target: str,
-                 recompress_p: float = 0.0, flip: bool = False, seed: int = 0,
-                 views_per_sample: int = 1) -> None:
+    def __init__(
+        self,
+        generator: dataset.CompositeGenerator,
+        length: int,
+        *,
+        spec: preprocess.PreprocessSpec,
+        tile_size: int,
+        global_p: float,
+        target: str,
+        recompress_p: float = 0.0,
+        flip: bool = False,
+        seed: int = 0,
+        views_per_sample: int = 1,
+    ) -> None:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}")
         if global_p < 1.0 and tile_size <= 0:
@@ -107,5 +117,5 @@ class ViewDataset(torch.utils.data.Dataset):
         grid = preprocess.TileGrid(1, 1, (y0,), (x0,), t)
         x = preprocess.tiles(image, grid, self.spec)[0]
         # The fraction over the tile as the model sees it (padding, if any, is authentic).
-        fraction = float(mask[y0:y0 + t, x0:x0 + t].sum()) / float(t * t)
+        fraction = float(mask[y0 : y0 + t, x0 : x0 + t].sum()) / float(t * t)
         return x, fraction

@@ -32,7 +32,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".
 def check_request(path: pathlib.Path, index: int) -> gateway_pb2.CheckRequest:
     return gateway_pb2.CheckRequest(
         image=common_pb2.Image(data=path.read_bytes(), filename=path.name),
-        context=common_pb2.Context(seller_id=f"loadtest-seller-{index}", listing_id=f"loadtest-{path.stem}", platform="ghz"),
+        context=common_pb2.Context(
+            seller_id=f"loadtest-seller-{index}", listing_id=f"loadtest-{path.stem}", platform="ghz"
+        ),
         register=False,
         client_ref=f"loadtest/{path.name}",
     )

@@ -26,7 +26,9 @@ from services.common.errors import API_KEY_INVALID, API_KEY_MISSING
 from services.common.interceptors import split_method
 
 # Services callable without a key: probes and API discovery.
-EXEMPT_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"})
+EXEMPT_SERVICES = frozenset(
+    {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
+)
 _SHA256_HEX_LEN = 64  # characters
 
 
@@ -113,8 +115,9 @@ class ApiKeyInterceptor(aio.ServerInterceptor):
             if key == API_KEY_HEADER:
                 presented = str(value)
         if not presented:
-            return _deny(handler, f"this server requires an API key: send it as {API_KEY_HEADER} metadata",
-                         API_KEY_MISSING)
+            return _deny(
+                handler, f"this server requires an API key: send it as {API_KEY_HEADER} metadata", API_KEY_MISSING
+            )
         if client_for(presented, self.keys) is None:
             return _deny(handler, f"the {API_KEY_HEADER} sent is not a valid key for this server", API_KEY_INVALID)
         return handler

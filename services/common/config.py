@@ -52,8 +52,9 @@ def _parse(raw: str, typ: Any, name: str) -> Any:
         try:
             return typ(raw)
         except ValueError:  # int()'s own message names neither the setting nor the type
-            raise ValueError(f"{env_name(name)}: expected {'an integer' if typ is int else 'a number'}, "
-                             f"got {raw!r}") from None
+            raise ValueError(
+                f"{env_name(name)}: expected {'an integer' if typ is int else 'a number'}, got {raw!r}"
+            ) from None
     if typ is str:
         return raw
     if origin is tuple:

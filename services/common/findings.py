@@ -39,6 +39,9 @@ class Finding:
     def to_proto(self) -> common_pb2.Finding:
         return common_pb2.Finding(
             # The stubs type enum fields as the enum's wrapper class; the value is its int.
-            code=self.code, severity=cast("common_pb2.Severity", int(self.severity)), message=self.message,
-            evidence=dict(self.evidence), source=self.source,
+            code=self.code,
+            severity=cast("common_pb2.Severity", int(self.severity)),
+            message=self.message,
+            evidence=dict(self.evidence),
+            source=self.source,
         )

@@ -71,7 +71,8 @@ def _open(data: bytes) -> tuple[Image.Image, str]:
     if fmt is None:
         raise InvalidImage(
             f"not a supported image (first bytes {data[:8].hex()}); send JPEG, PNG, WebP, TIFF or HEIC/HEIF",
-            reason=IMAGE_UNSUPPORTED_FORMAT, metadata={"first_bytes_hex": data[:8].hex()},
+            reason=IMAGE_UNSUPPORTED_FORMAT,
+            metadata={"first_bytes_hex": data[:8].hex()},
         )
     check_structure(data, fmt)  # TooLarge before Pillow's header reader walks it
     try:
@@ -106,13 +107,15 @@ def decode_rgb(data: bytes, max_pixels: int, *, draft_size: tuple[int, int] | No
     except ImageTrustError:  # our own limits (TooLarge) keep their status
         raise
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
-        raise InvalidImage(f"cannot decode the {fmt} image (truncated or corrupt?): {exc}",
-                           metadata={"format": fmt}) from exc
+        raise InvalidImage(
+            f"cannot decode the {fmt} image (truncated or corrupt?): {exc}", metadata={"format": fmt}
+        ) from exc
     except Exception as exc:
         if isinstance(exc, (MemoryError,)):
             raise
-        raise InvalidImage(f"cannot decode the {fmt} image: {type(exc).__name__}: {exc}",
-                           metadata={"format": fmt}) from exc
+        raise InvalidImage(
+            f"cannot decode the {fmt} image: {type(exc).__name__}: {exc}", metadata={"format": fmt}
+        ) from exc
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

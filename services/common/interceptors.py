@@ -119,21 +119,25 @@ class ServerInterceptor(aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 call.unary(handler.unary_unary, "unary"),
-                _tolerant(handler.request_deserializer), handler.response_serializer,
+                _tolerant(handler.request_deserializer),
+                handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 call.streaming(handler.unary_stream, "server_stream"),
-                _tolerant(handler.request_deserializer), handler.response_serializer,
+                _tolerant(handler.request_deserializer),
+                handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 call.unary(handler.stream_unary, "client_stream"),
-                _tolerant(handler.request_deserializer), handler.response_serializer,
+                _tolerant(handler.request_deserializer),
+                handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
             call.streaming(handler.stream_stream, "bidi_stream"),
-            _tolerant(handler.request_deserializer), handler.response_serializer,
+            _tolerant(handler.request_deserializer),
+            handler.response_serializer,
         )
 
 
@@ -158,16 +162,26 @@ class _Call:
         traced = None
         if tracing.enabled() and not self.quiet:
             span = _tracer.start_span(
-                f"{self.service}/{self.method}", context=tracing.extract(self.details.invocation_metadata),
+                f"{self.service}/{self.method}",
+                context=tracing.extract(self.details.invocation_metadata),
                 kind=trace.SpanKind.SERVER,
-                attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.method,
-                            "imagetrust.request_id": request_id},
+                attributes={
+                    "rpc.system": "grpc",
+                    "rpc.service": self.service,
+                    "rpc.method": self.method,
+                    "imagetrust.request_id": request_id,
+                },
             )
             traced = (span, otel_context.attach(trace.set_span_in_context(span)))
         return token, time.perf_counter(), traced
 
-    def _end(self, grpc_type: str, begun: tuple[Any, float, tuple[trace.Span, object] | None],
-             code: grpc.StatusCode, detail: str = "") -> None:
+    def _end(
+        self,
+        grpc_type: str,
+        begun: tuple[Any, float, tuple[trace.Span, object] | None],
+        code: grpc.StatusCode,
+        detail: str = "",
+    ) -> None:
         token, start, traced = begun
         elapsed = time.perf_counter() - start
         self.metrics.in_flight.labels(self.service, self.method).dec()
@@ -175,7 +189,10 @@ class _Call:
         self.metrics.handling_seconds.labels(grpc_type, self.service, self.method).observe(elapsed)
         if not self.quiet:
             log.info(  # inside the span: the access line carries the call's trace_id
-                "%s/%s %s", self.service, self.method, code.name,
+                "%s/%s %s",
+                self.service,
+                self.method,
+                code.name,
                 extra={"grpc_code": code.name, "duration_ms": round(elapsed * 1000, 2), "detail": detail},
             )
         if traced is not None:
@@ -192,10 +209,15 @@ class _Call:
         if isinstance(exc, ImageTrustError):
             await rich_status.abort(context, rich_status.of_error(exc, request_id))
         log.exception("unhandled error in %s/%s", self.service, self.method)
-        await rich_status.abort(context, rich_status.build(
-            grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}", INTERNAL_ERROR,
-            {"request_id": request_id},
-        ))
+        await rich_status.abort(
+            context,
+            rich_status.build(
+                grpc.StatusCode.INTERNAL,
+                f"internal error; quote request id {request_id}",
+                INTERNAL_ERROR,
+                {"request_id": request_id},
+            ),
+        )
 
     def unary(self, behavior: Callable[..., Awaitable[Any]], grpc_type: str) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:

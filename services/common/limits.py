@@ -28,24 +28,36 @@ _CONTEXT_IDS = ("seller_id", "listing_id", "conversation_id", "platform")
 def check_bytes(data: bytes, max_bytes: int) -> None:
     """Rejects empty and oversize uploads with the status a caller can act on."""
     if not data:
-        raise InvalidImage("image.data is empty: send the file's bytes", reason=IMAGE_EMPTY,
-                           violations=[("image.data", "empty: send the file's bytes")])
+        raise InvalidImage(
+            "image.data is empty: send the file's bytes",
+            reason=IMAGE_EMPTY,
+            violations=[("image.data", "empty: send the file's bytes")],
+        )
     if len(data) > max_bytes:
-        raise TooLarge(f"image is {len(data)} bytes; the limit is {max_bytes} bytes", reason=MESSAGE_TOO_LARGE,
-                       metadata={"bytes": len(data), "max_bytes": max_bytes})
+        raise TooLarge(
+            f"image is {len(data)} bytes; the limit is {max_bytes} bytes",
+            reason=MESSAGE_TOO_LARGE,
+            metadata={"bytes": len(data), "max_bytes": max_bytes},
+        )
 
 
 def check_dimensions(width: int, height: int, max_pixels: int) -> None:
     """Refuses decompression bombs from the header's declared size, before allocating."""
     if width <= 0 or height <= 0:
-        raise InvalidImage(f"image declares an empty size {width}x{height}",
-                           metadata={"width": width, "height": height})
+        raise InvalidImage(
+            f"image declares an empty size {width}x{height}", metadata={"width": width, "height": height}
+        )
     if width > MAX_SIDE_PX or height > MAX_SIDE_PX or width * height > max_pixels:
         raise TooLarge(
             f"image declares {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels "
             f"and {MAX_SIDE_PX} px a side (decompression-bomb guard)",
-            metadata={"width": width, "height": height, "pixels": width * height, "max_pixels": max_pixels,
-                      "max_side_px": MAX_SIDE_PX},
+            metadata={
+                "width": width,
+                "height": height,
+                "pixels": width * height,
+                "max_pixels": max_pixels,
+                "max_side_px": MAX_SIDE_PX,
+            },
         )
 
 
@@ -53,8 +65,11 @@ def check_id(name: str, value: str) -> None:
     """Refuses an id-like string over MAX_ID_CHARS (INVALID_ARGUMENT: resending cannot help)."""
     if len(value) > MAX_ID_CHARS:
         message = f"{name} is {len(value)} characters; the limit is {MAX_ID_CHARS}"
-        raise InvalidRequest(message, metadata={"field": name, "chars": len(value), "max_chars": MAX_ID_CHARS},
-                             violations=[(name, message)])
+        raise InvalidRequest(
+            message,
+            metadata={"field": name, "chars": len(value), "max_chars": MAX_ID_CHARS},
+            violations=[(name, message)],
+        )
 
 
 def check_context(context) -> None:
@@ -69,6 +84,7 @@ def check_context(context) -> None:
                 "seconds must lie in years 1-9999 UTC and nanos in [0, 999999999]"
             )
             raise InvalidRequest(
-                message, metadata={"field": "context.uploaded_at", "seconds": ts.seconds, "nanos": ts.nanos},
+                message,
+                metadata={"field": "context.uploaded_at", "seconds": ts.seconds, "nanos": ts.nanos},
                 violations=[("context.uploaded_at", message)],
             )

@@ -27,15 +27,23 @@ class GrpcServerMetrics:
             "grpc_server_started", "RPCs started on the server.", labels, registry=collector_registry
         )
         self.handled = Counter(
-            "grpc_server_handled", "RPCs completed on the server, by status code.",
-            (*labels, "grpc_code"), registry=collector_registry,
+            "grpc_server_handled",
+            "RPCs completed on the server, by status code.",
+            (*labels, "grpc_code"),
+            registry=collector_registry,
         )
         self.handling_seconds = Histogram(
-            "grpc_server_handling_seconds", "Time from RPC start to its last response, seconds.",
-            labels, buckets=LATENCY_BUCKETS_S, registry=collector_registry,
+            "grpc_server_handling_seconds",
+            "Time from RPC start to its last response, seconds.",
+            labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=collector_registry,
         )
         self.in_flight = Gauge(
-            "grpc_server_in_flight", "RPCs being handled now.", ("grpc_service", "grpc_method"), registry=collector_registry
+            "grpc_server_in_flight",
+            "RPCs being handled now.",
+            ("grpc_service", "grpc_method"),
+            registry=collector_registry,
         )
         self.msg_received = Counter(
             "grpc_server_msg_received", "Stream messages received.", labels, registry=collector_registry

@@ -98,8 +98,9 @@ def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     if not config.tls_cert:
         return None
     # Re-read on rotation (cert-manager renewals) without a restart: services/common/tls.py.
-    return CertificateFiles(config.tls_cert, config.tls_key, config.tls_client_ca,
-                            config.tls_reload_interval_s).credentials()
+    return CertificateFiles(
+        config.tls_cert, config.tls_key, config.tls_client_ca, config.tls_reload_interval_s
+    ).credentials()
 
 
 class StartupError(Exception):
@@ -153,7 +154,8 @@ class ServerRuntime:
         await self.health.set_all(False)
         await self.server.start()
         log.info(
-            "%s listening", self.service.name,
+            "%s listening",
+            self.service.name,
             extra={"port": self.port, "metrics_port": self.metrics_port, "tls": credentials is not None},
         )
         await self.service.load()

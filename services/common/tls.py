@@ -71,7 +71,9 @@ class WatchedFiles:
 class CertificateFiles:
     """A server's certificate chain, key and optional client CA, re-read when they change."""
 
-    def __init__(self, cert: str, key: str, client_ca: str = "", check_interval_s: float = RELOAD_CHECK_INTERVAL_S) -> None:
+    def __init__(
+        self, cert: str, key: str, client_ca: str = "", check_interval_s: float = RELOAD_CHECK_INTERVAL_S
+    ) -> None:
         self.files = WatchedFiles(cert, key, client_ca, check_interval_s=check_interval_s)
         self.require_client_auth = bool(client_ca)
 
@@ -87,6 +89,7 @@ class CertificateFiles:
 
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
-            self._configuration(self.files.contents), self.fetch,
+            self._configuration(self.files.contents),
+            self.fetch,
             require_client_authentication=self.require_client_auth,
         )

@@ -100,8 +100,12 @@ def inject(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]
 
 
 @contextlib.contextmanager
-def span(tracer_: trace.Tracer, name: str, attributes: Mapping[str, str | float | bool] | None = None,
-         kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span | None]:
+def span(
+    tracer_: trace.Tracer,
+    name: str,
+    attributes: Mapping[str, str | float | bool] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[Span | None]:
     """A current span around a step when tracing is on (nothing at all when off). An
     exception marks it as an error and is re-raised."""
     if not _enabled:
@@ -128,5 +132,17 @@ def set_error(current: Span | None, code_name: str, message: str = "") -> None:
             current.set_status(Status(StatusCode.ERROR, message[:200]))
 
 
-__all__ = ["SpanKind", "configure", "current_ids", "enable", "enabled", "extract", "inject", "set_error",
-           "shutdown", "span", "tracer", "wanted"]
+__all__ = [
+    "SpanKind",
+    "configure",
+    "current_ids",
+    "enable",
+    "enabled",
+    "extract",
+    "inject",
+    "set_error",
+    "shutdown",
+    "span",
+    "tracer",
+    "wanted",
+]

@@ -57,14 +57,19 @@ def service_config(health_service: str) -> str:
     # (image, listing) in the reuse registry, so repeating either cannot double-count.
     # Attempts are bounded by the call's own deadline (the per-backend budget).
     return channel.service_config(
-        (SYNTHESIS_SERVICE, METADATA_SERVICE), MAX_ATTEMPTS, initial_backoff_s=RETRY_INITIAL_BACKOFF_S,
-        max_backoff_s=RETRY_MAX_BACKOFF_S, health_service=health_service,
+        (SYNTHESIS_SERVICE, METADATA_SERVICE),
+        MAX_ATTEMPTS,
+        initial_backoff_s=RETRY_INITIAL_BACKOFF_S,
+        max_backoff_s=RETRY_MAX_BACKOFF_S,
+        health_service=health_service,
     )
 
 
 def channel_options(config: GatewayConfig, health_service: str) -> list[tuple[str, Any]]:
     options = channel.channel_options(
-        service_config(health_service), retries=True, max_message_bytes=config.max_message_bytes,
+        service_config(health_service),
+        retries=True,
+        max_message_bytes=config.max_message_bytes,
         server_name=config.backend_tls_server_name,
     )
     return [
@@ -122,8 +127,15 @@ def grpc_target(addr: str) -> str:
 class Backend:
     """One backend service: a balanced channel, a stub, and whether it is up."""
 
-    def __init__(self, name: str, health_service: str, stub_class: type, addr: str, config: GatewayConfig,
-                 metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        name: str,
+        health_service: str,
+        stub_class: type,
+        addr: str,
+        config: GatewayConfig,
+        metrics: GatewayMetrics,
+    ) -> None:
         self.name = name
         self.health_service = health_service
         self.target = grpc_target(addr)
@@ -135,9 +147,14 @@ class Backend:
         # Client TLS files, re-read on rotation (services/common/tls.py): a renewed client
         # certificate gets a new channel; the old one finishes its calls.
         self._tls = (
-            WatchedFiles(config.backend_tls_ca, config.backend_tls_cert, config.backend_tls_key,
-                         check_interval_s=config.tls_reload_interval_s)
-            if config.backend_tls_ca else None
+            WatchedFiles(
+                config.backend_tls_ca,
+                config.backend_tls_cert,
+                config.backend_tls_key,
+                check_interval_s=config.tls_reload_interval_s,
+            )
+            if config.backend_tls_ca
+            else None
         )
         self._retired: set[asyncio.Task] = set()
         # The channel and its stubs, made by start(): aio channels bind to the running loop.
@@ -218,7 +235,11 @@ class Backend:
 
     def _set(self, up: bool, cause: str) -> None:
         if up and self.up is False:
-            log.info("%s is back", self.name, extra={"backend": self.name, "down_s": round(time.monotonic() - self._down_since, 2)})
+            log.info(
+                "%s is back",
+                self.name,
+                extra={"backend": self.name, "down_s": round(time.monotonic() - self._down_since, 2)},
+            )
         elif not up and self.up is not False:
             self._down_since = time.monotonic()
             log.warning("%s is down: %s; skipping it until it answers", self.name, cause, extra={"backend": self.name})
@@ -250,10 +271,17 @@ class Backend:
 
 class Backends:
     def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
-        self.synthesis = Backend("synthesis", SYNTHESIS_SERVICE, synthesis_pb2_grpc.SynthesisDetectorStub,
-                                 config.synthesis_addr, config, metrics)
-        self.metadata = Backend("metadata", METADATA_SERVICE, metadata_pb2_grpc.MetadataAnalyzerStub,
-                                config.metadata_addr, config, metrics)
+        self.synthesis = Backend(
+            "synthesis",
+            SYNTHESIS_SERVICE,
+            synthesis_pb2_grpc.SynthesisDetectorStub,
+            config.synthesis_addr,
+            config,
+            metrics,
+        )
+        self.metadata = Backend(
+            "metadata", METADATA_SERVICE, metadata_pb2_grpc.MetadataAnalyzerStub, config.metadata_addr, config, metrics
+        )
 
     # Looked up per call: a certificate rotation swaps a backend's channel and stub.
     @property

@@ -49,6 +49,7 @@ RESPONSE_RESERVE_FRACTION = 0.1  # of the time left until the deadline
 def reserve_s(time_remaining: float) -> float:
     return max(RESPONSE_RESERVE_S, RESPONSE_RESERVE_FRACTION * time_remaining)
 
+
 _MAX_CAUSE_CHARS = 160  # characters of a backend's error kept in the reason
 PROBE_THREADS = 1  # threads reading image headers (see Checker.__init__)
 # Backend codes that suggest the backend went away: probe its health now.
@@ -103,7 +104,10 @@ class Checker:
             self.metrics.backend_calls.labels(backend.name, "SKIPPED_DOWN").inc()
             return None, f"down: {backend.down_cause}"
         started = time.perf_counter()
-        attributes: dict[str, str | float | bool] = {"imagetrust.backend": backend.name, "imagetrust.budget_ms": round(timeout_s * 1000)}
+        attributes: dict[str, str | float | bool] = {
+            "imagetrust.backend": backend.name,
+            "imagetrust.budget_ms": round(timeout_s * 1000),
+        }
         with tracing.span(_tracer, f"backend {backend.name}", attributes, tracing.SpanKind.CLIENT) as span:
             try:
                 answer = await call(timeout_s)
@@ -154,7 +158,9 @@ class Checker:
                 self._cap(budget, self.config.synthesis_budget_ms),
             )
         if not request.options.skip_metadata:
-            analyze = metadata_pb2.AnalyzeRequest(image=request.image, context=request.context, register=request.register)
+            analyze = metadata_pb2.AnalyzeRequest(
+                image=request.image, context=request.context, register=request.register
+            )
             calls["metadata"] = self._call(
                 backends.metadata,
                 lambda t: backends.metadata_stub.Analyze(analyze, timeout=t, metadata=tracing.inject(metadata)),
@@ -173,8 +179,13 @@ class Checker:
         ).inc()
         response = gateway_pb2.CheckResponse(
             # The stubs type enum fields as the enum's wrapper class; the value is its int.
-            request_id=request_id, decision=cast("common_pb2.Decision", verdict.decision), risk=verdict.risk, reasons=verdict.reasons,
-            degraded=bool(missing), missing=list(missing), policy_version=verdict.policy_version,
+            request_id=request_id,
+            decision=cast("common_pb2.Decision", verdict.decision),
+            risk=verdict.risk,
+            reasons=verdict.reasons,
+            degraded=bool(missing),
+            missing=list(missing),
+            policy_version=verdict.policy_version,
             client_ref=request.client_ref,
         )
         if synthesis is not None:
@@ -192,8 +203,10 @@ def _passed_on(backend: str, exc: aio.AioRpcError) -> InvalidImage:
     info = status.error_info(rich)
     metadata = {**(info.metadata if info is not None else {}), "backend": backend}
     return InvalidImage(
-        f"{backend}: {exc.details()}", reason=info.reason if info is not None else None,
-        metadata=metadata, violations=status.violations(rich),
+        f"{backend}: {exc.details()}",
+        reason=info.reason if info is not None else None,
+        metadata=metadata,
+        violations=status.violations(rich),
     )
 
 

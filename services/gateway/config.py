@@ -15,8 +15,14 @@ from services.common.config import ServerConfig, setting
 class GatewayConfig(ServerConfig):
     port: int = setting(50051, "gRPC port")
     metrics_port: int = setting(9091, "Prometheus /metrics HTTP port (-1: off)")
-    synthesis_addr: str = setting("localhost:50053", "synthesis target: host:port, a comma-separated host:port list (replicas), or dns:///name:port")
-    metadata_addr: str = setting("localhost:50052", "metadata target: host:port, a comma-separated host:port list (replicas), or dns:///name:port")
+    synthesis_addr: str = setting(
+        "localhost:50053",
+        "synthesis target: host:port, a comma-separated host:port list (replicas), or dns:///name:port",
+    )
+    metadata_addr: str = setting(
+        "localhost:50052",
+        "metadata target: host:port, a comma-separated host:port list (replicas), or dns:///name:port",
+    )
     # 3 s: an upload must not wait longer for a verdict; backends get their share of it.
     default_budget_ms: int = setting(3000, "time budget per image when the caller sets no deadline, ms")
     policy_path: str = setting("", "YAML decision policy (empty: the built-in default)")
@@ -47,8 +53,14 @@ class GatewayConfig(ServerConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("stream_window", "batch_max_items", "batch_concurrency", "backend_health_interval_ms",
-                     "backend_health_timeout_ms", "default_budget_ms"):
+        for name in (
+            "stream_window",
+            "batch_max_items",
+            "batch_concurrency",
+            "backend_health_interval_ms",
+            "backend_health_timeout_ms",
+            "default_budget_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.synthesis_budget_ms < 0 or self.metadata_budget_ms < 0:

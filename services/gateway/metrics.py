@@ -16,19 +16,25 @@ class GatewayMetrics:
         self.backend_up = Gauge(
             "imagetrust_gateway_backend_up",
             "1 while the backend answers its health probe as SERVING, 0 while it is skipped as down.",
-            ("backend",), registry=collector_registry,
+            ("backend",),
+            registry=collector_registry,
         )
         self.backend_calls = Counter(
             "imagetrust_gateway_backend_calls",
             "Calls to a backend by outcome (a gRPC code name, or SKIPPED_DOWN when it was known down).",
-            ("backend", "outcome"), registry=collector_registry,
+            ("backend", "outcome"),
+            registry=collector_registry,
         )
         self.backend_seconds = Histogram(
-            "imagetrust_gateway_backend_seconds", "Backend call latency seen by the gateway, seconds.",
-            ("backend",), buckets=LATENCY_BUCKETS_S, registry=collector_registry,
+            "imagetrust_gateway_backend_seconds",
+            "Backend call latency seen by the gateway, seconds.",
+            ("backend",),
+            buckets=LATENCY_BUCKETS_S,
+            registry=collector_registry,
         )
         self.decisions = Counter(
             "imagetrust_gateway_decisions",
             "Verdicts by decision, policy (platform or default) and whether they were degraded.",
-            ("decision", "policy", "degraded"), registry=collector_registry,
+            ("decision", "policy", "degraded"),
+            registry=collector_registry,
         )

@@ -19,9 +19,7 @@ R = TypeVar("R")
 _END = object()  # marks the end of the input in the queue
 
 
-async def ordered_map(
-    source: AsyncIterable[T], fn: Callable[[int, T], Awaitable[R]], window: int
-) -> AsyncIterator[R]:
+async def ordered_map(source: AsyncIterable[T], fn: Callable[[int, T], Awaitable[R]], window: int) -> AsyncIterator[R]:
     """Yields fn(i, item) for each item of source, in order, at most `window` running at once.
 
     fn must not raise for a per-item problem (return an error result instead); an exception

@@ -125,7 +125,9 @@ def _condition(raw: Any, where: str) -> Condition:
     if "finding" in raw:
         fields["findings_any"] = _names(raw["finding"], f"{where}.finding")
     if "synthesis_score_at_least" in raw:
-        fields["synthesis_score_at_least"] = _fraction(raw["synthesis_score_at_least"], f"{where}.synthesis_score_at_least")
+        fields["synthesis_score_at_least"] = _fraction(
+            raw["synthesis_score_at_least"], f"{where}.synthesis_score_at_least"
+        )
     if "missing" in raw:
         missing = _names(raw["missing"], f"{where}.missing")
         bad = set(missing) - set(BACKENDS)
@@ -153,7 +155,12 @@ def _rule(raw: Any, where: str) -> Rule:
         raise PolicyError(f"{where}: every rule needs a name")
     if raw.get("decision") not in ("REVIEW", "BLOCK"):
         raise PolicyError(f"{where} ({name}).decision: REVIEW or BLOCK, got {raw.get('decision')!r}")
-    return Rule(name, DECISIONS[raw["decision"]], _condition(raw.get("when"), f"{where} ({name}).when"), str(raw.get("message", "")))
+    return Rule(
+        name,
+        DECISIONS[raw["decision"]],
+        _condition(raw.get("when"), f"{where} ({name}).when"),
+        str(raw.get("message", "")),
+    )
 
 
 def _resolve(raw: dict, version: str, platform: str) -> Policy:

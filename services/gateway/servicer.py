@@ -24,10 +24,12 @@ log = logging.getLogger("imagetrust.gateway")
 BATCH_RESERVE_S = 0.05
 
 
-def _item_error(request: gateway_pb2.CheckRequest, request_id: str, code: grpc.StatusCode, message: str,
-                reason: str) -> gateway_pb2.CheckResponse:
+def _item_error(
+    request: gateway_pb2.CheckRequest, request_id: str, code: grpc.StatusCode, message: str, reason: str
+) -> gateway_pb2.CheckResponse:
     return gateway_pb2.CheckResponse(
-        request_id=request_id, client_ref=request.client_ref,
+        request_id=request_id,
+        client_ref=request.client_ref,
         error=common_pb2.ItemError(code=code.value[0], code_name=code.name, message=message, reason=reason),
     )
 
@@ -50,8 +52,13 @@ class ImageTrustServicer(gateway_pb2_grpc.ImageTrustServicer):
             return _item_error(request, request_id, exc.code, exc.message, exc.reason)
         except Exception:
             log.exception("unhandled error checking item %d", index)
-            return _item_error(request, request_id, grpc.StatusCode.INTERNAL,
-                               f"internal error; quote request id {request_id}", INTERNAL_ERROR)
+            return _item_error(
+                request,
+                request_id,
+                grpc.StatusCode.INTERNAL,
+                f"internal error; quote request id {request_id}",
+                INTERNAL_ERROR,
+            )
 
     async def Check(self, request: gateway_pb2.CheckRequest, context: aio.ServicerContext):
         return await self.checker.check(request, context.time_remaining())
@@ -68,7 +75,8 @@ class ImageTrustServicer(gateway_pb2_grpc.ImageTrustServicer):
             raise InvalidRequest(
                 f"batch has {count} images; the limit is {self.config.batch_max_items} per call: "
                 "split it into several CheckBatch calls",
-                reason=BATCH_TOO_LARGE, metadata={"items": count, "max_items": self.config.batch_max_items},
+                reason=BATCH_TOO_LARGE,
+                metadata={"items": count, "max_items": self.config.batch_max_items},
                 violations=[("requests", f"{count} items; at most {self.config.batch_max_items}")],
             )
         slots = asyncio.Semaphore(self.config.batch_concurrency)

@@ -44,26 +44,37 @@ def _real_score(synthesis: synthesis_pb2.DetectResponse | None) -> float | None:
     return float(synthesis.score)
 
 
-def _synthesis_reason(policy: Policy, synthesis: synthesis_pb2.DetectResponse, contribution: float) -> common_pb2.Finding:
+def _synthesis_reason(
+    policy: Policy, synthesis: synthesis_pb2.DetectResponse, contribution: float
+) -> common_pb2.Finding:
     score = synthesis.score
     severity = (
-        common_pb2.HIGH if score >= policy.block_from
-        else common_pb2.MEDIUM if score >= policy.review_from
+        common_pb2.HIGH
+        if score >= policy.block_from
+        else common_pb2.MEDIUM
+        if score >= policy.review_from
         else common_pb2.LOW
     )
     return common_pb2.Finding(
-        code="SYNTHESIS_SCORE", severity=severity, source="synthesis",
+        code="SYNTHESIS_SCORE",
+        severity=severity,
+        source="synthesis",
         message=f"the synthesis model scores this photo {score:.2f} for compositing or manipulation (0 = none, 1 = certain)",
         evidence={
-            "score": _fmt(score), "global_score": _fmt(synthesis.global_score), "local_score": _fmt(synthesis.local_score),
-            "model_version": synthesis.model_version, "risk_contribution": _fmt(contribution),
+            "score": _fmt(score),
+            "global_score": _fmt(synthesis.global_score),
+            "local_score": _fmt(synthesis.local_score),
+            "model_version": synthesis.model_version,
+            "risk_contribution": _fmt(contribution),
         },
     )
 
 
 def _placeholder_reason(synthesis: synthesis_pb2.DetectResponse) -> common_pb2.Finding:
     return common_pb2.Finding(
-        code="SYNTHESIS_PLACEHOLDER", severity=common_pb2.INFO, source=SOURCE,
+        code="SYNTHESIS_PLACEHOLDER",
+        severity=common_pb2.INFO,
+        source=SOURCE,
         message="the synthesis model is a placeholder that is not trained to detect anything; "
         "its score was ignored and this verdict does not cover compositing",
         evidence={"model_version": synthesis.model_version, "score_ignored": _fmt(synthesis.score)},
@@ -72,7 +83,9 @@ def _placeholder_reason(synthesis: synthesis_pb2.DetectResponse) -> common_pb2.F
 
 def _missing_reason(name: str, cause: str) -> common_pb2.Finding:
     return common_pb2.Finding(
-        code="BACKEND_UNAVAILABLE", severity=common_pb2.LOW, source=SOURCE,
+        code="BACKEND_UNAVAILABLE",
+        severity=common_pb2.LOW,
+        source=SOURCE,
         message=f"the {name} check did not answer ({cause}); the verdict is based on the rest",
         evidence={"backend": name, "cause": cause},
     )
@@ -92,8 +105,10 @@ def _fires(rule: Rule, codes: set[str], severities: list[int], score: float | No
 def _rule_reason(rule: Rule) -> common_pb2.Finding:
     name = common_pb2.Decision.Name(rule.decision)
     return common_pb2.Finding(
-        code="POLICY_RULE", severity=common_pb2.HIGH if rule.decision == common_pb2.BLOCK else common_pb2.MEDIUM,
-        source=SOURCE, message=f"{rule.message or rule.name} (rule {rule.name}: at least {name})",
+        code="POLICY_RULE",
+        severity=common_pb2.HIGH if rule.decision == common_pb2.BLOCK else common_pb2.MEDIUM,
+        source=SOURCE,
+        message=f"{rule.message or rule.name} (rule {rule.name}: at least {name})",
         evidence={"rule": rule.name, "decision": name},
     )
 

@@ -125,17 +125,26 @@ def analyze_upload(
     pixel_error = ""
     similarity = dq = None
     aspect = thumbnail.aspect_log_ratio(width, height, thumb) if thumb is not None else None
-    want_dq = structure is not None and quality is not None and quality.quality > 0 and (
-        width * height <= budget.double_jpeg_max_pixels
+    want_dq = (
+        structure is not None
+        and quality is not None
+        and quality.quality > 0
+        and (width * height <= budget.double_jpeg_max_pixels)
     )
     want_thumb = (
-        thumb is not None and aspect is not None and aspect <= rules.THUMB_ASPECT_TOLERANCE
+        thumb is not None
+        and aspect is not None
+        and aspect <= rules.THUMB_ASPECT_TOLERANCE
         and width * height <= budget.thumbnail_max_pixels
     )
     thumb_side = max(THUMB_COMPARE_MIN_SIDE_PX, thumb.width, thumb.height) if thumb is not None and want_thumb else 0
     upload = DecodedUpload(
-        data, header.format, header.width, header.height,
-        needs | DecodeNeeds(full=want_dq, min_side=thumb_side), structure=structure,
+        data,
+        header.format,
+        header.width,
+        header.height,
+        needs | DecodeNeeds(full=want_dq, min_side=thumb_side),
+        structure=structure,
     )
     if want_dq or want_thumb:
         try:
@@ -151,29 +160,57 @@ def analyze_upload(
 
     irb_writer = jpeg.photoshop_writer(blocks.irb) if blocks.irb else ""
     facts = rules.Facts(
-        format=header.format, width=width, height=height, exif=ex, orientation=orientation, xmp=xm,
-        irb_present=blocks.irb is not None, irb_writer=irb_writer, jpeg=structure, quality=quality,
+        format=header.format,
+        width=width,
+        height=height,
+        exif=ex,
+        orientation=orientation,
+        xmp=xm,
+        irb_present=blocks.irb is not None,
+        irb_writer=irb_writer,
+        jpeg=structure,
+        quality=quality,
         thumb_size=(thumb.width, thumb.height) if thumb is not None else None,
-        thumb_aspect_log_ratio=aspect, thumb_similarity=similarity, double_jpeg=dq,
-        pixel_error=pixel_error, now=now,
+        thumb_aspect_log_ratio=aspect,
+        thumb_similarity=similarity,
+        double_jpeg=dq,
+        pixel_error=pixel_error,
+        now=now,
     )
     findings = tuple(rules.evaluate(facts))
     summary = None
     if structure is not None:
         summary = JpegSummary(
-            markers=tuple(structure.markers), progressive=structure.progressive,
-            subsampling=structure.subsampling, estimated_quality=quality.quality if quality else 0,
-            standard_tables=bool(quality and quality.standard), trailing_bytes=structure.trailing_bytes,
-            has_xmp=structure.xmp is not None, has_icc=structure.icc is not None,
+            markers=tuple(structure.markers),
+            progressive=structure.progressive,
+            subsampling=structure.subsampling,
+            estimated_quality=quality.quality if quality else 0,
+            standard_tables=bool(quality and quality.standard),
+            trailing_bytes=structure.trailing_bytes,
+            has_xmp=structure.xmp is not None,
+            has_icc=structure.icc is not None,
             has_photoshop_irb=structure.irb is not None,
         )
-    return (Analysis(
-        format=header.format, width=width, height=height, mode=header.mode, size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(), exif=ex, orientation=orientation, jpeg=summary,
-        has_xmp=blocks.xmp is not None, has_icc=blocks.icc is not None,
-        has_photoshop_irb=blocks.irb is not None, findings=findings, risk=risk_from_findings(findings),
-        exif_block=blocks.exif,
-    ), upload)
+    return (
+        Analysis(
+            format=header.format,
+            width=width,
+            height=height,
+            mode=header.mode,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            exif=ex,
+            orientation=orientation,
+            jpeg=summary,
+            has_xmp=blocks.xmp is not None,
+            has_icc=blocks.icc is not None,
+            has_photoshop_irb=blocks.irb is not None,
+            findings=findings,
+            risk=risk_from_findings(findings),
+            exif_block=blocks.exif,
+        ),
+        upload,
+    )
 
 
 _JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}  # Pillow's names for 1, 3 and 4 components

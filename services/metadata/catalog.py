@@ -36,9 +36,7 @@ class Device:
 
     def is_native(self, width: int, height: int) -> bool:
         w, h = max(width, height), min(width, height)
-        return any(
-            abs(w - sw) <= SIZE_TOLERANCE_PX and abs(h - sh) <= SIZE_TOLERANCE_PX for sw, sh in self.sizes
-        )
+        return any(abs(w - sw) <= SIZE_TOLERANCE_PX and abs(h - sh) <= SIZE_TOLERANCE_PX for sw, sh in self.sizes)
 
 
 def _crops(sizes: list[list[int]], crops: list[str]) -> list[tuple[int, int]]:
@@ -67,14 +65,16 @@ def devices() -> tuple[Device, ...]:
     out = []
     for entry in raw["devices"]:
         crops = entry.get("crops", default_crops)
-        out.append(Device(
-            make=str(entry["make"]),
-            models=tuple(str(m) for m in entry.get("models", ())),
-            model_prefixes=tuple(str(m) for m in entry.get("model_prefixes", ())),
-            released=_released(entry.get("released")),
-            sizes=tuple(_crops(entry["sizes"], crops)),
-            ijg_tables=bool(entry.get("ijg_tables", False)),
-        ))
+        out.append(
+            Device(
+                make=str(entry["make"]),
+                models=tuple(str(m) for m in entry.get("models", ())),
+                model_prefixes=tuple(str(m) for m in entry.get("model_prefixes", ())),
+                released=_released(entry.get("released")),
+                sizes=tuple(_crops(entry["sizes"], crops)),
+                ijg_tables=bool(entry.get("ijg_tables", False)),
+            )
+        )
     return tuple(out)
 
 

@@ -19,15 +19,20 @@ class MetadataConfig(ServerConfig):
     metrics_port: int = setting(9092, "Prometheus /metrics HTTP port (-1: off)")
     # redis+sentinel://h1:26379,h2:26379/<service_name>/<db>: the primary a Sentinel group
     # names, followed across failovers (services/metadata/registry/redis_url.py).
-    redis_url: str = setting("", "reuse registry in Redis: redis://host:6379/0, or "
-                                 "redis+sentinel://sentinel1:26379,sentinel2:26379/service_name/0 "
-                                 "(empty: embedded SQLite)")
+    redis_url: str = setting(
+        "",
+        "reuse registry in Redis: redis://host:6379/0, or "
+        "redis+sentinel://sentinel1:26379,sentinel2:26379/service_name/0 "
+        "(empty: embedded SQLite)",
+    )
     # Off: the whole registry under one hash tag (one slot, so one node: a Redis Cluster
     # holds it on one shard). On: keys sharded over every slot, for a Redis Cluster (the URL
     # names any node, e.g. a managed service's configuration endpoint). The two layouts do
     # not read each other's keys (docs/registry.md).
     redis_cluster: bool = setting(False, "shard the Redis registry over every node of a Redis Cluster")
-    registry_path: str = setting("", "embedded SQLite registry file (empty: ~/.local/share/imagetrust/registry.sqlite3)")
+    registry_path: str = setting(
+        "", "embedded SQLite registry file (empty: ~/.local/share/imagetrust/registry.sqlite3)"
+    )
     registry_prefix: str = setting("imagetrust", "key prefix in Redis")
     # 0: keep sightings until deleted; platforms with retention rules set e.g. 180 days.
     registry_ttl_s: int = setting(0, "seconds a sighting is kept (0: forever)")
@@ -52,7 +57,8 @@ class MetadataConfig(ServerConfig):
     # (docs/registry.md, "Failover"). 0: off, for installs without replicas (dev, `imagetrust
     # up`: WAIT 1 there would fail every new image); production with replicas sets 1.
     registry_wait_replicas: int = setting(
-        0, "replicas that must acknowledge a new image id before it is indexed (sharded Redis; 0: off)")
+        0, "replicas that must acknowledge a new image id before it is indexed (sharded Redis; 0: off)"
+    )
     # 50 ms, in milliseconds as WAIT takes it: a replica in the same region acknowledges in
     # about a network round trip (the primary asks at once, REPLCONF GETACK), so 50 ms only
     # runs out when a replica is down or far behind; then the registration answers
@@ -68,8 +74,9 @@ class MetadataConfig(ServerConfig):
 
         if is_sentinel(self.redis_url):
             if self.redis_cluster:
-                raise ValueError("redis_cluster and a redis+sentinel:// URL exclude each other: "
-                                 "a Redis Cluster fails over by itself")
+                raise ValueError(
+                    "redis_cluster and a redis+sentinel:// URL exclude each other: a Redis Cluster fails over by itself"
+                )
             parse_sentinel(self.redis_url)  # a malformed URL fails at start-up, naming the part
         if self.registry_wait_replicas < 0:
             raise ValueError("registry_wait_replicas must be >= 0")

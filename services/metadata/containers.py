@@ -36,7 +36,7 @@ def _tiff_body(raw: object) -> bytes | None:
         return None
     raw = bytes(raw)
     if raw.startswith(EXIF_HEADER):
-        raw = raw[len(EXIF_HEADER):]
+        raw = raw[len(EXIF_HEADER) :]
     return raw if raw[:4] in (b"II*\x00", b"MM\x00*") else None
 
 

@@ -22,8 +22,14 @@ logging.getLogger("exifread").setLevel(logging.CRITICAL)
 # Fields a camera or phone writes and web pipelines strip; any one of them means the
 # file still carries "camera EXIF".
 CAMERA_FIELDS = (
-    "Image Make", "Image Model", "EXIF DateTimeOriginal", "EXIF ExposureTime", "EXIF FNumber",
-    "EXIF ISOSpeedRatings", "EXIF FocalLength", "EXIF LensModel",
+    "Image Make",
+    "Image Model",
+    "EXIF DateTimeOriginal",
+    "EXIF ExposureTime",
+    "EXIF FNumber",
+    "EXIF ISOSpeedRatings",
+    "EXIF FocalLength",
+    "EXIF LensModel",
 )
 # Longest text we keep from any tag (a hostile file may carry megabytes in one string).
 MAX_TEXT_CHARS = 256  # characters
@@ -41,8 +47,21 @@ _IGNORED_TAGS = frozenset({0x02BC, 0x927C, 0x9286})  # XMP, MakerNote, UserComme
 _SUB_IFD_TAGS = frozenset({0x8825, 0xA005})  # GPS, Interop: dumped wherever they appear
 _ASCII = 2
 # TIFF field types exifread knows, by number: (bytes per value, struct code or "" if not an integer).
-_TYPES = {1: (1, "B"), 2: (1, ""), 3: (2, "H"), 4: (4, "I"), 5: (8, ""), 6: (1, "b"), 7: (1, "B"),
-          8: (2, "h"), 9: (4, "i"), 10: (8, ""), 11: (4, ""), 12: (8, ""), 13: (4, "I")}
+_TYPES = {
+    1: (1, "B"),
+    2: (1, ""),
+    3: (2, "H"),
+    4: (4, "I"),
+    5: (8, ""),
+    6: (1, "b"),
+    7: (1, "B"),
+    8: (2, "h"),
+    9: (4, "i"),
+    10: (8, ""),
+    11: (4, ""),
+    12: (8, ""),
+    13: (4, "I"),
+}
 # exifread may raise anything on a hostile IFD (its own regression files show it).
 _PARSE_ERRORS = (Exception,)
 
@@ -219,9 +238,7 @@ def process(tiff: bytes, **options) -> dict:
     """
     work = exifread_work(tiff)
     if work > MAX_EXIF_WORK:
-        raise ValueError(
-            f"EXIF block too large to read: more than {MAX_EXIF_WORK} IFD entries and array values"
-        )
+        raise ValueError(f"EXIF block too large to read: more than {MAX_EXIF_WORK} IFD entries and array values")
     try:
         tiff = without_maker_note(tiff)
     except struct.error:

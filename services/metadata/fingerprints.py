@@ -191,8 +191,13 @@ def hamming(a: bytes, b: bytes) -> int:
 
 
 def compute(
-    data: bytes, max_pixels: int, sha256: bytes | None = None, *, upload: DecodedUpload | None = None,
-    legacy: bool = False, unique_id: str | None = None,
+    data: bytes,
+    max_pixels: int,
+    sha256: bytes | None = None,
+    *,
+    upload: DecodedUpload | None = None,
+    legacy: bool = False,
+    unique_id: str | None = None,
 ) -> Fingerprints:
     """All fingerprints of an uploaded file. Raises InvalidImage / TooLarge like decoding.
 
@@ -217,7 +222,9 @@ def compute(
         image_unique_id=image_unique_id(data) if unique_id is None else unique_id,
         pixel_key_algorithm=algorithm,
         legacy_pixel_sha256=pixel_key.legacy_rgb8(upload.rgb()) if legacy else b"",
-        content=describe(np.ascontiguousarray(shown)),  # near-copy keys from the same decoded view (OpenCV wants contiguous)
+        content=describe(
+            np.ascontiguousarray(shown)
+        ),  # near-copy keys from the same decoded view (OpenCV wants contiguous)
     )
 
 

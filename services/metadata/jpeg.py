@@ -33,10 +33,70 @@ ADOBE_PREFIX = b"Adobe"
 
 # JPEG zig-zag order: ZIGZAG[i] is the natural (row-major) index of the i-th stored value.
 ZIGZAG = (
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
-    12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
-    35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
-    58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    0,
+    1,
+    8,
+    16,
+    9,
+    2,
+    3,
+    10,
+    17,
+    24,
+    32,
+    25,
+    18,
+    11,
+    4,
+    5,
+    12,
+    19,
+    26,
+    33,
+    40,
+    48,
+    41,
+    34,
+    27,
+    20,
+    13,
+    6,
+    7,
+    14,
+    21,
+    28,
+    35,
+    42,
+    49,
+    56,
+    57,
+    50,
+    43,
+    36,
+    29,
+    22,
+    15,
+    23,
+    30,
+    37,
+    44,
+    51,
+    58,
+    59,
+    52,
+    45,
+    38,
+    31,
+    39,
+    46,
+    53,
+    60,
+    61,
+    54,
+    47,
+    55,
+    62,
+    63,
 )
 
 _FILL = re.compile(rb"\xff+")  # a run of 0xFF: fill bytes before a marker's code
@@ -145,7 +205,11 @@ def subsampling_of(frame: Frame | None) -> str:
         return "unknown"
     ratio = (y.h // c.h if y.h % c.h == 0 else 0, y.v // c.v if y.v % c.v == 0 else 0)
     return {
-        (1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1",
+        (1, 1): "4:4:4",
+        (2, 1): "4:2:2",
+        (2, 2): "4:2:0",
+        (1, 2): "4:4:0",
+        (4, 1): "4:1:1",
         (4, 2): "4:1:0",
     }.get(ratio, f"{y.h}x{y.v}/{c.h}x{c.v}")
 
@@ -199,20 +263,20 @@ def _parse_sof(code: int, payload: bytes, out: JpegStructure) -> None:
 def _parse_app(code: int, payload: bytes, out: JpegStructure) -> None:
     if code == 0xE1:
         if payload.startswith(EXIF_PREFIX) and out.exif is None:
-            out.exif = payload[len(EXIF_PREFIX):]
+            out.exif = payload[len(EXIF_PREFIX) :]
         elif payload.startswith(XMP_PREFIX) and out.xmp is None:
-            out.xmp = payload[len(XMP_PREFIX):]
+            out.xmp = payload[len(XMP_PREFIX) :]
         elif payload.startswith(XMP_EXT_PREFIX) and len(out.xmp_extended) < MAX_BLOCK_BYTES:
             # GUID (32) + full length (4) + offset (4) precede each chunk.
-            out.xmp_extended += payload[len(XMP_EXT_PREFIX) + 40:]
+            out.xmp_extended += payload[len(XMP_EXT_PREFIX) + 40 :]
     elif code == 0xE2 and payload.startswith(ICC_PREFIX):
-        chunk = payload[len(ICC_PREFIX) + 2:]  # sequence number and count precede the data
+        chunk = payload[len(ICC_PREFIX) + 2 :]  # sequence number and count precede the data
         if out.icc is None:
             out.icc = chunk
         elif len(out.icc) < MAX_BLOCK_BYTES:
             out.icc += chunk
     elif code == 0xED and payload.startswith(IRB_PREFIX):
-        chunk = payload[len(IRB_PREFIX):]
+        chunk = payload[len(IRB_PREFIX) :]
         out.irb = chunk if out.irb is None else (out.irb + chunk)[:MAX_BLOCK_BYTES]
     elif code == 0xEE and payload.startswith(ADOBE_PREFIX):
         out.adobe_app14 = True

@@ -28,8 +28,9 @@ class MetadataService(Service):
         # start with a message. The monitor's pings begin in load().
         self.registry = open_registry(config)
         registry_metrics = RegistryMetrics(self.metrics.collector_registry, self.registry.backend)
-        self.monitor = RegistryMonitor(self.registry, self.health, REGISTRY_HEALTH_NAME,
-                                       config.registry_health_interval_s, registry_metrics)
+        self.monitor = RegistryMonitor(
+            self.registry, self.health, REGISTRY_HEALTH_NAME, config.registry_health_interval_s, registry_metrics
+        )
         self.servicer = MetadataServicer(config, self.registry, registry_metrics, self.monitor)
 
     def add_to_server(self, server: aio.Server) -> None:

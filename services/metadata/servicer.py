@@ -37,11 +37,20 @@ def to_proto(a: Analysis) -> metadata_pb2.AnalyzeResponse:
             format=a.format, width=a.width, height=a.height, size_bytes=a.size_bytes, mode=a.mode
         ),
         exif=metadata_pb2.ExifSummary(
-            make=e.make, model=e.model, software=e.software, datetime=e.datetime,
-            datetime_original=e.datetime_original, datetime_digitized=e.datetime_digitized,
-            exif_width=e.exif_width, exif_height=e.exif_height, orientation=a.orientation,
-            gps_present=e.gps_present, image_unique_id=e.image_unique_id, lens_model=e.lens_model,
-            tag_count=e.tag_count, thumbnail_present=bool(e.thumbnail),
+            make=e.make,
+            model=e.model,
+            software=e.software,
+            datetime=e.datetime,
+            datetime_original=e.datetime_original,
+            datetime_digitized=e.datetime_digitized,
+            exif_width=e.exif_width,
+            exif_height=e.exif_height,
+            orientation=a.orientation,
+            gps_present=e.gps_present,
+            image_unique_id=e.image_unique_id,
+            lens_model=e.lens_model,
+            tag_count=e.tag_count,
+            thumbnail_present=bool(e.thumbnail),
         ),
         findings=[f.to_proto() for f in a.findings],
         risk=a.risk,
@@ -51,16 +60,23 @@ def to_proto(a: Analysis) -> metadata_pb2.AnalyzeResponse:
     )
     if a.jpeg is not None:
         j = a.jpeg
-        response.jpeg.CopyFrom(metadata_pb2.JpegInfo(
-            markers=j.markers, progressive=j.progressive, subsampling=j.subsampling,
-            estimated_quality=j.estimated_quality, standard_tables=j.standard_tables,
-            trailing_bytes=j.trailing_bytes, has_xmp=j.has_xmp, has_icc=j.has_icc,
-            has_photoshop_irb=j.has_photoshop_irb,
-        ))
+        response.jpeg.CopyFrom(
+            metadata_pb2.JpegInfo(
+                markers=j.markers,
+                progressive=j.progressive,
+                subsampling=j.subsampling,
+                estimated_quality=j.estimated_quality,
+                standard_tables=j.standard_tables,
+                trailing_bytes=j.trailing_bytes,
+                has_xmp=j.has_xmp,
+                has_icc=j.has_icc,
+                has_photoshop_irb=j.has_photoshop_irb,
+            )
+        )
     else:
-        response.jpeg.CopyFrom(metadata_pb2.JpegInfo(
-            has_xmp=a.has_xmp, has_icc=a.has_icc, has_photoshop_irb=a.has_photoshop_irb
-        ))
+        response.jpeg.CopyFrom(
+            metadata_pb2.JpegInfo(has_xmp=a.has_xmp, has_icc=a.has_icc, has_photoshop_irb=a.has_photoshop_irb)
+        )
     return response
 
 
@@ -78,13 +94,19 @@ def sighting_from_proto(context) -> Sighting:
 
 def registry_to_proto(result: LookupResult) -> metadata_pb2.RegistryResult:
     return metadata_pb2.RegistryResult(
-        available=result.available, backend=result.backend, registered=result.registered, error=result.error,
+        available=result.available,
+        backend=result.backend,
+        registered=result.registered,
+        error=result.error,
         matches=[
             metadata_pb2.RegistryMatch(
-                kind=cast("metadata_pb2.MatchKind", int(m.kind)), distance=m.distance,
+                kind=cast("metadata_pb2.MatchKind", int(m.kind)),
+                distance=m.distance,
                 sighting=metadata_pb2.Sighting(
-                    seller_id=m.sighting.seller_id, listing_id=m.sighting.listing_id,
-                    conversation_id=m.sighting.conversation_id, platform=m.sighting.platform,
+                    seller_id=m.sighting.seller_id,
+                    listing_id=m.sighting.listing_id,
+                    conversation_id=m.sighting.conversation_id,
+                    platform=m.sighting.platform,
                     seen_at=timestamp_pb2.Timestamp(seconds=int(m.sighting.seen_at)),
                 ),
             )
@@ -95,15 +117,17 @@ def registry_to_proto(result: LookupResult) -> metadata_pb2.RegistryResult:
 
 def add_registry(response: metadata_pb2.AnalyzeResponse, a: Analysis, rc: registry_check.RegistryCheck) -> None:
     fp = rc.fingerprints
-    response.fingerprints.CopyFrom(metadata_pb2.Fingerprints(
-        sha256=rc.sha256.hex(),
-        pixel_sha256=fp.legacy_pixel_sha256.hex() if fp else "",
-        pixel_key=fp.pixel_sha256.hex() if fp else "",
-        pixel_key_algorithm=fp.pixel_key_algorithm if fp else "",
-        perceptual_hash=fp.perceptual.hex() if fp else "",
-        perceptual_algorithm=fp.perceptual_algorithm if fp else "",
-        image_unique_id=fp.image_unique_id if fp else "",
-    ))
+    response.fingerprints.CopyFrom(
+        metadata_pb2.Fingerprints(
+            sha256=rc.sha256.hex(),
+            pixel_sha256=fp.legacy_pixel_sha256.hex() if fp else "",
+            pixel_key=fp.pixel_sha256.hex() if fp else "",
+            pixel_key_algorithm=fp.pixel_key_algorithm if fp else "",
+            perceptual_hash=fp.perceptual.hex() if fp else "",
+            perceptual_algorithm=fp.perceptual_algorithm if fp else "",
+            image_unique_id=fp.image_unique_id if fp else "",
+        )
+    )
     response.registry.CopyFrom(registry_to_proto(rc.result))
     response.findings.extend(f.to_proto() for f in rc.result.findings)
     # One rule over all findings, so registry evidence and file evidence combine.
@@ -111,8 +135,13 @@ def add_registry(response: metadata_pb2.AnalyzeResponse, a: Analysis, rc: regist
 
 
 class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
-    def __init__(self, config: MetadataConfig, registry: Registry | None = None,
-                 registry_metrics: RegistryMetrics | None = None, monitor: RegistryMonitor | None = None) -> None:
+    def __init__(
+        self,
+        config: MetadataConfig,
+        registry: Registry | None = None,
+        registry_metrics: RegistryMetrics | None = None,
+        monitor: RegistryMonitor | None = None,
+    ) -> None:
         """registry None: analysis only, every response says the registry is not configured."""
         self.config = config
         self.budget = PixelBudget(config.double_jpeg_max_pixels, config.thumbnail_max_pixels)
@@ -133,9 +162,17 @@ class MetadataServicer(metadata_pb2_grpc.MetadataAnalyzerServicer):
         # its spans (decode+analyze, registry, fingerprint, lookup) nest under this call's.
         now, sighting = upload_time(request), sighting_from_proto(request.context)
         work = functools.partial(
-            inspect, request.image.data, self.config.max_message_bytes, self.config.max_pixels, budget=self.budget,
-            now=now, sighting=sighting, register=request.register, registry=self.registry,
-            metrics=self.registry_metrics, legacy_pixel_key=self.config.legacy_pixel_key,
+            inspect,
+            request.image.data,
+            self.config.max_message_bytes,
+            self.config.max_pixels,
+            budget=self.budget,
+            now=now,
+            sighting=sighting,
+            register=request.register,
+            registry=self.registry,
+            metrics=self.registry_metrics,
+            legacy_pixel_key=self.config.legacy_pixel_key,
         )
         done = await asyncio.get_running_loop().run_in_executor(self.pool, contextvars.copy_context().run, work)
         result, rc = done.analysis, done.registry

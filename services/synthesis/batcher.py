@@ -59,8 +59,31 @@ WAIT_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 
 # the batcher (its queue wait plus the pass or passes that computed its inputs): fine enough
 # that histogram_quantile's p99 of each can be read against max_queue_delay + 2 x one pass
 # to within ~10-25 %.
-COMPUTE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
-                     0.6, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+COMPUTE_BUCKETS_S = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+)
 REQUEST_BUCKETS_S = COMPUTE_BUCKETS_S
 # Inputs per batch: powers of two up to the largest batch a GPU pod would run.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -76,26 +99,34 @@ class BatcherMetrics:
             registry=registry,
         )
         self.batch_size = Histogram(
-            "imagetrust_synthesis_batch_size", "Model inputs per forward pass.",
-            buckets=BATCH_SIZE_BUCKETS, registry=registry,
+            "imagetrust_synthesis_batch_size",
+            "Model inputs per forward pass.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
         )
         self.queue_wait = Histogram(
-            "imagetrust_synthesis_queue_wait_seconds", "Time a model input waited in the queue, seconds.",
-            buckets=WAIT_BUCKETS_S, registry=registry,
+            "imagetrust_synthesis_queue_wait_seconds",
+            "Time a model input waited in the queue, seconds.",
+            buckets=WAIT_BUCKETS_S,
+            registry=registry,
         )
         self.compute = Histogram(
-            "imagetrust_synthesis_compute_seconds", "Time of one forward pass (stack, copy, model, copy back), seconds.",
-            buckets=COMPUTE_BUCKETS_S, registry=registry,
+            "imagetrust_synthesis_compute_seconds",
+            "Time of one forward pass (stack, copy, model, copy back), seconds.",
+            buckets=COMPUTE_BUCKETS_S,
+            registry=registry,
         )
         self.request = Histogram(
             "imagetrust_synthesis_batcher_request_seconds",
             "One request's time in the batcher: queue wait plus the forward passes of its inputs, seconds.",
-            buckets=REQUEST_BUCKETS_S, registry=registry,
+            buckets=REQUEST_BUCKETS_S,
+            registry=registry,
         )
         self.dropped = Counter(
             "imagetrust_synthesis_dropped_requests",
             "Requests not computed, by reason (queue_full, deadline, cancelled, error).",
-            ("reason",), registry=registry,
+            ("reason",),
+            registry=registry,
         )
 
 
@@ -130,8 +161,9 @@ def _trace_passes(enqueued_ns: int, passes: list[tuple[int, int, int]], inputs: 
     wait = _tracer.start_span("synthesis queue wait", start_time=enqueued_ns, attributes={"imagetrust.inputs": inputs})
     wait.end(end_time=passes[0][0])
     for start_ns, end_ns, batch_size in passes:
-        forward = _tracer.start_span("synthesis forward pass", start_time=start_ns,
-                                     attributes={"imagetrust.batch_size": batch_size})
+        forward = _tracer.start_span(
+            "synthesis forward pass", start_time=start_ns, attributes={"imagetrust.batch_size": batch_size}
+        )
         forward.end(end_time=end_ns)
 
 
@@ -193,7 +225,8 @@ class DynamicBatcher:
             # TooLarge, not Overloaded: however long the caller waits, this image cannot fit.
             raise TooLarge(
                 f"one image needs {len(inputs)} model inputs, more than the queue holds ({self.max_queue_size})",
-                reason=IMAGE_EXCEEDS_QUEUE, metadata={"inputs": len(inputs), "max_queue_size": self.max_queue_size},
+                reason=IMAGE_EXCEEDS_QUEUE,
+                metadata={"inputs": len(inputs), "max_queue_size": self.max_queue_size},
             )
         now = time.monotonic()
         if deadline is not None and deadline <= now:
@@ -212,8 +245,11 @@ class DynamicBatcher:
                 raise Overloaded(
                     f"synthesis queue full ({len(self._queue)} of {self.max_queue_size} model inputs queued); "
                     "retry with backoff",
-                    metadata={"queued_inputs": len(self._queue), "inputs": len(inputs),
-                              "max_queue_size": self.max_queue_size},
+                    metadata={
+                        "queued_inputs": len(self._queue),
+                        "inputs": len(inputs),
+                        "max_queue_size": self.max_queue_size,
+                    },
                 )
             self._queue.extend(_Input(request, i, t, now) for i, t in enumerate(inputs))
             self.metrics.queue_depth.set(len(self._queue))
@@ -284,9 +320,11 @@ class DynamicBatcher:
                 continue
             if req.deadline is not None and req.deadline <= now:
                 self.metrics.dropped.labels("deadline").inc()
-                req.fail(DeadlineExceeded(
-                    f"deadline passed after {now - item.enqueued:.3f} s in the synthesis queue, before compute"
-                ))
+                req.fail(
+                    DeadlineExceeded(
+                        f"deadline passed after {now - item.enqueued:.3f} s in the synthesis queue, before compute"
+                    )
+                )
                 continue
             live.append(item)
         if not live:
@@ -302,8 +340,7 @@ class DynamicBatcher:
             if item.tensor.shape == shape and key not in admitted:
                 room = self.max_batch_size - len(batch)
                 whole = pending[key] <= room
-                admitted[key] = room > 0 and (whole or not batch) and (
-                    self.across_requests or not batch)
+                admitted[key] = room > 0 and (whole or not batch) and (self.across_requests or not batch)
             if item.tensor.shape == shape and admitted[key] and len(batch) < self.max_batch_size:
                 batch.append(item)
             else:

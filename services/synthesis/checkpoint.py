@@ -47,8 +47,17 @@ from services.synthesis.scoring import CalibrationSpec
 FORMAT = "imagetrust.synthesis.checkpoint"
 FORMAT_VERSION = 1  # bump on any incompatible change of the keys below
 KEYS = (
-    "format", "format_version", "arch", "arch_kwargs", "state_dict", "preprocessing",
-    "tiling", "calibration", "model_version", "placeholder", "training",
+    "format",
+    "format_version",
+    "arch",
+    "arch_kwargs",
+    "state_dict",
+    "preprocessing",
+    "tiling",
+    "calibration",
+    "model_version",
+    "placeholder",
+    "training",
 )
 
 
@@ -212,8 +221,12 @@ def paper_specs(input_size: int = 224) -> tuple[PreprocessSpec, TilingSpec]:
     (OpenCV), ImageNet mean/std; the whole image only (no tiles)."""
     return (
         PreprocessSpec(
-            input_size=input_size, colour_space="hls_rgb", lightness_gain=1.2, saturation_gain=0.9,
-            mean=IMAGENET_MEAN, std=IMAGENET_STD,
+            input_size=input_size,
+            colour_space="hls_rgb",
+            lightness_gain=1.2,
+            saturation_gain=0.9,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
         ),
         TilingSpec(tile_size=0),
     )
@@ -226,9 +239,11 @@ def default_specs(arch: str) -> tuple[PreprocessSpec, TilingSpec]:
         size = 256 if arch == "forensic" else 64  # px: forensic tiles keep 8x8 JPEG blocks whole
         return (
             PreprocessSpec(input_size=size, colour_space="rgb", mean=FORENSIC_MEAN, std=FORENSIC_STD),
-            TilingSpec(tile_size=size, stride=size, max_tiles=16, local_aggregate="top_k_mean", top_k=2,
-                       global_weight=0.4),
+            TilingSpec(
+                tile_size=size, stride=size, max_tiles=16, local_aggregate="top_k_mean", top_k=2, global_weight=0.4
+            ),
         )
     pre, _ = paper_specs()
-    return pre, TilingSpec(tile_size=224, stride=224, max_tiles=16, local_aggregate="top_k_mean", top_k=2,
-                           global_weight=0.5)
+    return pre, TilingSpec(
+        tile_size=224, stride=224, max_tiles=16, local_aggregate="top_k_mean", top_k=2, global_weight=0.5
+    )

@@ -41,8 +41,11 @@ class SynthesisConfig(ServerConfig):
     torch_threads: int = setting(0, "intra-op threads for CPU inference (0: all available cores)")
     # CPU: "auto" is float32 (scores exactly as calibrated); "bf16" is an opt-in speed-up on
     # CPUs with native bf16, refused at start-up where oneDNN would only emulate it.
-    precision: str = setting("auto", "autocast: auto (CUDA: bf16 where supported, else fp16; CPU: fp32), "
-                                     "bf16 (CUDA, or CPU with AVX512-BF16/AMX), fp16 (CUDA), fp32")
+    precision: str = setting(
+        "auto",
+        "autocast: auto (CUDA: bf16 where supported, else fp16; CPU: fp32), "
+        "bf16 (CUDA, or CPU with AVX512-BF16/AMX), fp16 (CUDA), fp32",
+    )
     # 2 passes per batch shape and size: the first allocates and (on CUDA) autotunes
     # kernels, the second confirms the steady state before health turns SERVING.
     warmup_iterations: int = setting(2, "warm-up forward passes per input shape and batch size")

@@ -70,8 +70,14 @@ def placeholder_checkpoint() -> Checkpoint:
         model = build_model(PLACEHOLDER_ARCH)
     pre, tiling = default_specs(PLACEHOLDER_ARCH)
     return Checkpoint(
-        arch=PLACEHOLDER_ARCH, arch_kwargs={}, state_dict=model.state_dict(), preprocessing=pre,
-        tiling=tiling, calibration=CalibrationSpec(), model_version=PLACEHOLDER_VERSION, placeholder=True,
+        arch=PLACEHOLDER_ARCH,
+        arch_kwargs={},
+        state_dict=model.state_dict(),
+        preprocessing=pre,
+        tiling=tiling,
+        calibration=CalibrationSpec(),
+        model_version=PLACEHOLDER_VERSION,
+        placeholder=True,
         training={"note": "untrained placeholder: scores carry no information"},
     )
 
@@ -88,7 +94,8 @@ def resolve_checkpoint(model_path: str, default_path: pathlib.Path | None = None
         return load_checkpoint(default_path)
     log.warning(
         "no trained synthesis model: %s does not exist and model_path is unset; serving an UNTRAINED "
-        "placeholder (responses have placeholder=true; the gateway ignores their scores)", default_path,
+        "placeholder (responses have placeholder=true; the gateway ignores their scores)",
+        default_path,
     )
     return placeholder_checkpoint()
 
@@ -119,28 +126,36 @@ class SynthesisEngine:
             metrics=BatcherMetrics(registry),
             across_requests=self.config.dynamic_batching,
         )
-        Info("imagetrust_synthesis_model", "The served synthesis model.", registry=registry).info({
-            "model_version": self.checkpoint.model_version,
-            "arch": self.checkpoint.arch,
-            "device": self.predictor.device_name,
-            "precision": self.predictor.precision_name,
-            "placeholder": str(self.checkpoint.placeholder).lower(),
-            "preprocessing": self._description,
-        })
+        Info("imagetrust_synthesis_model", "The served synthesis model.", registry=registry).info(
+            {
+                "model_version": self.checkpoint.model_version,
+                "arch": self.checkpoint.arch,
+                "device": self.predictor.device_name,
+                "precision": self.predictor.precision_name,
+                "placeholder": str(self.checkpoint.placeholder).lower(),
+                "preprocessing": self._description,
+            }
+        )
         # With the batcher's own histograms this splits a Detect's server time into decode,
         # queue and compute: where a latency tail comes from, without a profiler.
         self._prepare_seconds = Histogram(
             "imagetrust_synthesis_prepare_seconds",
             "Decode and preprocess of one image, waiting for a decode worker included, seconds.",
-            buckets=PREPARE_BUCKETS_S, registry=registry,
+            buckets=PREPARE_BUCKETS_S,
+            registry=registry,
         )
         self.batcher.start()
         log.info(
             "synthesis model ready",
-            extra={"model_version": self.checkpoint.model_version, "arch": self.checkpoint.arch,
-                   "device": self.predictor.device_name, "precision": self.predictor.precision_name,
-                   "runtime": "torch" if isinstance(self.predictor, Predictor) else "onnxruntime",
-                   "torch_threads": torch.get_num_threads(), "placeholder": self.checkpoint.placeholder},
+            extra={
+                "model_version": self.checkpoint.model_version,
+                "arch": self.checkpoint.arch,
+                "device": self.predictor.device_name,
+                "precision": self.predictor.precision_name,
+                "runtime": "torch" if isinstance(self.predictor, Predictor) else "onnxruntime",
+                "torch_threads": torch.get_num_threads(),
+                "placeholder": self.checkpoint.placeholder,
+            },
         )
 
     def _load_model(self) -> None:
@@ -181,9 +196,10 @@ class SynthesisEngine:
             raise DeadlineExceeded("the deadline passed before the image was decoded")
         if self.batcher.depth >= self.batcher.max_queue_size:
             # Refuse before spending a decode on an image the queue cannot take.
-            raise Overloaded(f"synthesis queue full ({self.batcher.depth} model inputs queued); retry with backoff",
-                             metadata={"queued_inputs": self.batcher.depth,
-                                       "max_queue_size": self.batcher.max_queue_size})
+            raise Overloaded(
+                f"synthesis queue full ({self.batcher.depth} model inputs queued); retry with backoff",
+                metadata={"queued_inputs": self.batcher.depth, "max_queue_size": self.batcher.max_queue_size},
+            )
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         with tracing.span(_tracer, "decode+prepare", {"imagetrust.image_bytes": len(data)}):
@@ -194,9 +210,15 @@ class SynthesisEngine:
         ckpt = self.checkpoint
         scores = image_scores(logits, prepared.grid, ckpt.tiling, ckpt.calibration)
         return Detection(
-            score=scores.score, global_score=scores.global_score, local_score=scores.local_score,
-            width=prepared.width, height=prepared.height, model_version=ckpt.model_version,
-            model_arch=ckpt.arch, preprocessing=self._description, device=self.predictor.device_name,
+            score=scores.score,
+            global_score=scores.global_score,
+            local_score=scores.local_score,
+            width=prepared.width,
+            height=prepared.height,
+            model_version=ckpt.model_version,
+            model_arch=ckpt.arch,
+            preprocessing=self._description,
+            device=self.predictor.device_name,
             placeholder=ckpt.placeholder,
             heatmap=scores.heatmap if want_heatmap else None,
             tile_size=prepared.grid.tile_size if (want_heatmap and prepared.grid is not None) else 0,

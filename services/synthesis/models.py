@@ -91,8 +91,13 @@ def _vit(variant: str = "b_16", image_size: int = 224) -> nn.Module:
         raise ValueError(f"ViT image_size must be a multiple of {VIT_PATCH}, got {image_size}")
     layers, heads, hidden, mlp = _VIT_VARIANTS[variant]
     model = VisionTransformer(
-        image_size=image_size, patch_size=VIT_PATCH, num_layers=layers, num_heads=heads,
-        hidden_dim=hidden, mlp_dim=mlp, num_classes=1,
+        image_size=image_size,
+        patch_size=VIT_PATCH,
+        num_layers=layers,
+        num_heads=heads,
+        hidden_dim=hidden,
+        mlp_dim=mlp,
+        num_classes=1,
     )
     model.heads.add_module("flatten", nn.Flatten(0))
     return model
@@ -104,9 +109,12 @@ class TinyCNN(nn.Module):
     def __init__(self, width: int = 8):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(2 * width, 1)
 
@@ -126,13 +134,18 @@ def srm_kernels() -> torch.Tensor:
     second = torch.zeros(5, 5)
     second[2, 1:4] = torch.tensor([1.0, -2.0, 1.0])
     second /= 2.0
-    kv = torch.tensor([
-        [-1.0, 2.0, -2.0, 2.0, -1.0],
-        [2.0, -6.0, 8.0, -6.0, 2.0],
-        [-2.0, 8.0, -12.0, 8.0, -2.0],
-        [2.0, -6.0, 8.0, -6.0, 2.0],
-        [-1.0, 2.0, -2.0, 2.0, -1.0],
-    ]) / 12.0
+    kv = (
+        torch.tensor(
+            [
+                [-1.0, 2.0, -2.0, 2.0, -1.0],
+                [2.0, -6.0, 8.0, -6.0, 2.0],
+                [-2.0, 8.0, -12.0, 8.0, -2.0],
+                [2.0, -6.0, 8.0, -6.0, 2.0],
+                [-1.0, 2.0, -2.0, 2.0, -1.0],
+            ]
+        )
+        / 12.0
+    )
     return torch.stack([first, second, kv])
 
 

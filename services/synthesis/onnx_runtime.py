@@ -67,8 +67,13 @@ def export_onnx(checkpoint: Checkpoint, path: str | os.PathLike, opset: int = OP
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
         torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: {0: "batch"}},
         )
     session = _session(path, threads=1)
@@ -104,11 +109,12 @@ class OrtPredictor:
     The checkpoint is exported at start-up (seconds; parity checked), so the served graph
     always matches the checkpoint the server was given."""
 
-    def __init__(self, checkpoint: Checkpoint, device: torch.device, precision: str = "auto",
-                 threads: int = 1) -> None:
+    def __init__(self, checkpoint: Checkpoint, device: torch.device, precision: str = "auto", threads: int = 1) -> None:
         if device.type != "cpu":
-            raise RuntimeError("runtime onnxruntime runs on the CPU (the onnxruntime wheel has no CUDA); "
-                               "on GPUs use runtime=torch, or Triton with the exported model")
+            raise RuntimeError(
+                "runtime onnxruntime runs on the CPU (the onnxruntime wheel has no CUDA); "
+                "on GPUs use runtime=torch, or Triton with the exported model"
+            )
         if precision not in ("auto", "fp32"):
             raise RuntimeError(f"runtime onnxruntime runs float32; precision {precision!r} needs runtime=torch")
         self.device = device
@@ -145,8 +151,9 @@ def resolve_runtime(runtime: str, device: torch.device, precision: str) -> str:
     return "onnxruntime" if device.type == "cpu" and precision in ("auto", "fp32") else "torch"
 
 
-def make_predictor(checkpoint: Checkpoint, device: torch.device, precision: str, runtime: str,
-                   threads: int) -> Predictor | OrtPredictor:
+def make_predictor(
+    checkpoint: Checkpoint, device: torch.device, precision: str, runtime: str, threads: int
+) -> Predictor | OrtPredictor:
     """The predictor for the runtime setting (SynthesisConfig.runtime). With `auto`, a
     network the exporter cannot carry, or that misses parity, runs on torch instead."""
     chosen = resolve_runtime(runtime, device, precision)

@@ -45,8 +45,9 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
         if name == "fp16":
             raise RuntimeError("precision fp16 is CUDA-only; on CPU use fp32 or bf16")
         if name == "bf16" and not cpu_bf16_supported():
-            raise RuntimeError("precision bf16 on CPU needs native bf16 (AVX512-BF16 or AMX) in oneDNN, "
-                               "which this CPU lacks; use fp32")
+            raise RuntimeError(
+                "precision bf16 on CPU needs native bf16 (AVX512-BF16 or AMX) in oneDNN, which this CPU lacks; use fp32"
+            )
         return torch.bfloat16 if name == "bf16" else None
     if device.type != "cuda" or name == "fp32":
         return None

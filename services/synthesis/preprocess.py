@@ -222,7 +222,7 @@ def tiles(image: Image.Image | np.ndarray, grid: TileGrid, spec: PreprocessSpec)
     h, w = rgb.shape[:2]
     if h < t or w < t:
         rgb = cv2.copyMakeBorder(rgb, 0, max(0, t - h), 0, max(0, t - w), cv2.BORDER_REPLICATE)
-    out = [tile_view(rgb[y:y + t, x:x + t], spec) for y in grid.ys for x in grid.xs]
+    out = [tile_view(rgb[y : y + t, x : x + t], spec) for y in grid.ys for x in grid.xs]
     return torch.stack(out)
 
 

@@ -76,5 +76,5 @@ def image_scores(
     tile_scores = probs[1:]
     local = local_aggregate(tile_scores, tiling)
     score = tiling.global_weight * global_score + (1.0 - tiling.global_weight) * local
-    heatmap = tuple(tuple(tile_scores[r * grid.cols:(r + 1) * grid.cols]) for r in range(grid.rows))
+    heatmap = tuple(tuple(tile_scores[r * grid.cols : (r + 1) * grid.cols]) for r in range(grid.rows))
     return Scores(min(1.0, max(0.0, score)), global_score, local, heatmap)

@@ -10,9 +10,16 @@ from services.synthesis.engine import Detection
 
 def to_proto(d: Detection) -> synthesis_pb2.DetectResponse:
     response = synthesis_pb2.DetectResponse(
-        score=d.score, global_score=d.global_score, local_score=d.local_score,
-        model_version=d.model_version, model_arch=d.model_arch, preprocessing=d.preprocessing,
-        device=d.device, width=d.width, height=d.height, placeholder=d.placeholder,
+        score=d.score,
+        global_score=d.global_score,
+        local_score=d.local_score,
+        model_version=d.model_version,
+        model_arch=d.model_arch,
+        preprocessing=d.preprocessing,
+        device=d.device,
+        width=d.width,
+        height=d.height,
+        placeholder=d.placeholder,
     )
     if d.heatmap:
         response.heatmap.rows = len(d.heatmap)

@@ -39,17 +39,32 @@ def test_decoder_warnings_do_not_break_json_lines(tmp_path):
     port = free_port()
     env = {**os.environ, "IMAGETRUST_REGISTRY_PATH": str(tmp_path / "registry.sqlite3"), "PYTHONWARNINGS": ""}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.metadata", "--host", "127.0.0.1", "--port", str(port),
-         "--metrics-port", "-1", "--log-format", "json"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "services.metadata",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+            "--log-format",
+            "json",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_serving(port, proc, timeout_s=60)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             analyze = metadata_pb2_grpc.MetadataAnalyzerStub(channel).Analyze
             for _ in range(3):
-                r = analyze(metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=_tiff_with_overrunning_tag())),
-                            timeout=30)
+                r = analyze(
+                    metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=_tiff_with_overrunning_tag())), timeout=30
+                )
                 assert (r.image.format, r.image.width, r.image.height) == ("tiff", 32, 32)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -73,8 +88,9 @@ def test_other_warnings_are_logged_as_json():
         "warnings.warn_explicit('Tag data larger than file. Skipping tag 270', UserWarning, "
         "'TiffImagePlugin.py', 946, module='PIL.TiffImagePlugin')"
     )
-    out = subprocess.run([sys.executable, "-W", "default", "-c", code], cwd=REPO, capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
     lines = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
     assert [(e["logger"], e["level"]) for e in lines] == [("py.warnings", "WARNING")]
     assert "something the operator should see" in lines[0]["msg"]

@@ -28,12 +28,21 @@ SAMPLE = (SAMPLES / "camera_original.jpg").read_bytes()
 SMALL_LIMIT = 64 * 1024  # bytes: below the sample's size, to exercise the size limit
 
 SERVICES = {
-    "gateway": ("imagetrust.v1.ImageTrust", lambda ch: gateway_pb2_grpc.ImageTrustStub(ch).Check,
-                lambda data: gateway_pb2.CheckRequest(image=common_pb2.Image(data=data))),
-    "metadata": ("imagetrust.v1.MetadataAnalyzer", lambda ch: metadata_pb2_grpc.MetadataAnalyzerStub(ch).Analyze,
-                 lambda data: metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=data))),
-    "synthesis": ("imagetrust.v1.SynthesisDetector", lambda ch: synthesis_pb2_grpc.SynthesisDetectorStub(ch).Detect,
-                  lambda data: synthesis_pb2.DetectRequest(image=common_pb2.Image(data=data))),
+    "gateway": (
+        "imagetrust.v1.ImageTrust",
+        lambda ch: gateway_pb2_grpc.ImageTrustStub(ch).Check,
+        lambda data: gateway_pb2.CheckRequest(image=common_pb2.Image(data=data)),
+    ),
+    "metadata": (
+        "imagetrust.v1.MetadataAnalyzer",
+        lambda ch: metadata_pb2_grpc.MetadataAnalyzerStub(ch).Analyze,
+        lambda data: metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=data)),
+    ),
+    "synthesis": (
+        "imagetrust.v1.SynthesisDetector",
+        lambda ch: synthesis_pb2_grpc.SynthesisDetectorStub(ch).Detect,
+        lambda data: synthesis_pb2.DetectRequest(image=common_pb2.Image(data=data)),
+    ),
 }
 
 
@@ -65,8 +74,14 @@ def test_health_reflection_and_metrics_on_every_service(suite) -> None:
         body = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
         method_name = full_name.rsplit(".", 1)[1]
         rpc = {"gateway": "Check", "metadata": "Analyze", "synthesis": "Detect"}[name]
-        assert f'grpc_server_handled_total{{grpc_code="OK",grpc_method="{rpc}",grpc_service="{full_name}",grpc_type="unary"}}' in body, method_name
-        assert f'grpc_server_handling_seconds_bucket{{grpc_method="{rpc}",grpc_service="{full_name}",grpc_type="unary",le="0.005"}}' in body
+        assert (
+            f'grpc_server_handled_total{{grpc_code="OK",grpc_method="{rpc}",grpc_service="{full_name}",grpc_type="unary"}}'
+            in body
+        ), method_name
+        assert (
+            f'grpc_server_handling_seconds_bucket{{grpc_method="{rpc}",grpc_service="{full_name}",grpc_type="unary",le="0.005"}}'
+            in body
+        )
         assert f'grpc_server_in_flight{{grpc_method="{rpc}",grpc_service="{full_name}"}} 0.0' in body
         assert f'imagetrust_build_info{{service="{name}",version="0.1.0"}} 1.0' in body
 
@@ -76,7 +91,8 @@ def test_check_through_the_gateway_returns_a_decision(suite) -> None:
         stub = gateway_pb2_grpc.ImageTrustStub(channel)
         response, _call = stub.Check.with_call(
             gateway_pb2.CheckRequest(image=common_pb2.Image(data=SAMPLE), client_ref="ref-1"),
-            metadata=(("x-request-id", "req-abc"),), timeout=30,
+            metadata=(("x-request-id", "req-abc"),),
+            timeout=30,
         )
     assert response.decision in (common_pb2.ALLOW, common_pb2.REVIEW, common_pb2.BLOCK)
     assert response.request_id == "req-abc", "the caller's request id is propagated"
@@ -90,8 +106,9 @@ def test_bad_input_gets_a_clear_status_and_the_service_keeps_serving(server_fact
     if name == "gateway":
         metadata = server_factory("metadata")
         synthesis = server_factory("synthesis")
-        server = server_factory(name, max_message_bytes=SMALL_LIMIT, synthesis_addr=synthesis.address,
-                                metadata_addr=metadata.address)
+        server = server_factory(
+            name, max_message_bytes=SMALL_LIMIT, synthesis_addr=synthesis.address, metadata_addr=metadata.address
+        )
     else:
         server = server_factory(name, max_message_bytes=SMALL_LIMIT)
     full_name, method, make_request = SERVICES[name]
@@ -145,8 +162,11 @@ def test_unexpected_errors_become_internal_with_a_request_id_and_domain_errors_m
         with server.channel() as channel:
             detect = synthesis_pb2_grpc.SynthesisDetectorStub(channel).Detect
             with pytest.raises(grpc.RpcError) as crash:
-                detect(synthesis_pb2.DetectRequest(image=common_pb2.Image(data=b"x", filename="crash")),
-                       metadata=(("x-request-id", "rid-42"),), timeout=5)
+                detect(
+                    synthesis_pb2.DetectRequest(image=common_pb2.Image(data=b"x", filename="crash")),
+                    metadata=(("x-request-id", "rid-42"),),
+                    timeout=5,
+                )
             assert crash.value.code() == grpc.StatusCode.INTERNAL
             assert "rid-42" in crash.value.details() and "boom" not in crash.value.details()
             with pytest.raises(grpc.RpcError) as invalid:

@@ -26,7 +26,10 @@ def _wait_serving(address: str, timeout_s: float = 60.0) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
                     return
             except grpc.RpcError:
                 time.sleep(0.1)
@@ -38,7 +41,9 @@ def test_sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_zero() -> Non
     address = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.common.echo_service", str(port), str(GRACE_S)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_serving(address)
@@ -89,8 +94,10 @@ CANCEL_GAP_S = 0.005  # seconds between the watchers going away, while the serve
 
 def _watch_then_leave(port: int, draining: threading.Event, ready: threading.Event) -> None:
     """Opens WATCHERS Watch streams, then cancels them one by one once the drain began."""
-    channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(WATCHERS)]
+    channels = [
+        grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(WATCHERS)
+    ]
     try:
         watches = [health_pb2_grpc.HealthStub(c).Watch(health_pb2.HealthCheckRequest()) for c in channels]
         for watch in watches:

@@ -60,7 +60,7 @@ def scan_bomb() -> bytes:
     data = progressive()
     starts = [m.start() for m in re.finditer(rb"\xff\xda", data)]
     assert data.endswith(b"\xff\xd9")
-    last = data[starts[-1]:-2]
+    last = data[starts[-1] : -2]
     return data[:-2] + last * (structure.MAX_JPEG_SCANS + 1 - len(starts)) + data[-2:]
 
 
@@ -87,8 +87,7 @@ def png_chunk_flood() -> bytes:
     return data[:after_ihdr] + chunk * count + data[after_ihdr:]
 
 
-BOMBS = {"scans": scan_bomb, "header segments": comment_flood, "fill bytes": fill_flood,
-         "png chunks": png_chunk_flood}
+BOMBS = {"scans": scan_bomb, "header segments": comment_flood, "fill bytes": fill_flood, "png chunks": png_chunk_flood}
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +96,9 @@ def channels(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     make_checkpoint(path, "tiny")
     metadata = start_server("metadata")
-    synthesis = start_server("synthesis", model_path=str(path), torch_threads=1, max_queue_delay_ms=1,
-                             warmup_iterations=1)
+    synthesis = start_server(
+        "synthesis", model_path=str(path), torch_threads=1, max_queue_delay_ms=1, warmup_iterations=1
+    )
     gateway = start_server("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address)
     servers = {"gateway": gateway, "metadata": metadata, "synthesis": synthesis}
     opened = {name: server.channel() for name, server in servers.items()}
@@ -113,11 +113,14 @@ def _calls(channels, data: bytes) -> dict:
     image = common_pb2.Image(data=data)
     return {
         "gateway": lambda: gateway_pb2_grpc.ImageTrustStub(channels["gateway"]).Check(
-            gateway_pb2.CheckRequest(image=image), timeout=TIMEOUT_S),
+            gateway_pb2.CheckRequest(image=image), timeout=TIMEOUT_S
+        ),
         "metadata": lambda: metadata_pb2_grpc.MetadataAnalyzerStub(channels["metadata"]).Analyze(
-            metadata_pb2.AnalyzeRequest(image=image), timeout=TIMEOUT_S),
+            metadata_pb2.AnalyzeRequest(image=image), timeout=TIMEOUT_S
+        ),
         "synthesis": lambda: synthesis_pb2_grpc.SynthesisDetectorStub(channels["synthesis"]).Detect(
-            synthesis_pb2.DetectRequest(image=image), timeout=TIMEOUT_S),
+            synthesis_pb2.DetectRequest(image=image), timeout=TIMEOUT_S
+        ),
     }
 
 

@@ -26,13 +26,17 @@ COMBINATIONS = [(o, c) for o in OVERLAYS for c in COMPONENTS if c not in _includ
 
 
 def render_with(overlay: str, component: str, tmp_path: pathlib.Path) -> list[dict]:
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        # Relative: kustomize refuses absolute paths to other kustomizations.
-        "resources": [os.path.relpath(K8S / "overlays" / overlay, tmp_path)],
-        "components": [os.path.relpath(K8S / "components" / component, tmp_path)],
-    }))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # Relative: kustomize refuses absolute paths to other kustomizations.
+                "resources": [os.path.relpath(K8S / "overlays" / overlay, tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / component, tmp_path)],
+            }
+        )
+    )
     command = next(iter(kustomize_commands().values()))
     return [doc for doc in yaml.safe_load_all(run_kustomize(command, tmp_path)) if doc]
 
@@ -74,7 +78,10 @@ def test_external_redis_replaces_the_in_cluster_pod_with_a_sentinel_url(tmp_path
     url = _env(docs, "metadata")["IMAGETRUST_REDIS_URL"]
     assert parse_sentinel(url)["service_name"] == "mymaster"  # a URL the registry accepts
     metadata = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "metadata")
-    refs = [e["configMapRef"]["name"] for c in metadata["spec"]["template"]["spec"]["containers"]
-            for e in c.get("envFrom", [])]
+    refs = [
+        e["configMapRef"]["name"]
+        for c in metadata["spec"]["template"]["spec"]["containers"]
+        for e in c.get("envFrom", [])
+    ]
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("metadata-config"))
     assert config["metadata"]["name"] in refs  # the pods read the merged config

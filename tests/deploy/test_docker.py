@@ -99,7 +99,9 @@ def test_pins_match_pyproject():
 
 
 def test_dockerignore_is_an_allowlist_of_the_packages():
-    lines = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
@@ -112,7 +114,12 @@ def test_manifests_use_the_images_the_dockerfiles_build():
     cpu_tags = set(re.findall(r"-t (ghcr\.io/\S+)", (DOCKER / "Dockerfile").read_text()))
     cuda_tags = set(re.findall(r"-t (ghcr\.io/\S+)", (DOCKER / "Dockerfile.cuda").read_text()))
     for overlay, built in (("dev", cpu_tags), ("prod-gpu", cpu_tags | cuda_tags)):
-        images = {c["image"] for d in render(overlay) if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]}
+        images = {
+            c["image"]
+            for d in render(overlay)
+            if d["kind"] == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"]
+        }
         assert images <= built, f"{overlay} runs images no Dockerfile builds: {sorted(images - built)}"
 
 
@@ -121,9 +128,23 @@ def test_app_image_services_serve_without_torch(service, tmp_path):
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "HOME": str(tmp_path), "IMAGETRUST_REGISTRY_PATH": str(tmp_path / "registry.sqlite3")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", NO_TORCH_LAUNCHER, service, "--host", "127.0.0.1",
-         "--port", str(port), "--metrics-port", str(metrics_port), "--log-format", "text"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-c",
+            NO_TORCH_LAUNCHER,
+            service,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+            "--log-format",
+            "text",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_serving(port, proc, timeout_s=60)

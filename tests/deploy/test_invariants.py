@@ -134,7 +134,9 @@ def test_gateway_reaches_backends_through_headless_services_in_its_namespace(doc
 
 
 def test_every_service_has_account_pdb_and_configmap(docs):
-    pdb_targets = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for p in of_kind(docs, "PodDisruptionBudget")}
+    pdb_targets = {
+        p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for p in of_kind(docs, "PodDisruptionBudget")
+    }
     for name in SERVICE_NAMES:
         deployment = named(docs, "Deployment", name)
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == name
@@ -150,7 +152,9 @@ def test_redis_is_persistent(docs):
     (claim,) = redis["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"]
     conf = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].startswith("redis-config"))
-    settings = dict(line.split(None, 1) for line in conf["data"]["redis.conf"].splitlines() if line and not line.startswith("#"))
+    settings = dict(
+        line.split(None, 1) for line in conf["data"]["redis.conf"].splitlines() if line and not line.startswith("#")
+    )
     assert settings["appendonly"] == "yes" and settings["dir"] == "/data"
     assert settings["maxmemory-policy"] == "noeviction"
     mounts = {m["name"]: m["mountPath"] for m in redis["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
@@ -208,7 +212,11 @@ def test_dev_overlay_is_cpu_only():
 
 
 def _policy_for(docs: list[dict], app: str) -> dict:
-    return next(p for p in of_kind(docs, "NetworkPolicy") if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == app)
+    return next(
+        p
+        for p in of_kind(docs, "NetworkPolicy")
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == app
+    )
 
 
 def _ingress_sources(policy: dict, port: int) -> list[dict | None]:

@@ -69,13 +69,55 @@ def test_ghz_configs_name_a_real_method_and_the_generated_data():
 # github.com/bojand/ghz (runner/config.go). ghz ignores any other key without a word, so a
 # misspelt one (ghz's flag is --skipFirst, not --skip-first) silently changes the test run.
 GHZ_CONFIG_KEYS = {
-    "proto", "protoset", "call", "cacert", "cert", "key", "skipTLS", "skipFirst", "cname", "authority",
-    "insecure", "total", "async", "concurrency", "concurrency-schedule", "concurrency-start",
-    "concurrency-end", "concurrency-step", "concurrency-step-duration", "concurrency-max-duration",
-    "connections", "rps", "duration", "duration-stop", "max-duration", "timeout", "data", "data-file",
-    "binary-file", "metadata", "metadata-file", "stream-interval", "output", "format", "connect-timeout",
-    "keepalive", "cpus", "import-paths", "name", "tags", "reflect-metadata", "debug", "host",
-    "enable-compression", "load-schedule", "load-start", "load-end", "load-step", "load-step-duration",
+    "proto",
+    "protoset",
+    "call",
+    "cacert",
+    "cert",
+    "key",
+    "skipTLS",
+    "skipFirst",
+    "cname",
+    "authority",
+    "insecure",
+    "total",
+    "async",
+    "concurrency",
+    "concurrency-schedule",
+    "concurrency-start",
+    "concurrency-end",
+    "concurrency-step",
+    "concurrency-step-duration",
+    "concurrency-max-duration",
+    "connections",
+    "rps",
+    "duration",
+    "duration-stop",
+    "max-duration",
+    "timeout",
+    "data",
+    "data-file",
+    "binary-file",
+    "metadata",
+    "metadata-file",
+    "stream-interval",
+    "output",
+    "format",
+    "connect-timeout",
+    "keepalive",
+    "cpus",
+    "import-paths",
+    "name",
+    "tags",
+    "reflect-metadata",
+    "debug",
+    "host",
+    "enable-compression",
+    "load-schedule",
+    "load-start",
+    "load-end",
+    "load-step",
+    "load-step-duration",
     "load-max-duration",
 }
 
@@ -112,7 +154,10 @@ def _detect_ok(server) -> float:
     with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
         text = response.read().decode()
     return sum(
-        s.value for f in text_string_to_metric_families(text) if f.name == "grpc_server_handled" for s in f.samples
+        s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "grpc_server_handled"
+        for s in f.samples
         if s.name.endswith("_total") and s.labels.get("grpc_method") == "Detect" and s.labels.get("grpc_code") == "OK"
     )
 
@@ -126,7 +171,9 @@ def test_gateway_round_robins_over_a_multi_address_target(server_factory):
     request.options.skip_metadata = True
     calls = 12
     with gateway.channel(**{"grpc.max_send_message_length": 32 * 1024 * 1024}) as channel:
-        check = channel.unary_unary("/imagetrust.v1.ImageTrust/Check", response_deserializer=gateway_pb2.CheckResponse.FromString)
+        check = channel.unary_unary(
+            "/imagetrust.v1.ImageTrust/Check", response_deserializer=gateway_pb2.CheckResponse.FromString
+        )
         for _ in range(calls):
             response = check(request.SerializeToString(), timeout=10)
             assert not response.degraded
@@ -141,8 +188,13 @@ def test_a_ghz_config_runs_before_its_data_is_generated(server_factory, tmp_path
     from bench import bench_loadgen
 
     gateway = server_factory("gateway", synthesis_addr="127.0.0.1:1", metadata_addr="127.0.0.1:1")
-    config = {**_read(LOADTEST / "check-const-c16.json"), "binary-file": "deploy/loadtest/data/not-generated.bin",
-              "duration": "1s", "concurrency": 2, "skipFirst": 0}
+    config = {
+        **_read(LOADTEST / "check-const-c16.json"),
+        "binary-file": "deploy/loadtest/data/not-generated.bin",
+        "duration": "1s",
+        "concurrency": 2,
+        "skipFirst": 0,
+    }
     path = tmp_path / "check-not-generated.json"
     path.write_text(json.dumps(config))
     assert not (REPO / config["binary-file"]).exists()
@@ -169,7 +221,8 @@ def test_an_unreachable_target_is_named_in_the_error():
 
 
 def test_flags_override_a_ghz_config_as_with_ghz_and_the_load_shape_is_not_silently_dropped(
-        server_factory, tmp_path, capsys):
+    server_factory, tmp_path, capsys
+):
     """--duration and --data override the config (ghz's flags do too); --concurrency, --rps
     and --connections would fight the config's load shape, so they are refused, not ignored."""
     from bench import bench_loadgen
@@ -178,8 +231,16 @@ def test_flags_override_a_ghz_config_as_with_ghz_and_the_load_shape_is_not_silen
     config = {**_read(LOADTEST / "check-const-c16.json"), "duration": "10m", "concurrency": 2, "skipFirst": 0}
     path = tmp_path / "check-long.json"
     path.write_text(json.dumps(config))
-    argv = ["--ghz-config", str(path), "--target", gateway.address, "--duration", "1",
-            "--data", str(SAMPLES / "sns_resave.jpg")]
+    argv = [
+        "--ghz-config",
+        str(path),
+        "--target",
+        gateway.address,
+        "--duration",
+        "1",
+        "--data",
+        str(SAMPLES / "sns_resave.jpg"),
+    ]
     assert bench_loadgen.main(argv) == 0
     out = capsys.readouterr().out
     assert "load generator: 1 request(s)" in out  # --data, not the config's binary-file

@@ -59,15 +59,20 @@ def test_promtool_unit_tests_every_alert(tmp_path):
     alerts = {r["alert"] for g in _rule_groups() for r in g["rules"] if "alert" in r}
     assert alerts == tested, f"alerts without a unit test: {sorted(alerts - tested)}"
     assert {
-        "ImageTrustHighErrorRate", "ImageTrustCheckLatencyHigh", "ImageTrustSynthesisQueueBacklog",
-        "ImageTrustRedisUnavailable", "ImageTrustRegistryUnavailable", "ImageTrustBackendDegraded",
+        "ImageTrustHighErrorRate",
+        "ImageTrustCheckLatencyHigh",
+        "ImageTrustSynthesisQueueBacklog",
+        "ImageTrustRedisUnavailable",
+        "ImageTrustRegistryUnavailable",
+        "ImageTrustBackendDegraded",
     } <= alerts
 
 
 def test_every_alert_has_a_runbook_section():
     headings = {
         re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
-        for line in SRE_GUIDE.read_text().splitlines() if line.startswith("#")
+        for line in SRE_GUIDE.read_text().splitlines()
+        if line.startswith("#")
     }
     for group in _rule_groups():
         for rule in group["rules"]:

@@ -81,8 +81,9 @@ def test_bad_images_get_a_clear_status_and_the_gateway_keeps_serving(gateway_mod
 
 def test_oversize_upload_is_resource_exhausted(server_factory, backends_module, jpeg):
     metadata, synthesis = backends_module
-    gateway = server_factory("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
-                             max_message_bytes=len(jpeg) + 4096)
+    gateway = server_factory(
+        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address, max_message_bytes=len(jpeg) + 4096
+    )
     with Client(gateway.address) as client:
         big = jpeg + b"\0" * 8192
         with pytest.raises(grpc.RpcError) as info:
@@ -124,8 +125,9 @@ def test_policy_file_from_config(server_factory, backends_module, scripted, jpeg
         "thresholds: {review: 0.2, block: 0.9}\n"
         "severity: {INFO: 0, LOW: 0.05, MEDIUM: 0.1, HIGH: 0.3}\n"
     )
-    gateway = server_factory("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
-                             policy_path=str(policy))
+    gateway = server_factory(
+        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address, policy_path=str(policy)
+    )
     with Client(gateway.address) as client:
         response = client.check(jpeg)
     assert response.policy_version == "acme-7"
@@ -168,5 +170,7 @@ def test_metrics_show_backends_up_and_decisions(gateway_module, jpeg):
 
 def test_health_and_reflection_still_served(gateway_module):
     with grpc.insecure_channel(gateway_module.address) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="imagetrust.v1.ImageTrust"), timeout=5)
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="imagetrust.v1.ImageTrust"), timeout=5
+        )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING

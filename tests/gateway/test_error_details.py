@@ -85,7 +85,7 @@ def test_a_backend_refusal_keeps_its_details_through_the_gateway(gateway_module)
     Image.new("RGB", (64, 64), (10, 200, 30)).save(buf, "PNG")
     broken = bytearray(buf.getvalue())
     at = broken.index(b"IDAT") + 4
-    broken[at:at + 8] = b"\0" * 8
+    broken[at : at + 8] = b"\0" * 8
     with Client(gateway_module.address) as client:
         details = _details(lambda: client.check(bytes(broken), skip_metadata=True))
     assert details.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -95,12 +95,16 @@ def test_a_backend_refusal_keeps_its_details_through_the_gateway(gateway_module)
 
 def test_a_batch_over_the_limit_says_so(server_factory, backends_module, jpeg):
     metadata, synthesis = backends_module
-    gateway = server_factory("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
-                             batch_max_items=2)
+    gateway = server_factory(
+        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address, batch_max_items=2
+    )
     with Client(gateway.address) as client:
         details = _details(lambda: client.check_batch([build_request(jpeg)] * 3))
     assert details.reason == "BATCH_TOO_LARGE" and details.metadata == {
-        "items": "3", "max_items": "2", "request_id": details.metadata["request_id"]}
+        "items": "3",
+        "max_items": "2",
+        "request_id": details.metadata["request_id"],
+    }
     assert details.field_violations[0][0] == "requests"
 
 
@@ -233,10 +237,14 @@ def test_direct_metadata_errors_carry_details(backends_module, jpeg):
     metadata, _ = backends_module
     with grpc.insecure_channel(metadata.address) as channel:
         stub = metadata_pb2_grpc.MetadataAnalyzerStub(channel)
-        request = metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=jpeg),
-                                              context=common_pb2.Context(listing_id="l" * 257))
+        request = metadata_pb2.AnalyzeRequest(
+            image=common_pb2.Image(data=jpeg), context=common_pb2.Context(listing_id="l" * 257)
+        )
         details = _details(lambda: stub.Analyze(request, timeout=10))
-        bomb = _details(lambda: stub.Analyze(metadata_pb2.AnalyzeRequest(
-            image=common_pb2.Image(data=png_declaring(70_000, 10))), timeout=10))
+        bomb = _details(
+            lambda: stub.Analyze(
+                metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=png_declaring(70_000, 10))), timeout=10
+            )
+        )
     assert details.reason == "FIELD_INVALID" and details.field_violations[0][0] == "context.listing_id"
     assert bomb.code == grpc.StatusCode.RESOURCE_EXHAUSTED and bomb.reason == "DECOMPRESSION_BOMB"

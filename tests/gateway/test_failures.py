@@ -30,9 +30,23 @@ def start_metadata_process(port: int, tmp_path) -> subprocess.Popen:
     """The metadata service as its own process, so it can be killed with SIGKILL."""
     env = {**os.environ, "IMAGETRUST_REGISTRY_PATH": str(tmp_path / "registry.sqlite3")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.metadata", "--host", "127.0.0.1", "--port", str(port),
-         "--metrics-port", "-1", "--log-format", "text"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "services.metadata",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "-1",
+            "--log-format",
+            "text",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_serving(port, proc, timeout_s=60)
     return proc
@@ -96,7 +110,8 @@ def test_metadata_killed_mid_run_gives_degraded_verdicts_then_recovers(server_fa
         wait_until(lambda: any(m == () for m in load.since(restarted)), RECOVERY_TIMEOUT_S, "recovery")
         wait_until(
             lambda: metric_value(gateway.metrics_url, "imagetrust_gateway_backend_up", backend="metadata") == 1.0,
-            RECOVERY_TIMEOUT_S, "backend_up back to 1",
+            RECOVERY_TIMEOUT_S,
+            "backend_up back to 1",
         )
     finally:
         load.finish()
@@ -105,7 +120,9 @@ def test_metadata_killed_mid_run_gives_degraded_verdicts_then_recovers(server_fa
     assert load.failures == []
     outcomes = collections.Counter(load.since(0))
     assert outcomes[("metadata",)] >= 20 and outcomes[()] >= 20
-    skipped = metric_value(gateway.metrics_url, "imagetrust_gateway_backend_calls_total", backend="metadata", outcome="SKIPPED_DOWN")
+    skipped = metric_value(
+        gateway.metrics_url, "imagetrust_gateway_backend_calls_total", backend="metadata", outcome="SKIPPED_DOWN"
+    )
     assert skipped and skipped > 0  # known down: skipped at once, not waited for
 
 
@@ -159,8 +176,9 @@ def test_the_callers_deadline_bounds_the_budget(server_factory, scripted, jpeg):
 def test_synthesis_cap_inside_the_budget(server_factory, scripted, jpeg):
     metadata = server_factory("metadata")
     slow = scripted(delay_s=1.0, score=0.9)
-    gateway = server_factory("gateway", synthesis_addr=slow.address, metadata_addr=metadata.address,
-                             synthesis_budget_ms=150)
+    gateway = server_factory(
+        "gateway", synthesis_addr=slow.address, metadata_addr=metadata.address, synthesis_budget_ms=150
+    )
     with Client(gateway.address) as client:
         response = client.check(jpeg, budget_ms=2000)
     assert list(response.missing) == ["synthesis"]
@@ -198,7 +216,9 @@ def test_absent_backend_is_skipped_while_down_and_used_once_it_appears(server_fa
 
 
 def test_both_backends_down_is_a_degraded_review_not_an_error(server_factory, jpeg):
-    gateway = server_factory("gateway", synthesis_addr=f"127.0.0.1:{free_port()}", metadata_addr=f"127.0.0.1:{free_port()}")
+    gateway = server_factory(
+        "gateway", synthesis_addr=f"127.0.0.1:{free_port()}", metadata_addr=f"127.0.0.1:{free_port()}"
+    )
     with Client(gateway.address) as client:
         response = client.check(jpeg)
     assert response.degraded and sorted(response.missing) == ["metadata", "synthesis"]
@@ -218,9 +238,13 @@ def test_an_image_a_backend_calls_invalid_is_invalid_even_when_degraded(server_f
 def test_a_not_serving_replica_leaves_the_rotation_and_returns(server_factory, scripted, jpeg):
     metadata = server_factory("metadata")
     draining, healthy = scripted(score=0.1), scripted(score=0.1)
-    gateway = server_factory("gateway", synthesis_addr=f"{draining.address},{healthy.address}", metadata_addr=metadata.address)
+    gateway = server_factory(
+        "gateway", synthesis_addr=f"{draining.address},{healthy.address}", metadata_addr=metadata.address
+    )
     with Client(gateway.address) as client:
-        wait_until(lambda: not client.check(jpeg).degraded and draining.calls and healthy.calls, 10, "both replicas used")
+        wait_until(
+            lambda: not client.check(jpeg).degraded and draining.calls and healthy.calls, 10, "both replicas used"
+        )
         draining.set_serving(False)  # as a pod does on SIGTERM
         wait_until(lambda: _only_healthy_gets_calls(client, jpeg, draining), 10, "draining replica out of rotation")
         draining.set_serving(True)

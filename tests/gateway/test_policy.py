@@ -41,6 +41,7 @@ def raw_default() -> dict:
 
 # --- loading -----------------------------------------------------------------------------
 
+
 def test_default_policy_loads_with_version_and_platforms():
     assert DEFAULT.version == "2026-11.1"
     assert 0 < DEFAULT.review_from <= DEFAULT.block_from <= 1
@@ -63,7 +64,10 @@ def test_default_policy_loads_with_version_and_platforms():
         (lambda p: p["rules"][0].update(when={"missing": ["cache"]}), "unknown backend(s) ['cache']"),
         (lambda p: p["rules"][0].update(when={}), "at least one condition"),
         (lambda p: p.pop("version"), "version: a non-empty string is required"),
-        (lambda p: p["platforms"]["chat"].update(disable_rules=["no-such-rule"]), "platforms.chat: disable_rules: no rule named"),
+        (
+            lambda p: p["platforms"]["chat"].update(disable_rules=["no-such-rule"]),
+            "platforms.chat: disable_rules: no rule named",
+        ),
         (lambda p: p["platforms"]["chat"].update(version="x"), "platforms.chat: unknown key(s) ['version']"),
     ],
 )
@@ -86,11 +90,15 @@ def test_unreadable_and_malformed_files_are_refused(tmp_path: pathlib.Path):
 
 # --- one test per rule of the default policy ----------------------------------------------
 
+
 def test_thresholds_give_allow_review_block():
     assert decide(DEFAULT, synth(0.85), meta(), {}).decision == ALLOW  # under min_score
     assert decide(DEFAULT, synth(0.95), meta(), {}).decision == REVIEW  # 0.57
-    strong = meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM),
-                  ("DATE_ORDER_INVALID", common_pb2.MEDIUM))
+    strong = meta(
+        ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
+        ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM),
+        ("DATE_ORDER_INVALID", common_pb2.MEDIUM),
+    )
     assert decide(DEFAULT, synth(0.95), strong, {}).decision == BLOCK  # 1 - 0.43 x 0.55 x 0.7 x 0.75 = 0.88
     assert decide(DEFAULT, None, strong, {}).decision == REVIEW  # 0.71: the score tips it over
 
@@ -136,8 +144,10 @@ def test_unknown_finding_codes_use_the_severity_default():
 
 def test_contributions_combine_as_noisy_or_and_stay_in_range():
     verdict = decide(
-        DEFAULT, synth(0.95),
-        meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
+        DEFAULT,
+        synth(0.95),
+        meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)),
+        {},
     )
     assert verdict.risk == pytest.approx(1 - (1 - DEFAULT.synthesis_weight * 0.95) * (1 - 0.45) * (1 - 0.3))
     assert verdict.decision == REVIEW
@@ -180,8 +190,14 @@ def test_no_default_rule_blocks_on_the_synthesis_score_alone():
 def test_a_synthesis_rule_can_block_on_its_own_when_a_policy_adds_one():
     raw = raw_default()
     raw["thresholds"]["block"] = 0.99  # so only the rule can block at 0.96
-    raw["rules"].append({"name": "synthesis-certain", "message": "the model is all but certain",
-                         "when": {"synthesis_score_at_least": 0.95}, "decision": "BLOCK"})
+    raw["rules"].append(
+        {
+            "name": "synthesis-certain",
+            "message": "the model is all but certain",
+            "when": {"synthesis_score_at_least": 0.95},
+            "decision": "BLOCK",
+        }
+    )
     policy = parse(raw).default
     verdict = decide(policy, synth(0.96), meta(), {})
     assert verdict.decision == BLOCK
@@ -196,13 +212,24 @@ def test_rule_nothing_checked_reviews_only_when_every_backend_is_missing():
     one = decide(DEFAULT, None, meta(), {"synthesis": "no answer within its budget of 100 ms"})
     assert one.decision == ALLOW
     reason = one.reasons[0]
-    assert reason.code == "BACKEND_UNAVAILABLE" and reason.evidence == {"backend": "synthesis", "cause": "no answer within its budget of 100 ms"}
+    assert reason.code == "BACKEND_UNAVAILABLE" and reason.evidence == {
+        "backend": "synthesis",
+        "cause": "no answer within its budget of 100 ms",
+    }
 
 
 def test_rules_never_lower_a_decision():
-    verdict = decide(DEFAULT, synth(0.0), meta(
-        ("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
-        ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM), ("DATE_ORDER_INVALID", common_pb2.MEDIUM)), {})
+    verdict = decide(
+        DEFAULT,
+        synth(0.0),
+        meta(
+            ("REUSED_BY_OTHER_SELLER", common_pb2.HIGH),
+            ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
+            ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM),
+            ("DATE_ORDER_INVALID", common_pb2.MEDIUM),
+        ),
+        {},
+    )
     fired = {r.evidence["rule"] for r in verdict.reasons if r.code == "POLICY_RULE"}
     assert fired == {"reused-by-other-seller"}  # a REVIEW rule ...
     assert verdict.decision == BLOCK  # ... while the risk (0.88) says BLOCK
@@ -210,8 +237,13 @@ def test_rules_never_lower_a_decision():
 
 def test_reasons_strongest_first():
     verdict = decide(
-        DEFAULT, synth(0.3),
-        meta(("GPS_PRESENT", common_pb2.INFO), ("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("EXIF_STRIPPED", common_pb2.LOW)),
+        DEFAULT,
+        synth(0.3),
+        meta(
+            ("GPS_PRESENT", common_pb2.INFO),
+            ("REUSED_BY_OTHER_SELLER", common_pb2.HIGH),
+            ("EXIF_STRIPPED", common_pb2.LOW),
+        ),
         {},
     )
     severities = [r.severity for r in verdict.reasons]
@@ -221,6 +253,7 @@ def test_reasons_strongest_first():
 
 
 # --- platform overrides -------------------------------------------------------------------
+
 
 def test_platform_chat_lowers_thresholds_and_changes_a_code():
     chat = POLICIES.for_platform("chat")
@@ -243,8 +276,10 @@ def test_platform_pro_seller_disables_a_rule_and_adds_one():
     assert alone.decision == REVIEW  # from its risk 0.6 alone
     assert "POLICY_RULE" not in codes(alone)  # one HIGH finding is not two MEDIUM-or-more
     backed = decide(
-        pro, synth(0.0),
-        meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)), {},
+        pro,
+        synth(0.0),
+        meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)),
+        {},
     )
     assert backed.decision >= REVIEW
     assert [r.evidence["rule"] for r in backed.reasons if r.code == "POLICY_RULE"] == ["pro-reused-high-risk"]
@@ -253,7 +288,9 @@ def test_platform_pro_seller_disables_a_rule_and_adds_one():
 def test_platform_rule_with_a_default_rules_name_replaces_it():
     raw = raw_default()
     raw["platforms"]["strict"] = {
-        "rules": [{"name": "reused-by-other-seller", "when": {"finding": "REUSED_BY_OTHER_SELLER"}, "decision": "BLOCK"}]
+        "rules": [
+            {"name": "reused-by-other-seller", "when": {"finding": "REUSED_BY_OTHER_SELLER"}, "decision": "BLOCK"}
+        ]
     }
     strict = parse(raw).for_platform("strict")
     assert [r.name for r in strict.rules].count("reused-by-other-seller") == 1
@@ -266,18 +303,56 @@ EXAMPLES = [
     # (name, platform, synthesis, metadata findings, missing, decision, risk)
     ("camera photo", "", synth(0.05), [("GPS_PRESENT", common_pb2.INFO)], {}, ALLOW, 0.0),
     ("camera photo the model dislikes", "", synth(0.85), [], {}, ALLOW, 0.0),
-    ("web re-save", "", synth(0.25), [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)], {}, ALLOW, 0.28),
-    ("edited, odd size", "", synth(0.40), [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)], {}, ALLOW, 0.44),
-    ("edited, odd size, thumbnail differs", "", synth(0.40), [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM), ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH)], {}, REVIEW, 0.692),
+    (
+        "web re-save",
+        "",
+        synth(0.25),
+        [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)],
+        {},
+        ALLOW,
+        0.28,
+    ),
+    (
+        "edited, odd size",
+        "",
+        synth(0.40),
+        [("EDITING_SOFTWARE", common_pb2.MEDIUM), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)],
+        {},
+        ALLOW,
+        0.44,
+    ),
+    (
+        "edited, odd size, thumbnail differs",
+        "",
+        synth(0.40),
+        [
+            ("EDITING_SOFTWARE", common_pb2.MEDIUM),
+            ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM),
+            ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
+        ],
+        {},
+        REVIEW,
+        0.692,
+    ),
     ("reused photo", "", synth(0.10), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, REVIEW, 0.6),
     ("composite", "", synth(0.92), [], {}, REVIEW, 0.552),
     ("reused + manipulated", "", synth(0.93), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
     ("synthesis down", "", None, [("EXIF_STRIPPED", common_pb2.LOW)], {"synthesis": "down"}, ALLOW, 0.1),
-    ("web re-save in chat", "chat", synth(0.25), [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)], {}, REVIEW, 0.415),
+    (
+        "web re-save in chat",
+        "chat",
+        synth(0.25),
+        [("EXIF_STRIPPED", common_pb2.LOW), ("PLATFORM_RESAVE", common_pb2.MEDIUM)],
+        {},
+        REVIEW,
+        0.415,
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, platform, synthesis, findings, missing, decision, risk", EXAMPLES, ids=[e[0] for e in EXAMPLES])
+@pytest.mark.parametrize(
+    "name, platform, synthesis, findings, missing, decision, risk", EXAMPLES, ids=[e[0] for e in EXAMPLES]
+)
 def test_documented_examples(name, platform, synthesis, findings, missing, decision, risk):
     verdict = decide(POLICIES.for_platform(platform), synthesis, meta(*findings), missing)
     assert verdict.decision == decision

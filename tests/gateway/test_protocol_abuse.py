@@ -64,16 +64,23 @@ def gauge(server: RunningServer, name: str, labels: str = "") -> float:
 
 def assert_at_rest(suite: dict[str, RunningServer]) -> None:
     """No call in flight on any service and nothing queued for the model."""
-    for name, service, method in (("gateway", "imagetrust.v1.ImageTrust", "Check"),
-                                  ("gateway", "imagetrust.v1.ImageTrust", "CheckStream"),
-                                  ("metadata", "imagetrust.v1.MetadataAnalyzer", "Analyze"),
-                                  ("synthesis", "imagetrust.v1.SynthesisDetector", "Detect")):
+    for name, service, method in (
+        ("gateway", "imagetrust.v1.ImageTrust", "Check"),
+        ("gateway", "imagetrust.v1.ImageTrust", "CheckStream"),
+        ("metadata", "imagetrust.v1.MetadataAnalyzer", "Analyze"),
+        ("synthesis", "imagetrust.v1.SynthesisDetector", "Detect"),
+    ):
         labels = f'{{grpc_method="{method}",grpc_service="{service}"}}'
-        wait_until(lambda name=name, labels=labels: gauge(suite[name], "grpc_server_in_flight", labels) == 0,
-                   REST_TIMEOUT_S,
-                   f"{name} {method} in flight back to 0")
-    wait_until(lambda: gauge(suite["synthesis"], "imagetrust_synthesis_queue_depth") == 0, REST_TIMEOUT_S,
-               "synthesis queue depth back to 0")
+        wait_until(
+            lambda name=name, labels=labels: gauge(suite[name], "grpc_server_in_flight", labels) == 0,
+            REST_TIMEOUT_S,
+            f"{name} {method} in flight back to 0",
+        )
+    wait_until(
+        lambda: gauge(suite["synthesis"], "imagetrust_synthesis_queue_depth") == 0,
+        REST_TIMEOUT_S,
+        "synthesis queue depth back to 0",
+    )
 
 
 def check(suite, request: gateway_pb2.CheckRequest, timeout: float = 30) -> gateway_pb2.CheckResponse:
@@ -94,17 +101,22 @@ def refused(call) -> grpc.RpcError:
 
 # --- hostile request fields ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("field", ["seller_id", "listing_id", "conversation_id", "platform"])
 def test_oversize_context_ids_are_refused_and_never_registered(suite, no_errors_logged, jpeg, field):
     # Registered, megabyte ids were quoted back in every later match of the photo: every
     # answer for it grew past the clients' 4 MiB receive limit (RESOURCE_EXHAUSTED for all).
     huge = common_pb2.Context(**{field: "x" * HUGE_ID_CHARS})
-    error = refused(lambda: check(suite, gateway_pb2.CheckRequest(
-        image=common_pb2.Image(data=jpeg), context=huge, register=True)))
+    error = refused(
+        lambda: check(suite, gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), context=huge, register=True))
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"context.{field} is {HUGE_ID_CHARS} characters; the limit is {MAX_ID_CHARS}" in error.details()
-    error = refused(lambda: analyze(suite, metadata_pb2.AnalyzeRequest(
-        image=common_pb2.Image(data=jpeg), context=huge, register=True)))
+    error = refused(
+        lambda: analyze(
+            suite, metadata_pb2.AnalyzeRequest(image=common_pb2.Image(data=jpeg), context=huge, register=True)
+        )
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and f"context.{field}" in error.details()
     # Nothing was stored: a later sighting of the same photo under another seller sees no one.
     at_limit = common_pb2.Context(seller_id="s" * MAX_ID_CHARS)
@@ -118,7 +130,8 @@ def test_oversize_client_ref_is_refused_per_item(suite, no_errors_logged, jpeg):
     huge = gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), client_ref="r" * HUGE_ID_CHARS)
     with suite["gateway"].channel() as channel:
         batch = gateway_pb2_grpc.ImageTrustStub(channel).CheckBatch(
-            gateway_pb2.CheckBatchRequest(requests=[ok, huge]), timeout=30)
+            gateway_pb2.CheckBatchRequest(requests=[ok, huge]), timeout=30
+        )
     assert not batch.responses[0].HasField("error") and batch.responses[0].client_ref == ok.client_ref
     assert batch.responses[1].error.code_name == "INVALID_ARGUMENT"
     assert "client_ref is" in batch.responses[1].error.message
@@ -140,6 +153,7 @@ def test_out_of_range_upload_time_is_invalid_argument_not_internal(suite, no_err
 
 # --- malformed messages -------------------------------------------------------------------
 
+
 def not_utf8_request(jpeg: bytes) -> bytes:
     """A request (CheckRequest, AnalyzeRequest and DetectRequest all carry Image as field 1)
     whose image.filename is not UTF-8: no protobuf client would send it; a broken one can."""
@@ -158,12 +172,15 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-@pytest.mark.parametrize("server, method", [
-    ("gateway", "/imagetrust.v1.ImageTrust/Check"),
-    ("gateway", "/imagetrust.v1.ImageTrust/CheckBatch"),
-    ("metadata", "/imagetrust.v1.MetadataAnalyzer/Analyze"),
-    ("synthesis", "/imagetrust.v1.SynthesisDetector/Detect"),
-])
+@pytest.mark.parametrize(
+    "server, method",
+    [
+        ("gateway", "/imagetrust.v1.ImageTrust/Check"),
+        ("gateway", "/imagetrust.v1.ImageTrust/CheckBatch"),
+        ("metadata", "/imagetrust.v1.MetadataAnalyzer/Analyze"),
+        ("synthesis", "/imagetrust.v1.SynthesisDetector/Detect"),
+    ],
+)
 def test_malformed_messages_are_invalid_argument(suite, no_errors_logged, jpeg, server, method):
     # gRPC answers a request its deserializer cannot parse with UNKNOWN and logs a traceback.
     with suite[server].channel() as channel:
@@ -180,8 +197,11 @@ def test_malformed_messages_are_invalid_argument(suite, no_errors_logged, jpeg, 
 def test_a_malformed_message_in_a_stream_ends_it_with_invalid_argument(suite, no_errors_logged, jpeg):
     good = gateway_pb2.CheckRequest(image=common_pb2.Image(data=jpeg), client_ref="first").SerializeToString()
     with suite["gateway"].channel() as channel:
-        raw = channel.stream_stream("/imagetrust.v1.ImageTrust/CheckStream", request_serializer=None,
-                                    response_deserializer=gateway_pb2.CheckResponse.FromString)
+        raw = channel.stream_stream(
+            "/imagetrust.v1.ImageTrust/CheckStream",
+            request_serializer=None,
+            response_deserializer=gateway_pb2.CheckResponse.FromString,
+        )
         call = raw(iter([good, not_utf8_request(jpeg), good]), timeout=30)
         assert next(call).client_ref == "first"  # what came before is answered
         with pytest.raises(grpc.RpcError) as info:
@@ -202,7 +222,8 @@ def test_a_stream_cancelled_while_its_writes_wait_ends_cancelled_and_cleans_up(s
     # at its yield; it was closed later from another task, so the call was counted OK and
     # resetting its request id there logged "Task exception was never retrieved" (ValueError).
     request = gateway_pb2.CheckRequest(
-        image=common_pb2.Image(data=jpeg), client_ref="r" * MAX_ID_CHARS,
+        image=common_pb2.Image(data=jpeg),
+        client_ref="r" * MAX_ID_CHARS,
         options=gateway_pb2.CheckOptions(skip_synthesis=True, skip_metadata=True),  # validation only
     )
     labels = '{grpc_method="CheckStream",grpc_service="imagetrust.v1.ImageTrust",grpc_type="bidi_stream"}'
@@ -219,12 +240,16 @@ def test_a_stream_cancelled_while_its_writes_wait_ends_cancelled_and_cleans_up(s
             time.sleep(SETTLE_S)
         assert 0 < last - first < STREAM_ITEMS, (first, last)  # some answered, then blocked
         call.cancel()
-        wait_until(lambda: gauge(suite["gateway"], "grpc_server_handled_total", cancelled) == before + 1,
-                   REST_TIMEOUT_S, "the stream counted as CANCELLED")
+        wait_until(
+            lambda: gauge(suite["gateway"], "grpc_server_handled_total", cancelled) == before + 1,
+            REST_TIMEOUT_S,
+            "the stream counted as CANCELLED",
+        )
     assert_at_rest(suite)
 
 
 # --- the SDK --------------------------------------------------------------------------------
+
 
 def test_sdk_timeout_zero_is_an_expired_deadline_not_the_default(suite, no_errors_logged, jpeg):
     # `timeout or self.timeout` made timeout=0 mean the 10 s default: a caller passing on what
@@ -251,8 +276,10 @@ def test_cancellations_and_spent_deadlines_leave_every_gauge_at_rest(suite, no_e
     with suite["gateway"].channel() as channel:
         stub = gateway_pb2_grpc.ImageTrustStub(channel)
         for delay in CANCEL_AFTER_S:
-            calls = [stub.Check.future(request, timeout=30),
-                     stub.CheckBatch.future(gateway_pb2.CheckBatchRequest(requests=[request] * 4), timeout=30)]
+            calls = [
+                stub.Check.future(request, timeout=30),
+                stub.CheckBatch.future(gateway_pb2.CheckBatchRequest(requests=[request] * 4), timeout=30),
+            ]
             stream = stub.CheckStream(iter([request] * 4), timeout=30)
             time.sleep(delay)
             for call in (*calls, stream):
@@ -261,7 +288,9 @@ def test_cancellations_and_spent_deadlines_leave_every_gauge_at_rest(suite, no_e
             assert refused(lambda t=timeout: stub.Check(request, timeout=t)).code() == grpc.StatusCode.DEADLINE_EXCEEDED
     with suite["synthesis"].channel() as channel:
         detect = synthesis_pb2_grpc.SynthesisDetectorStub(channel).Detect
-        assert refused(lambda: detect(synthesis_pb2.DetectRequest(image=request.image), timeout=0.001)).code() \
+        assert (
+            refused(lambda: detect(synthesis_pb2.DetectRequest(image=request.image), timeout=0.001)).code()
             == grpc.StatusCode.DEADLINE_EXCEEDED
+        )
     assert_at_rest(suite)
     assert not check(suite, request).degraded  # and everything still serves

@@ -24,14 +24,18 @@ OTHER_KEY = "k-chat-81aa"
 
 # --- API keys ----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def keyed_gateway(server_factory, backends_module, tmp_path):
     metadata, synthesis = backends_module
     keys = tmp_path / "api-keys"
     keys.write_text(f"# client  sha256(key)\nmarket-app {hash_key(KEY)}\n\n")
     return server_factory(
-        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
-        api_keys_file=str(keys), api_key_hashes=(f"chat={hash_key(OTHER_KEY)}",),
+        "gateway",
+        synthesis_addr=synthesis.address,
+        metadata_addr=metadata.address,
+        api_keys_file=str(keys),
+        api_key_hashes=(f"chat={hash_key(OTHER_KEY)}",),
     )
 
 
@@ -71,26 +75,42 @@ def test_key_hashes_parse_and_compare(tmp_path):
 
 
 def test_hash_command_prints_the_hash_to_store():
-    out = subprocess.run([sys.executable, "-m", "services.common.auth", "hash", KEY], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-m", "services.common.auth", "hash", KEY],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert out == hash_key(KEY) and len(out) == 64
 
 
 # --- TLS / mTLS --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def mtls_suite(server_factory, pki):
     """Every hop mutually authenticated: client -> gateway -> metadata and synthesis."""
-    backend_tls = {"tls_cert": str(pki["backend_cert"]), "tls_key": str(pki["backend_key"]), "tls_client_ca": str(pki["ca"])}
+    backend_tls = {
+        "tls_cert": str(pki["backend_cert"]),
+        "tls_key": str(pki["backend_key"]),
+        "tls_client_ca": str(pki["ca"]),
+    }
     metadata = server_factory("metadata", **backend_tls)
     synthesis = server_factory("synthesis", **backend_tls)
     gateway_client_side = {
-        "backend_tls_ca": str(pki["ca"]), "backend_tls_cert": str(pki["client_cert"]),
-        "backend_tls_key": str(pki["client_key"]), "backend_tls_server_name": "backends.imagetrust.internal",
+        "backend_tls_ca": str(pki["ca"]),
+        "backend_tls_cert": str(pki["client_cert"]),
+        "backend_tls_key": str(pki["client_key"]),
+        "backend_tls_server_name": "backends.imagetrust.internal",
     }
     gateway = server_factory(
-        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
-        tls_cert=str(pki["server_cert"]), tls_key=str(pki["server_key"]), tls_client_ca=str(pki["ca"]),
+        "gateway",
+        synthesis_addr=synthesis.address,
+        metadata_addr=metadata.address,
+        tls_cert=str(pki["server_cert"]),
+        tls_key=str(pki["server_key"]),
+        tls_client_ca=str(pki["ca"]),
         **gateway_client_side,
     )
     return metadata, synthesis, gateway
@@ -125,8 +145,11 @@ def test_a_gateway_without_a_client_certificate_is_refused_by_the_backends(mtls_
     # Trusts the backends but presents no certificate: they refuse it, so the verdict is
     # degraded on both (a clear signal in the verdict and the metrics), never a crash.
     gateway = server_factory(
-        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
-        backend_tls_ca=str(pki["ca"]), backend_tls_server_name="backends.imagetrust.internal",
+        "gateway",
+        synthesis_addr=synthesis.address,
+        metadata_addr=metadata.address,
+        backend_tls_ca=str(pki["ca"]),
+        backend_tls_server_name="backends.imagetrust.internal",
     )
     with Client(gateway.address) as client:
         response = client.check(jpeg)
@@ -143,17 +166,26 @@ def test_tls_config_is_validated():
 def test_the_gateway_follows_a_rotated_client_certificate(server_factory, pki, tmp_path, jpeg):
     """The gateway re-reads backend_tls_* on rotation: an untrusted new certificate makes the
     backends refuse it (degraded verdicts: proof the new one is used), a valid one heals it."""
-    backend_tls = {"tls_cert": str(pki["backend_cert"]), "tls_key": str(pki["backend_key"]), "tls_client_ca": str(pki["ca"])}
+    backend_tls = {
+        "tls_cert": str(pki["backend_cert"]),
+        "tls_key": str(pki["backend_key"]),
+        "tls_client_ca": str(pki["ca"]),
+    }
     metadata = server_factory("metadata", **backend_tls)
     synthesis = server_factory("synthesis", **backend_tls)
     cert, key = tmp_path / "client.crt", tmp_path / "client.key"
     cert.write_bytes(pki["client_cert"].read_bytes())
     key.write_bytes(pki["client_key"].read_bytes())
     gateway = server_factory(
-        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address,
-        backend_tls_ca=str(pki["ca"]), backend_tls_cert=str(cert), backend_tls_key=str(key),
+        "gateway",
+        synthesis_addr=synthesis.address,
+        metadata_addr=metadata.address,
+        backend_tls_ca=str(pki["ca"]),
+        backend_tls_cert=str(cert),
+        backend_tls_key=str(key),
         backend_tls_server_name="backends.imagetrust.internal",
-        tls_reload_interval_s=0.1, backend_health_interval_ms=100,
+        tls_reload_interval_s=0.1,
+        backend_health_interval_ms=100,
     )
 
     def rotate(cert_pem: bytes, key_pem: bytes) -> None:

@@ -98,7 +98,9 @@ def test_batch_in_order_with_per_item_errors(gateway_module, jpegs):
 def test_batch_concurrency_is_bounded(server_factory, backends_module, scripted, jpeg):
     metadata, _ = backends_module
     slow = scripted(delay_s=0.1, score=0.1)
-    gateway = server_factory("gateway", synthesis_addr=slow.address, metadata_addr=metadata.address, batch_concurrency=4)
+    gateway = server_factory(
+        "gateway", synthesis_addr=slow.address, metadata_addr=metadata.address, batch_concurrency=4
+    )
     with Client(gateway.address) as client:
         responses = client.check_batch([build_request(jpeg, client_ref=str(i)) for i in range(12)], timeout=60)
     assert [r.client_ref for r in responses] == [str(i) for i in range(12)]
@@ -107,7 +109,9 @@ def test_batch_concurrency_is_bounded(server_factory, backends_module, scripted,
 
 def test_batch_over_the_limit_is_refused_with_a_clear_message(server_factory, backends_module, jpeg):
     metadata, synthesis = backends_module
-    gateway = server_factory("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address, batch_max_items=3)
+    gateway = server_factory(
+        "gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address, batch_max_items=3
+    )
     with Client(gateway.address) as client:
         with pytest.raises(grpc.RpcError) as info:
             client.check_batch([build_request(jpeg)] * 4)
@@ -119,7 +123,9 @@ def test_batch_over_the_limit_is_refused_with_a_clear_message(server_factory, ba
 def test_batch_items_past_the_deadline_are_item_errors(server_factory, backends_module, scripted, jpeg):
     metadata, _ = backends_module
     slow = scripted(delay_s=0.3, score=0.1)
-    gateway = server_factory("gateway", synthesis_addr=slow.address, metadata_addr=metadata.address, batch_concurrency=1)
+    gateway = server_factory(
+        "gateway", synthesis_addr=slow.address, metadata_addr=metadata.address, batch_concurrency=1
+    )
     with Client(gateway.address) as client:
         responses = client.check_batch([build_request(jpeg, client_ref=str(i)) for i in range(6)], timeout=1.0)
     assert [r.client_ref for r in responses] == [str(i) for i in range(6)]

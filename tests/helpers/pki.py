@@ -31,10 +31,14 @@ def write_pki(out: pathlib.Path) -> dict[str, pathlib.Path]:
     backend_cert, backend_key = issue(ca, "backends.imagetrust.internal")
     client_cert, client_key = issue(ca, "market-app", "market-app.clients.imagetrust.internal")
     files = {
-        "ca": ca_pem(ca), "other_ca": ca_pem(other_ca),
-        "server_cert": server_cert, "server_key": server_key,
-        "backend_cert": backend_cert, "backend_key": backend_key,
-        "client_cert": client_cert, "client_key": client_key,
+        "ca": ca_pem(ca),
+        "other_ca": ca_pem(other_ca),
+        "server_cert": server_cert,
+        "server_key": server_key,
+        "backend_cert": backend_cert,
+        "backend_key": backend_key,
+        "client_cert": client_cert,
+        "client_key": client_key,
     }
     paths = {}
     for name, data in files.items():

@@ -32,10 +32,16 @@ class _ScriptedServicer(synthesis_pb2_grpc.SynthesisDetectorServicer):
         finally:
             owner.in_flight -= 1
         if owner.invalid:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "cannot decode the jpeg image (truncated or corrupt?)")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "cannot decode the jpeg image (truncated or corrupt?)"
+            )
         return synthesis_pb2.DetectResponse(
-            score=self.owner.score, global_score=self.owner.score, model_version="scripted-1",
-            model_arch="scripted", placeholder=False, device="cpu",
+            score=self.owner.score,
+            global_score=self.owner.score,
+            model_version="scripted-1",
+            model_arch="scripted",
+            placeholder=False,
+            device="cpu",
         )
 
 

@@ -23,8 +23,14 @@ CLI = [sys.executable, "-m", "imagetrust.cli"]
 
 
 def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env=None if env is None else {**os.environ, **env})
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
+    )
 
 
 @pytest.fixture
@@ -60,8 +66,9 @@ def test_check_shows_a_progress_bar_when_stderr_is_a_terminal(gateway) -> None:
     # A new pty is 0 columns wide, which tqdm honours with an empty bar: size it as a terminal.
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     try:
-        proc = subprocess.Popen([*CLI, "check", "--addr", gateway.address, *files], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=terminal)
+        proc = subprocess.Popen(
+            [*CLI, "check", "--addr", gateway.address, *files], cwd=REPO, stdout=subprocess.PIPE, stderr=terminal
+        )
         os.close(terminal)  # the child holds its end; reading ends with EIO once it exits
         seen = b""
         with contextlib.suppress(OSError):
@@ -110,7 +117,9 @@ def test_check_exits_non_zero_when_a_call_fails(gateway, tmp_path) -> None:
 def test_check_against_no_server_fails_with_unavailable(tmp_path) -> None:
     from tests.helpers.ports import free_port
 
-    result = run_cli("check", "--addr", f"127.0.0.1:{free_port()}", "--timeout", "2", str(SAMPLES / "camera_original.jpg"))
+    result = run_cli(
+        "check", "--addr", f"127.0.0.1:{free_port()}", "--timeout", "2", str(SAMPLES / "camera_original.jpg")
+    )
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stdout or "DEADLINE_EXCEEDED" in result.stdout
 
@@ -143,8 +152,13 @@ def _copies(tmp_path, n: int) -> list[str]:
 
 def test_ctrl_c_during_a_check_of_many_files_stops_at_once_without_a_traceback(gateway, tmp_path) -> None:
     files = _copies(tmp_path, 200)
-    proc = subprocess.Popen([*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = proc.stdout.readline()  # checks are under way
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -156,8 +170,13 @@ def test_ctrl_c_during_a_check_of_many_files_stops_at_once_without_a_traceback(g
 
 def test_stdout_closed_early_ends_quietly(gateway, tmp_path) -> None:
     files = _copies(tmp_path, 200)
-    proc = subprocess.Popen([*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert json.loads(proc.stdout.readline())["file"] == files[0]
     proc.stdout.close()  # what `| head -1` does after its line
     err = proc.stderr.read()
@@ -195,8 +214,9 @@ def test_serve_on_a_port_in_use_logs_one_error_line_and_exits_1() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("serve", "metadata", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1",
-                         timeout=60)
+        result = run_cli(
+            "serve", "metadata", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1", timeout=60
+        )
     error = _startup_failure(result)
     assert error["msg"].startswith(f"metadata failed to start: cannot bind the gRPC port 127.0.0.1:{port}")
     assert error["error"] == "OSError"
@@ -204,19 +224,32 @@ def test_serve_on_a_port_in_use_logs_one_error_line_and_exits_1() -> None:
 
 def test_serve_with_a_missing_model_logs_one_error_line_and_exits_1(tmp_path) -> None:
     missing = tmp_path / "nope.pt"
-    result = run_cli("serve", "synthesis", "--port", "0", "--metrics-port", "-1", timeout=120,
-                     env={"IMAGETRUST_MODEL_PATH": str(missing)})
+    result = run_cli(
+        "serve",
+        "synthesis",
+        "--port",
+        "0",
+        "--metrics-port",
+        "-1",
+        timeout=120,
+        env={"IMAGETRUST_MODEL_PATH": str(missing)},
+    )
     error = _startup_failure(result)
-    assert error["msg"] == (f"synthesis failed to start: synthesis model_path {missing} does not exist "
-                            "(unset it to use the default model)")
+    assert error["msg"] == (
+        f"synthesis failed to start: synthesis model_path {missing} does not exist (unset it to use the default model)"
+    )
 
 
 def test_serve_gateway_with_a_bad_policy_logs_one_error_line_and_exits_1(tmp_path) -> None:
     """The policy is read when the gateway is built, before the runtime starts: a typo in it
     (docs/gateway.md) must end like any failed start, not in a traceback."""
     policy = tmp_path / "policy.yaml"
-    policy.write_text((REPO / "services" / "gateway" / "policy.yaml").read_text().replace("\nthresholds:", "\nthreshholds:", 1))
-    result = run_cli("serve", "gateway", "--port", "0", "--metrics-port", "-1", env={"IMAGETRUST_POLICY_PATH": str(policy)})
+    policy.write_text(
+        (REPO / "services" / "gateway" / "policy.yaml").read_text().replace("\nthresholds:", "\nthreshholds:", 1)
+    )
+    result = run_cli(
+        "serve", "gateway", "--port", "0", "--metrics-port", "-1", env={"IMAGETRUST_POLICY_PATH": str(policy)}
+    )
     error = _startup_failure(result)
     assert error["msg"].startswith(f"gateway failed to start: policy {policy}: policy: unknown key(s) ['threshholds']")
     assert error["error"] == "PolicyError"
@@ -224,7 +257,9 @@ def test_serve_gateway_with_a_bad_policy_logs_one_error_line_and_exits_1(tmp_pat
 
 def test_serve_gateway_with_a_missing_api_keys_file_logs_one_error_line_and_exits_1(tmp_path) -> None:
     missing = tmp_path / "api-keys"
-    result = run_cli("serve", "gateway", "--port", "0", "--metrics-port", "-1", env={"IMAGETRUST_API_KEYS_FILE": str(missing)})
+    result = run_cli(
+        "serve", "gateway", "--port", "0", "--metrics-port", "-1", env={"IMAGETRUST_API_KEYS_FILE": str(missing)}
+    )
     error = _startup_failure(result)
     assert error["msg"].startswith("gateway failed to start: ") and str(missing) in error["msg"]
     assert error["error"] == "FileNotFoundError"
@@ -241,8 +276,14 @@ def test_demo_whose_services_do_not_come_up_says_so_in_one_line() -> None:
 def test_ctrl_c_while_the_demo_starts_stops_the_services_without_a_traceback(tmp_path) -> None:
     log_dir = tmp_path / "logs"
     # A session of its own: the signal goes to the whole process group, as a terminal's Ctrl-C does.
-    proc = subprocess.Popen([*CLI, "demo", "--log-dir", str(log_dir)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--log-dir", str(log_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not (log_dir / "synthesis.log").exists() and time.monotonic() < deadline:
         time.sleep(0.05)

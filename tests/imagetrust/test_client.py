@@ -15,11 +15,15 @@ from tests.helpers.ports import free_port
 
 
 def test_settings_from_env():
-    settings = settings_from_env({
-        "IMAGETRUST_GATEWAY": "dns:///imagetrust-gateway.trust.svc:50051", "IMAGETRUST_API_KEY": "k-1",
-        "IMAGETRUST_CLIENT_TLS_CA": "/etc/imagetrust/ca.pem", "IMAGETRUST_CLIENT_TIMEOUT_S": "2.5",
-        "IMAGETRUST_CLIENT_TLS_SERVER_NAME": "gateway.internal",
-    })
+    settings = settings_from_env(
+        {
+            "IMAGETRUST_GATEWAY": "dns:///imagetrust-gateway.trust.svc:50051",
+            "IMAGETRUST_API_KEY": "k-1",
+            "IMAGETRUST_CLIENT_TLS_CA": "/etc/imagetrust/ca.pem",
+            "IMAGETRUST_CLIENT_TIMEOUT_S": "2.5",
+            "IMAGETRUST_CLIENT_TLS_SERVER_NAME": "gateway.internal",
+        }
+    )
     assert settings["target"] == "dns:///imagetrust-gateway.trust.svc:50051"
     assert settings["api_key"] == "k-1" and settings["timeout"] == 2.5
     assert settings["tls_ca"] == "/etc/imagetrust/ca.pem" and settings["tls_cert"] is None

@@ -34,8 +34,14 @@ def pillow_exif(**tags) -> Image.Exif:
     """Image.Exif from friendly names (IFD0, ExifIFD and GPS)."""
     exif = Image.Exif()
     ifd0 = {"make": 0x010F, "model": 0x0110, "software": 0x0131, "datetime": 0x0132, "orientation": 0x0112}
-    exif_ifd = {"datetime_original": 0x9003, "datetime_digitized": 0x9004, "exif_width": 0xA002,
-                "exif_height": 0xA003, "image_unique_id": 0xA420, "exposure_time": 0x829A}
+    exif_ifd = {
+        "datetime_original": 0x9003,
+        "datetime_digitized": 0x9004,
+        "exif_width": 0xA002,
+        "exif_height": 0xA003,
+        "image_unique_id": 0xA420,
+        "exposure_time": 0x829A,
+    }
     for name, value in tags.items():
         if name in ifd0:
             exif[ifd0[name]] = value
@@ -71,9 +77,16 @@ def _ifd(entries: list[tuple[int, int, object]], start: int, next_ifd: int) -> t
     return table, data
 
 
-def exif_with_thumbnail(thumb_jpeg: bytes, make: str = "Canon", model: str = "Canon EOS 40D",
-                        width: int = 0, height: int = 0, dto: str = "2020:01:02 03:04:05") -> bytes:
+def exif_with_thumbnail(
+    thumb_jpeg: bytes,
+    make: str = "Canon",
+    model: str = "Canon EOS 40D",
+    width: int = 0,
+    height: int = 0,
+    dto: str = "2020:01:02 03:04:05",
+) -> bytes:
     """APP1 payload ("Exif\\0\\0" + TIFF) with IFD0, ExifIFD and an IFD1 JPEG thumbnail."""
+
     # Layout: header(8) | IFD0 | ExifIFD | IFD1 | thumbnail. Offsets are computed in two passes.
     def build(exif_off: int, ifd1_off: int, thumb_off: int):
         ifd0, d0 = _ifd([(0x010F, ASCII, make), (0x0110, ASCII, model), (0x8769, LONG, exif_off)], 8, ifd1_off)
@@ -83,6 +96,7 @@ def exif_with_thumbnail(thumb_jpeg: bytes, make: str = "Canon", model: str = "Ca
         exifd, de = _ifd(ex_entries, exif_off, 0)
         ifd1, d1 = _ifd([(0x0103, SHORT, 6), (0x0201, LONG, thumb_off), (0x0202, LONG, len(thumb_jpeg))], ifd1_off, 0)
         return ifd0 + d0, exifd + de, ifd1 + d1
+
     a, b, c = build(0, 0, 0)
     exif_off = 8 + len(a)
     ifd1_off = exif_off + len(b)

@@ -296,9 +296,14 @@ def heif_boxes(data: bytes, rng: random.Random) -> list[Mutant]:
 GENERIC: tuple[Mutator, ...] = (truncations, byte_flips, zeroed_ranges)
 STRUCTURAL: tuple[Mutator, ...] = (jpeg_structure, jpeg_exif, tiff_ifd, png_structure, webp_structure, heif_boxes)
 FIXED: tuple[Mutant, ...] = (
-    ("empty", b""), ("one-byte", b"\xff"), ("jpeg-magic", b"\xff\xd8\xff"),
-    ("png-magic", b"\x89PNG\r\n\x1a\n"), ("tiff-magic-le", b"II*\x00"), ("tiff-magic-be", b"MM\x00*"),
-    ("riff-webp", b"RIFF\x00\x00\x00\x00WEBP"), ("heic-ftyp", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"),
+    ("empty", b""),
+    ("one-byte", b"\xff"),
+    ("jpeg-magic", b"\xff\xd8\xff"),
+    ("png-magic", b"\x89PNG\r\n\x1a\n"),
+    ("tiff-magic-le", b"II*\x00"),
+    ("tiff-magic-be", b"MM\x00*"),
+    ("riff-webp", b"RIFF\x00\x00\x00\x00WEBP"),
+    ("heic-ftyp", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"),
     ("text", b"hello, this is not an image\n" * 4),
 )
 

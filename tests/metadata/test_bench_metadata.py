@@ -31,6 +31,8 @@ def test_phone_files_carry_an_exif_thumbnail_of_the_photo(tmp_path):
     assert str(tags["Image Make"]) == "samsung" and str(tags["EXIF ImageUniqueID"]) == f"{0:032x}"
     with Image.open(io.BytesIO(tags["JPEGThumbnail"])) as thumb:
         assert thumb.size == bench_metadata.THUMB_SIZE
-    codes = {f.code for f in analyze(data, 1 << 26, bench_metadata.MAX_PIXELS, budget=bench_metadata.DEFAULT_BUDGET).findings}
+    codes = {
+        f.code for f in analyze(data, 1 << 26, bench_metadata.MAX_PIXELS, budget=bench_metadata.DEFAULT_BUDGET).findings
+    }
     assert "IMAGE_UNIQUE_ID_PRESENT" in codes
     assert not {c for c in codes if c.startswith("THUMBNAIL")}, codes

@@ -60,8 +60,9 @@ def _detect(stub, data: bytes):
 def test_mutants_get_an_answer_or_a_clear_status(server_factory, exif_samples, tmp_path, caplog):
     make_checkpoint(tmp_path / "tiny.pt", "tiny")
     metadata = server_factory("metadata", registry_path=str(tmp_path / "registry.sqlite3"))
-    synthesis = server_factory("synthesis", model_path=str(tmp_path / "tiny.pt"), torch_threads=1,
-                               max_queue_delay_ms=1, warmup_iterations=1)
+    synthesis = server_factory(
+        "synthesis", model_path=str(tmp_path / "tiny.pt"), torch_threads=1, max_queue_delay_ms=1, warmup_iterations=1
+    )
     cases = _cases(exif_samples)
     assert 150 <= len(cases) <= 300, len(cases)
     good = (exif_samples / SOURCES[0]).read_bytes()
@@ -85,11 +86,13 @@ def test_mutants_get_an_answer_or_a_clear_status(server_factory, exif_samples, t
             call(stub, good)  # still serving
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert not tracebacks, [(r.name, r.getMessage()) for r in tracebacks[:5]]
-    print(f"\n{len(cases)} mutants: " + "; ".join(
-        f"{service} " + ", ".join(f"{code.name} {n}" for code, n in sorted(counts.items(), key=lambda c: c[0].name))
-        for service, counts in outcomes.items()
-    ))
+    print(
+        f"\n{len(cases)} mutants: "
+        + "; ".join(
+            f"{service} " + ", ".join(f"{code.name} {n}" for code, n in sorted(counts.items(), key=lambda c: c[0].name))
+            for service, counts in outcomes.items()
+        )
+    )
     # The mutants exercise both outcomes: some still parse, some are refused.
     for counts in outcomes.values():
         assert counts.get(grpc.StatusCode.OK) and counts.get(grpc.StatusCode.INVALID_ARGUMENT), counts
-

@@ -20,16 +20,29 @@ from tests.metadata.corpus import corpus_files
 
 MIN_AGREEMENT = 0.99
 EXIFTOOL_TIMEOUT_S = 120  # seconds for the whole corpus, one process
-TAGS = ["-IFD0:Make", "-IFD0:Model", "-IFD0:Software", "-ExifIFD:DateTimeOriginal", "-IFD0:Orientation",
-        "-GPS:GPSLatitude", "-GPS:GPSLongitude", "-Composite:ImageSize", "-Error"]
+TAGS = [
+    "-IFD0:Make",
+    "-IFD0:Model",
+    "-IFD0:Software",
+    "-ExifIFD:DateTimeOriginal",
+    "-IFD0:Orientation",
+    "-GPS:GPSLatitude",
+    "-GPS:GPSLongitude",
+    "-Composite:ImageSize",
+    "-Error",
+]
 FIELDS = ("make", "model", "datetime_original", "dimensions", "orientation", "software", "gps_present")
 
 
 def _ours(a) -> dict[str, object]:
     e = a.exif
     return {
-        "make": e.make.casefold(), "model": e.model, "datetime_original": e.datetime_original,
-        "dimensions": f"{a.width}x{a.height}", "orientation": a.orientation, "software": e.software,
+        "make": e.make.casefold(),
+        "model": e.model,
+        "datetime_original": e.datetime_original,
+        "dimensions": f"{a.width}x{a.height}",
+        "orientation": a.orientation,
+        "software": e.software,
         "gps_present": e.gps_present,
     }
 
@@ -37,12 +50,15 @@ def _ours(a) -> dict[str, object]:
 def _theirs(t: dict) -> dict[str, object]:
     def text(key):
         return clean_text(str(t.get(key, "")))
+
     size = str(t.get("Composite:ImageSize", "")).split()
     return {
-        "make": text("IFD0:Make").casefold(), "model": text("IFD0:Model"),
+        "make": text("IFD0:Make").casefold(),
+        "model": text("IFD0:Model"),
         "datetime_original": text("ExifIFD:DateTimeOriginal"),
         "dimensions": "x".join(size) if len(size) == 2 else "",
-        "orientation": int(t.get("IFD0:Orientation", 0) or 0), "software": text("IFD0:Software"),
+        "orientation": int(t.get("IFD0:Orientation", 0) or 0),
+        "software": text("IFD0:Software"),
         "gps_present": "GPS:GPSLatitude" in t and "GPS:GPSLongitude" in t,
     }
 
@@ -51,8 +67,12 @@ def _theirs(t: dict) -> dict[str, object]:
 def test_agreement_with_exiftool(exif_samples):
     exiftool = require_tool("exiftool", "apt-get install libimage-exiftool-perl (scripts/setup.sh does this)")
     files = corpus_files(exif_samples)
-    out = subprocess.run([exiftool, "-j", "-n", "-G1", *TAGS, *map(str, files)], capture_output=True,
-                         timeout=EXIFTOOL_TIMEOUT_S, check=False)
+    out = subprocess.run(
+        [exiftool, "-j", "-n", "-G1", *TAGS, *map(str, files)],
+        capture_output=True,
+        timeout=EXIFTOOL_TIMEOUT_S,
+        check=False,
+    )
     # parse_float=str: ExifTool's JSON writes a numeric-looking string (Software "1.00") as a
     # bare number, which float() would turn into "1.0".
     records = json.loads(out.stdout, parse_float=str)

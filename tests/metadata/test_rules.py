@@ -17,8 +17,13 @@ from tests.metadata.builders import exif_with_thumbnail, jpeg_bytes, pillow_exif
 MAX_BYTES = 32 << 20
 MAX_PIXELS = 120_000_000
 NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
-CAMERA = dict(make="Apple", model="iPhone 3G", datetime="2009:01:01 10:00:00",
-              datetime_original="2009:01:01 10:00:00", exposure_time=0.01)
+CAMERA = dict(
+    make="Apple",
+    model="iPhone 3G",
+    datetime="2009:01:01 10:00:00",
+    datetime_original="2009:01:01 10:00:00",
+    exposure_time=0.01,
+)
 
 
 def run(data: bytes):
@@ -76,9 +81,11 @@ def test_editing_software_from_exif_xmp_and_irb():
     _, codes = run(jpeg_bytes(textured(320, 240), exif=pillow_exif(software="Adobe Photoshop 24.1 (Windows)")))
     f = codes["EDITING_SOFTWARE"]
     assert f.evidence["editors"] == "Adobe Photoshop" and "exif_software" in f.evidence
-    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:CreatorTool="GIMP 2.10" '
-           b'xmlns:xmp="http://ns.adobe.com/xap/1.0/"/><stEvt:softwareAgent>Snapseed 2.0</stEvt:softwareAgent>'
-           b'</rdf:RDF></x:xmpmeta>')
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:CreatorTool="GIMP 2.10" '
+        b'xmlns:xmp="http://ns.adobe.com/xap/1.0/"/><stEvt:softwareAgent>Snapseed 2.0</stEvt:softwareAgent>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
     _, codes = run(jpeg_bytes(textured(320, 240), xmp=xmp))
     f = codes["EDITING_SOFTWARE"]
     assert f.evidence["xmp_creator_tool"] == "GIMP 2.10" and f.evidence["xmp_history"] == "Snapseed 2.0"
@@ -161,9 +168,10 @@ def test_other_formats_carry_exif(fmt):
 def test_risk_noisy_or():
     def f(sev):
         return Finding("X", sev, "m")
+
     assert risk_from_findings([]) == 0.0
     assert risk_from_findings([f(Severity.INFO)] * 5) == 0.0
     assert risk_from_findings([f(Severity.HIGH)]) == 0.6
-    assert risk_from_findings([f(Severity.MEDIUM), f(Severity.MEDIUM)]) == pytest.approx(1 - 0.75 ** 2, abs=1e-4)
+    assert risk_from_findings([f(Severity.MEDIUM), f(Severity.MEDIUM)]) == pytest.approx(1 - 0.75**2, abs=1e-4)
     many = risk_from_findings([f(Severity.HIGH)] * 20)
     assert 0.99 < many <= 1.0

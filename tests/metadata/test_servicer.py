@@ -39,9 +39,18 @@ def _analyze(server, data: bytes, **context):
 
 def test_full_response(server):
     img = textured(1600, 1200)
-    exif = pillow_exif(make="Apple", model="iPhone 3G", software="Adobe Photoshop CC", datetime="2009:02:01 10:00:00",
-                       datetime_original="2009:01:01 10:00:00", image_unique_id="ID42", gps=(1.0, 2.0),
-                       exif_width=1600, exif_height=1200, orientation=6)
+    exif = pillow_exif(
+        make="Apple",
+        model="iPhone 3G",
+        software="Adobe Photoshop CC",
+        datetime="2009:02:01 10:00:00",
+        datetime_original="2009:01:01 10:00:00",
+        image_unique_id="ID42",
+        gps=(1.0, 2.0),
+        exif_width=1600,
+        exif_height=1200,
+        orientation=6,
+    )
     r = _analyze(server, jpeg_bytes(img, 88, exif=exif))
     assert (r.image.format, r.image.width, r.image.height, r.image.mode) == ("jpeg", 1600, 1200, "RGB")
     assert r.image.size_bytes > 0
@@ -52,8 +61,13 @@ def test_full_response(server):
     assert r.jpeg.estimated_quality == 88 and r.jpeg.standard_tables and r.jpeg.subsampling == "4:2:0"
     assert r.jpeg.markers[0] == "SOI" and "APP1" in r.jpeg.markers and r.jpeg.markers[-1] == "EOI"
     codes = {f.code: f for f in r.findings}
-    assert {"EDITING_SOFTWARE", "JPEG_SOFTWARE_TABLES", "GPS_PRESENT", "IMAGE_UNIQUE_ID_PRESENT",
-            "DATE_MODIFIED_AFTER_CAPTURE"} <= set(codes)
+    assert {
+        "EDITING_SOFTWARE",
+        "JPEG_SOFTWARE_TABLES",
+        "GPS_PRESENT",
+        "IMAGE_UNIQUE_ID_PRESENT",
+        "DATE_MODIFIED_AFTER_CAPTURE",
+    } <= set(codes)
     assert codes["EDITING_SOFTWARE"].source == "metadata" and codes["EDITING_SOFTWARE"].severity == common_pb2.MEDIUM
     assert 0.0 < r.risk <= 1.0
     assert len(r.fingerprints.sha256) == 64 and r.fingerprints.image_unique_id == "ID42"
@@ -106,9 +120,11 @@ def _exif_work_tiff(entries: int) -> bytes:
     at the same offset: exifread unpacks every value of each in Python."""
     values = 999  # values per array: exifread unpacks arrays under 1,000 one value at a time
     data_off = 8 + 2 + 12 * entries + 4
-    ifd = struct.pack("<H", entries) + b"".join(
-        struct.pack("<HHII", 0xC000 + i % 0x3000, 3, values, data_off) for i in range(entries)
-    ) + struct.pack("<I", 0)
+    ifd = (
+        struct.pack("<H", entries)
+        + b"".join(struct.pack("<HHII", 0xC000 + i % 0x3000, 3, values, data_off) for i in range(entries))
+        + struct.pack("<I", 0)
+    )
     return b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(2 * values)
 
 

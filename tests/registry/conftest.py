@@ -17,7 +17,9 @@ from services.metadata.registry.sqlite_backend import SqliteRegistry
 BACKENDS = ("sqlite", "redis", "redis-cluster", "redis-sharded")
 
 
-def make_fp(seed: int, *, flips: int = 0, base: int | None = None, uid: str = "", pixels_of: int | None = None) -> Fingerprints:
+def make_fp(
+    seed: int, *, flips: int = 0, base: int | None = None, uid: str = "", pixels_of: int | None = None
+) -> Fingerprints:
     """Fingerprints of a synthetic image `seed`; `base`+`flips` makes a near copy of another."""
     rng = random.Random(base if base is not None else seed)
     value = rng.getrandbits(64)
@@ -36,7 +38,7 @@ def key_contents(client, prefix: bytes) -> dict:
     """Every key under prefix (prefix cut off) -> its value (strings) or field map (hashes)."""
     out = {}
     for key in client.scan_iter(prefix + b"*"):
-        out[key[len(prefix):]] = client.hgetall(key) if client.type(key) == b"hash" else client.get(key)
+        out[key[len(prefix) :]] = client.hgetall(key) if client.type(key) == b"hash" else client.get(key)
     return out
 
 

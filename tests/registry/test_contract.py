@@ -27,7 +27,8 @@ def test_first_sighting_has_no_matches_then_other_seller_is_flagged(open_registr
     assert first.available and first.registered and first.matches == () and first.findings == ()
     second = reg.lookup(make_fp(1), seen("mallory", "m-9"), register=True)
     assert [(m.kind, m.sighting.seller_id, m.sighting.listing_id) for m in second.matches] == [
-        (MatchKind.SAME_BYTES, "alice", "a-1")]
+        (MatchKind.SAME_BYTES, "alice", "a-1")
+    ]
     finding = next(f for f in second.findings if f.code == "REUSED_BY_OTHER_SELLER")
     assert int(finding.severity) == 4 and finding.source == "registry"
     assert finding.evidence["prior_seller_id"] == "alice" and finding.evidence["match_kind"] == "SAME_BYTES"
@@ -129,9 +130,13 @@ def _near_copies(count: int) -> list[Fingerprints]:
         for band in range(layout.count):
             if i >> band & 1:
                 value ^= 1 << (63 - layout.skip - band * layout.width - 3)  # bit 3 of the band
-        out.append(Fingerprints(sha256=hashlib.sha256(b"near-bytes-%d" % i).digest(),
-                                pixel_sha256=hashlib.sha256(b"near-pixels-%d" % i).digest(),
-                                perceptual=value.to_bytes(8, "big")))
+        out.append(
+            Fingerprints(
+                sha256=hashlib.sha256(b"near-bytes-%d" % i).digest(),
+                pixel_sha256=hashlib.sha256(b"near-pixels-%d" % i).digest(),
+                perceptual=value.to_bytes(8, "big"),
+            )
+        )
     return out
 
 
@@ -154,8 +159,12 @@ def test_concurrent_near_copies_are_never_missed_by_both(open_registry):
         t.start()
     for t in threads:
         t.join(60)
-    missed = [(i, j) for i in range(len(copies)) for j in range(i + 1, len(copies))
-              if f"seller-{j}" not in saw[i] and f"seller-{i}" not in saw[j]]
+    missed = [
+        (i, j)
+        for i in range(len(copies))
+        for j in range(i + 1, len(copies))
+        if f"seller-{j}" not in saw[i] and f"seller-{i}" not in saw[j]
+    ]
     assert missed == []
     final = replicas[0].lookup(copies[0], seen("auditor"), register=False)
     assert len(final.matches) == len(copies)

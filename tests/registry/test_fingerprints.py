@@ -15,9 +15,9 @@ def _strip_app1(data: bytes) -> bytes:
     """Drops the EXIF APP1 segments without touching the compressed image data."""
     out, pos = bytearray(data[:2]), 2
     while pos < len(data) and data[pos] == 0xFF and data[pos + 1] not in (0xDA,):
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if data[pos + 1] != 0xE1:
-            out += data[pos:pos + 2 + length]
+            out += data[pos : pos + 2 + length]
         pos += 2 + length
     return bytes(out + data[pos:])
 

@@ -76,9 +76,15 @@ def test_redis_dying_between_steps_leaves_a_pending_image_that_the_next_registra
         reg.lookup(make_fp(10), Sighting("carol", "c-1"), register=True)  # finds it pending: writes the indexes
         near = reg.lookup(near_copy, Sighting("bob", "b-1"), register=False)
         assert {(m.kind, m.sighting.seller_id) for m in near.matches} == {
-            (MatchKind.NEAR_DUPLICATE, "alice"), (MatchKind.NEAR_DUPLICATE, "carol")}
-        pending = [v for k in redis.Redis(port=server.port).keys("*}x*")
-                   for v in redis.Redis(port=server.port).hvals(k) if v.startswith(b"-")]
+            (MatchKind.NEAR_DUPLICATE, "alice"),
+            (MatchKind.NEAR_DUPLICATE, "carol"),
+        }
+        pending = [
+            v
+            for k in redis.Redis(port=server.port).keys("*}x*")
+            for v in redis.Redis(port=server.port).hvals(k)
+            if v.startswith(b"-")
+        ]
         assert pending == []  # confirmed
     finally:
         server.process.terminate()
@@ -149,8 +155,11 @@ def test_cluster_bench_loader_writes_exactly_what_registrations_write(redis_serv
     live = RedisClusterRegistry(redis_server.url, prefix="live", cluster=False)
     bulk = RedisClusterRegistry(redis_server.url, prefix="bulk", cluster=False)
     for i in range(n):
-        fp = Fingerprints(sha256=shas[i].tobytes() + bytes(16), pixel_sha256=pixels[i].tobytes() + bytes(16),
-                          perceptual=hashes[i].tobytes())
+        fp = Fingerprints(
+            sha256=shas[i].tobytes() + bytes(16),
+            pixel_sha256=pixels[i].tobytes() + bytes(16),
+            perceptual=hashes[i].tobytes(),
+        )
         live.lookup(fp, bench_sighting(i + 1), register=True)
     load_sharded(bulk, hashes, shas, pixels)
     client = redis.Redis.from_url(redis_server.url)

@@ -47,8 +47,11 @@ def test_scale_bench_loader_writes_exactly_what_registrations_write(redis_server
     shas[:, :2], pixels[:, :2] = rng.integers(0, 3, (n, 2)), rng.integers(0, 3, (n, 2))  # shared index buckets
     live, bulk = RedisRegistry(redis_server.url, prefix="live"), RedisRegistry(redis_server.url, prefix="bulk")
     for i in range(n):
-        fp = Fingerprints(sha256=shas[i].tobytes() + bytes(16), pixel_sha256=pixels[i].tobytes() + bytes(16),
-                          perceptual=hashes[i].tobytes())
+        fp = Fingerprints(
+            sha256=shas[i].tobytes() + bytes(16),
+            pixel_sha256=pixels[i].tobytes() + bytes(16),
+            perceptual=hashes[i].tobytes(),
+        )
         live.lookup(fp, bench_sighting(i + 1), register=True)
     client = redis.Redis.from_url(redis_server.url)
     load(bulk, client, hashes, shas, pixels)
@@ -78,8 +81,12 @@ def test_scale_bench_loader_writes_views_and_records_exactly_as_registrations(re
     for i in range(n):
         hashes = tuple(views[i, v].tobytes() for v in range(3))
         content = ContentKeys(tuple(enumerate(hashes)), ((hashes[0], (0, 1)),), records[i].tobytes(), "", None)
-        fp = Fingerprints(sha256=shas[i].tobytes() + bytes(16), pixel_sha256=pixels[i].tobytes() + bytes(16),
-                          perceptual=hashes[0], content=content)
+        fp = Fingerprints(
+            sha256=shas[i].tobytes() + bytes(16),
+            pixel_sha256=pixels[i].tobytes() + bytes(16),
+            perceptual=hashes[0],
+            content=content,
+        )
         live.lookup(fp, bench_sighting(i + 1), register=True)
     client = redis.Redis.from_url(redis_server.url)
     load(bulk, client, np.ascontiguousarray(views[:, 0]), shas, pixels, views=views, records=records)

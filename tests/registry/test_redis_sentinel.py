@@ -140,11 +140,17 @@ def test_the_metadata_service_serves_from_a_sentinel_url(sentinel_group, server_
 
     server = server_factory("metadata", redis_url=sentinel_group.url)
     with server.channel() as channel:
-        reply = metadata_pb2_grpc.MetadataAnalyzerStub(channel).Analyze(metadata_pb2.AnalyzeRequest(
-            image=common_pb2.Image(data=(SAMPLES / "camera_original.jpg").read_bytes()),
-            context=common_pb2.Context(seller_id="s-1"), register=True), timeout=30)
+        reply = metadata_pb2_grpc.MetadataAnalyzerStub(channel).Analyze(
+            metadata_pb2.AnalyzeRequest(
+                image=common_pb2.Image(data=(SAMPLES / "camera_original.jpg").read_bytes()),
+                context=common_pb2.Context(seller_id="s-1"),
+                register=True,
+            ),
+            timeout=30,
+        )
         health = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=REGISTRY_HEALTH_NAME), timeout=5)
+            health_pb2.HealthCheckRequest(service=REGISTRY_HEALTH_NAME), timeout=5
+        )
     assert reply.registry.available and reply.registry.backend == "redis"
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -157,12 +163,15 @@ def test_sentinel_urls_parse():
     assert not spec["ssl"] and parse_sentinel("rediss+sentinel://s1:26379/m")["ssl"]
 
 
-@pytest.mark.parametrize("url, message", [
-    ("redis+sentinel://s1:26379", "service_name"),
-    ("redis+sentinel://s1:26379/m/x", "db"),
-    ("redis+sentinel://s1:port/m", "host:port"),
-    ("redis+sentinel://s1:26379/m?timeout=1", "unknown options"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("redis+sentinel://s1:26379", "service_name"),
+        ("redis+sentinel://s1:26379/m/x", "db"),
+        ("redis+sentinel://s1:port/m", "host:port"),
+        ("redis+sentinel://s1:26379/m?timeout=1", "unknown options"),
+    ],
+)
 def test_bad_sentinel_urls_fail_at_start_up_naming_the_part(url, message):
     with pytest.raises(ValueError, match=message):
         load(MetadataConfig, {}, redis_url=url)

@@ -52,8 +52,11 @@ def test_a_new_id_is_on_the_replica_before_any_index_entry_names_it(redis_pair):
     class Watched(RedisClusterRegistry):
         def _add_to_indexes(self, keys, own):
             shard = self.keys.shard(keys.sha)
-            seen_on_replica.update(counter=replica.get(self.keys.counter(shard)), kinds=_kinds(replica),
-                                   sighting=replica.hget(*self.keys.sightings_slot(own)))
+            seen_on_replica.update(
+                counter=replica.get(self.keys.counter(shard)),
+                kinds=_kinds(replica),
+                sighting=replica.hget(*self.keys.sightings_slot(own)),
+            )
             return super()._add_to_indexes(keys, own)
 
     reg = Watched(redis_pair.primary.url, cluster=False, wait_replicas=1, wait_timeout_ms=LONG_WAIT_MS)
@@ -68,7 +71,8 @@ def test_a_new_id_is_on_the_replica_before_any_index_entry_names_it(redis_pair):
     assert seen_on_replica["kinds"] == {"i": 3}  # counter, same-bytes entry, sightings: no index entry yet
     near = reg.lookup(make_fp(2, base=1, flips=3), Sighting("bob", "b-1"), register=True)
     assert near.available and [(m.kind, m.sighting.seller_id) for m in near.matches] == [
-        (MatchKind.NEAR_DUPLICATE, "alice")]
+        (MatchKind.NEAR_DUPLICATE, "alice")
+    ]
     assert reg.unreplicated == 0
     reg.close()
 
@@ -105,10 +109,13 @@ def test_an_unacknowledged_id_is_not_indexed_and_the_next_registration_repairs_i
         redis_pair.replica.process.send_signal(signal.SIGCONT)
     repaired = reg.lookup(make_fp(20, uid="CAM-20"), Sighting("carol", "c-20"), register=True)
     assert repaired.available and [(m.kind, m.sighting.seller_id) for m in repaired.matches] == [
-        (MatchKind.SAME_BYTES, "alice")]
+        (MatchKind.SAME_BYTES, "alice")
+    ]
     near = reg.lookup(make_fp(21, base=20, flips=3, uid="CAM-20"), Sighting("bob", "b-21"), register=False)
     assert {(m.kind, m.sighting.seller_id) for m in near.matches} == {
-        (MatchKind.UNIQUE_ID, "alice"), (MatchKind.UNIQUE_ID, "carol")}
+        (MatchKind.UNIQUE_ID, "alice"),
+        (MatchKind.UNIQUE_ID, "carol"),
+    }
     assert [v for k in primary.keys("*}x*") for v in primary.hvals(k) if v.startswith(b"-")] == []
     reg.close()
     impatient.close()
@@ -142,8 +149,14 @@ def test_wait_settings_are_validated_and_reach_the_registry():
         load(MetadataConfig, environ={"IMAGETRUST_REGISTRY_WAIT_TIMEOUT_MS": "0"})
     with pytest.raises(ValueError, match="socket timeout"):
         RedisClusterRegistry("redis://127.0.0.1:1/0", wait_replicas=1, wait_timeout_ms=450)
-    config = load(MetadataConfig, environ={}, redis_url="redis://127.0.0.1:1/0", redis_cluster=True,
-                  registry_wait_replicas=1, registry_wait_timeout_ms=20)
+    config = load(
+        MetadataConfig,
+        environ={},
+        redis_url="redis://127.0.0.1:1/0",
+        redis_cluster=True,
+        registry_wait_replicas=1,
+        registry_wait_timeout_ms=20,
+    )
     reg = open_registry(config)  # connects on first use: no server needed here
     assert (reg.wait_replicas, reg.wait_timeout_ms) == (1, 20)
     assert load(MetadataConfig, environ={}).registry_wait_replicas == 0  # off by default (no replicas in dev)

@@ -42,11 +42,14 @@ def _photo(bsds, index: int = 0, quality: int = 92, scale: float = 1.0) -> bytes
 
 def _analyze(server, data: bytes, seller: str, listing: str, register: bool = True):
     with server.channel() as ch:
-        return metadata_pb2_grpc.MetadataAnalyzerStub(ch).Analyze(metadata_pb2.AnalyzeRequest(
-            image=common_pb2.Image(data=data),
-            context=common_pb2.Context(seller_id=seller, listing_id=listing, platform="market"),
-            register=register,
-        ), timeout=30)
+        return metadata_pb2_grpc.MetadataAnalyzerStub(ch).Analyze(
+            metadata_pb2.AnalyzeRequest(
+                image=common_pb2.Image(data=data),
+                context=common_pb2.Context(seller_id=seller, listing_id=listing, platform="market"),
+                register=register,
+            ),
+            timeout=30,
+        )
 
 
 def _health(server, name: str) -> int:
@@ -87,8 +90,23 @@ def test_sqlite_default_finds_a_recompressed_copy_from_another_seller(server_fac
 
 def _start_redis_on(port: int, tmp_path) -> subprocess.Popen:
     binary = require_tool("redis-server", "apt-get install redis-server")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -131,8 +149,13 @@ def test_redis_outage_answers_unavailable_and_recovers(server_factory, redis_ser
 def test_redis_cluster_registry_through_the_service(server_factory, redis_cluster, bsds):
     """IMAGETRUST_REDIS_CLUSTER: the metadata server shards its registry over a real 3-node
     cluster; a re-compressed copy from another seller is found, health is SERVING."""
-    server = server_factory("metadata", redis_url=redis_cluster.url, redis_cluster=True,
-                            registry_prefix="svc", registry_health_interval_s=0.2)
+    server = server_factory(
+        "metadata",
+        redis_url=redis_cluster.url,
+        redis_cluster=True,
+        registry_prefix="svc",
+        registry_health_interval_s=0.2,
+    )
     first = _analyze(server, _photo(bsds, 2), "alice", "a-1")
     assert first.registry.available and first.registry.backend == "redis-cluster" and first.registry.registered
     copy = _analyze(server, _photo(bsds, 2, quality=70, scale=0.8), "mallory", "m-1")

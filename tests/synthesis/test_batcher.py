@@ -122,8 +122,7 @@ def test_without_dynamic_batching_a_pass_holds_one_request():
 
     results = asyncio.run(main())
     batcher.close()
-    assert results == [[0.0], [100.0, 101.0, 102.0], [200.0, 201.0, 202.0],
-                       [300.0, 301.0, 302.0, 303.0, 304.0, 305.0]]
+    assert results == [[0.0], [100.0, 101.0, 102.0], [200.0, 201.0, 202.0], [300.0, 301.0, 302.0, 303.0, 304.0, 305.0]]
     # 13 inputs queued at once would fill 4 passes of 4 across requests; one request per
     # pass takes 5: [first], [r1 x3], [r2 x3], [r3 x4], [r3 x2].
     assert [len(b) for b in fwd.batches] == [1, 3, 3, 4, 2]
@@ -136,7 +135,8 @@ def test_mixed_shapes_are_batched_separately():
 
     async def main():
         return await asyncio.gather(
-            batcher.submit(_inputs(1.0, 2, (3, 4, 4))), batcher.submit(_inputs(5.0, 2, (3, 8, 8))),
+            batcher.submit(_inputs(1.0, 2, (3, 4, 4))),
+            batcher.submit(_inputs(5.0, 2, (3, 8, 8))),
         )
 
     assert asyncio.run(main()) == [[1.0, 2.0], [5.0, 6.0]]

@@ -29,8 +29,14 @@ def test_round_trip_keeps_weights_and_declared_specs(tmp_path):
     calib = CalibrationSpec(method="platt", a=0.8, b=-0.2)
     path = tmp_path / "m.pt"
     save_checkpoint(
-        path, model, arch="tiny", arch_kwargs={"width": 4}, preprocessing=pre, tiling=tiling,
-        calibration=calib, model_version="tiny-test-1",
+        path,
+        model,
+        arch="tiny",
+        arch_kwargs={"width": 4},
+        preprocessing=pre,
+        tiling=tiling,
+        calibration=calib,
+        model_version="tiny-test-1",
         training={"dataset": "bsds500-composites", "recipe": {"epochs": 1}, "metrics": {"auc": 0.5}},
     )
     raw = torch.load(path, weights_only=True)  # loadable without unpickling code
@@ -80,8 +86,9 @@ def test_refuses_foreign_newer_and_mismatched_files(tmp_path):
 
 def test_metadata_must_be_json_like(tmp_path):
     with pytest.raises(CheckpointError, match="JSON-like"):
-        save_checkpoint(tmp_path / "x.pt", build_model("tiny"), arch="tiny", model_version="t",
-                        training={"when": object()})
+        save_checkpoint(
+            tmp_path / "x.pt", build_model("tiny"), arch="tiny", model_version="t", training={"when": object()}
+        )
     assert not (tmp_path / "x.pt").exists()
 
 

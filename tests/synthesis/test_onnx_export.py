@@ -103,7 +103,8 @@ def test_the_service_with_runtime_onnxruntime_scores_as_torch_does(server_factor
         server = server_factory("synthesis", model_path=str(tiny_checkpoint), runtime=runtime, torch_threads=1)
         with server.channel() as channel:
             reply = synthesis_pb2_grpc.SynthesisDetectorStub(channel).Detect(
-                synthesis_pb2.DetectRequest(image=common_pb2.Image(data=data)), timeout=30)
+                synthesis_pb2.DetectRequest(image=common_pb2.Image(data=data)), timeout=30
+            )
         scores[runtime] = reply
     assert scores["onnxruntime"].model_version == scores["torch"].model_version
     assert abs(scores["onnxruntime"].score - scores["torch"].score) <= SCORE_TOLERANCE

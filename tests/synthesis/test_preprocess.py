@@ -57,7 +57,7 @@ def test_serving_path_equals_training_path(arch):
     grid = served.grid
     t = tiling.tile_size
     for i, (y, x) in enumerate((y, x) for y in grid.ys for x in grid.xs):
-        assert torch.equal(served.tile_inputs[i], tile_view(rgb[y:y + t, x:x + t], spec))
+        assert torch.equal(served.tile_inputs[i], tile_view(rgb[y : y + t, x : x + t], spec))
     assert len(served.items()) == 1 + grid.rows * grid.cols
 
 

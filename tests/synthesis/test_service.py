@@ -47,8 +47,11 @@ def test_scores_every_format_with_heatmap(tiny_server):
     import pillow_heif  # noqa: F401 - registers the HEIF encoder with Pillow
 
     inputs = {
-        "png": encode(arr, "PNG"), "tiff": encode(arr, "TIFF"), "heic": encode(arr, "HEIF", quality=90),
-        "jpeg": encode(arr, "JPEG", quality=92), "webp": encode(arr, "WEBP", quality=90),
+        "png": encode(arr, "PNG"),
+        "tiff": encode(arr, "TIFF"),
+        "heic": encode(arr, "HEIF", quality=90),
+        "jpeg": encode(arr, "JPEG", quality=92),
+        "webp": encode(arr, "WEBP", quality=90),
     }
     for fmt, data in inputs.items():
         r = _detect(stub, data, heatmap=True)
@@ -109,8 +112,10 @@ def test_concurrent_requests_are_batched_and_metrics_exported(tiny_server):
     assert total >= 48 and total / count > 1.5, f"mean batch {total / count:.2f}: no batching"
     text = urllib.request.urlopen(tiny_server.metrics_url, timeout=10).read().decode()
     for name in (
-        "imagetrust_synthesis_queue_depth", "imagetrust_synthesis_batch_size_bucket",
-        "imagetrust_synthesis_queue_wait_seconds_bucket", "imagetrust_synthesis_compute_seconds_bucket",
+        "imagetrust_synthesis_queue_depth",
+        "imagetrust_synthesis_batch_size_bucket",
+        "imagetrust_synthesis_queue_wait_seconds_bucket",
+        "imagetrust_synthesis_compute_seconds_bucket",
     ):
         assert name in text
     # The latency split an SRE reads per Detect: decode + preprocess, then the batcher (queue
@@ -130,8 +135,13 @@ def test_full_queue_answers_resource_exhausted(server_factory, forensic_checkpoi
     # One 1024x1024 image = 1 global view + 16 tiles = 17 inputs, exactly the queue; one
     # input per forward pass: the queue stays full for ~17 forward passes.
     server = server_factory(
-        "synthesis", model_path=str(forensic_checkpoint), torch_threads=1, max_batch_size=1,
-        max_queue_size=17, max_queue_delay_ms=0, warmup_iterations=1,
+        "synthesis",
+        model_path=str(forensic_checkpoint),
+        torch_threads=1,
+        max_batch_size=1,
+        max_queue_size=17,
+        max_queue_delay_ms=0,
+        warmup_iterations=1,
     )
     stub = _stub(server)
     data = encode(photo(1024, 1024), "PNG")
@@ -152,8 +162,12 @@ def test_full_queue_answers_resource_exhausted(server_factory, forensic_checkpoi
 
 def test_expired_deadline_is_dropped_before_compute(server_factory, forensic_checkpoint):
     server = server_factory(
-        "synthesis", model_path=str(forensic_checkpoint), torch_threads=1, max_batch_size=1,
-        max_queue_delay_ms=0, warmup_iterations=1,
+        "synthesis",
+        model_path=str(forensic_checkpoint),
+        torch_threads=1,
+        max_batch_size=1,
+        max_queue_delay_ms=0,
+        warmup_iterations=1,
     )
     stub = _stub(server)
     big = encode(photo(1024, 1024), "PNG")  # 17 inputs: ~17 one-input forward passes
@@ -184,8 +198,15 @@ def test_placeholder_when_no_model(server_factory, monkeypatch, tmp_path):
 def test_health_not_serving_until_warm_up_done(tiny_checkpoint):
     # Many warm-up passes make load() take seconds: health and Detect are observed meanwhile.
     config = load(
-        SynthesisConfig, environ={}, host="127.0.0.1", port=0, metrics_port=-1, log_format="text",
-        model_path=str(tiny_checkpoint), torch_threads=1, warmup_iterations=1500,
+        SynthesisConfig,
+        environ={},
+        host="127.0.0.1",
+        port=0,
+        metrics_port=-1,
+        log_format="text",
+        model_path=str(tiny_checkpoint),
+        torch_threads=1,
+        warmup_iterations=1500,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -203,7 +224,8 @@ def test_health_not_serving_until_warm_up_done(tiny_checkpoint):
         assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as err:
             synthesis_pb2_grpc.SynthesisDetectorStub(channel).Detect(
-                synthesis_pb2.DetectRequest(image=common_pb2.Image(data=encode(photo(64, 64), "PNG"))), timeout=10)
+                synthesis_pb2.DetectRequest(image=common_pb2.Image(data=encode(photo(64, 64), "PNG"))), timeout=10
+            )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         started.result(120)
         status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
@@ -213,4 +235,3 @@ def test_health_not_serving_until_warm_up_done(tiny_checkpoint):
         asyncio.run_coroutine_threadsafe(runtime.stop(1.0), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-

@@ -49,12 +49,26 @@ def _wait_for(predicate, timeout_s: float, what: str):
 
 SERVICES = ("imagetrust-gateway", "imagetrust-synthesis", "imagetrust-metadata")
 EXPECTED_SPANS = {
-    "imagetrust-gateway": {"imagetrust.v1.ImageTrust/Check", "validate", "fan-out", "backend synthesis",
-                           "backend metadata"},
-    "imagetrust-synthesis": {"imagetrust.v1.SynthesisDetector/Detect", "decode+prepare", "synthesis queue wait",
-                             "synthesis forward pass"},
-    "imagetrust-metadata": {"imagetrust.v1.MetadataAnalyzer/Analyze", "decode+analyze", "registry", "fingerprint",
-                            "registry lookup"},
+    "imagetrust-gateway": {
+        "imagetrust.v1.ImageTrust/Check",
+        "validate",
+        "fan-out",
+        "backend synthesis",
+        "backend metadata",
+    },
+    "imagetrust-synthesis": {
+        "imagetrust.v1.SynthesisDetector/Detect",
+        "decode+prepare",
+        "synthesis queue wait",
+        "synthesis forward pass",
+    },
+    "imagetrust-metadata": {
+        "imagetrust.v1.MetadataAnalyzer/Analyze",
+        "decode+analyze",
+        "registry",
+        "fingerprint",
+        "registry lookup",
+    },
 }
 
 
@@ -72,14 +86,23 @@ def test_a_traceparent_reaches_every_service_span_and_log_line(collector, tmp_pa
     with running_suite(Ports.free(), log_dir=str(tmp_path / "logs"), extra_env=env) as ports:
         with grpc.insecure_channel(f"127.0.0.1:{ports.gateway}") as channel:
             response = gateway_pb2_grpc.ImageTrustStub(channel).Check(
-                build_request(jpeg, seller_id="s-1", register=True), timeout=30,
+                build_request(jpeg, seller_id="s-1", register=True),
+                timeout=30,
                 metadata=(("traceparent", traceparent),),
             )
         assert not response.degraded, response.missing
-        _wait_for(lambda: {s for s, _ in receiver.of_trace(TRACE_ID)} >= set(SERVICES), SPAN_WAIT_S,
-                  "spans of all three services")
-        _wait_for(lambda: all(EXPECTED_SPANS[s] <= {span.name for n, span in receiver.of_trace(TRACE_ID) if n == s}
-                              for s in SERVICES), SPAN_WAIT_S, "every expected span")
+        _wait_for(
+            lambda: {s for s, _ in receiver.of_trace(TRACE_ID)} >= set(SERVICES),
+            SPAN_WAIT_S,
+            "spans of all three services",
+        )
+        _wait_for(
+            lambda: all(
+                EXPECTED_SPANS[s] <= {span.name for n, span in receiver.of_trace(TRACE_ID) if n == s} for s in SERVICES
+            ),
+            SPAN_WAIT_S,
+            "every expected span",
+        )
 
     spans = receiver.of_trace(TRACE_ID)
     by_id = {span.span_id: (service, span) for service, span in spans}
@@ -94,8 +117,11 @@ def test_a_traceparent_reaches_every_service_span_and_log_line(collector, tmp_pa
 
     # Every service's log has lines of this call carrying the trace id and a span id.
     for name in ("gateway", "synthesis", "metadata"):
-        lines = [json.loads(line) for line in (tmp_path / "logs" / f"{name}.log").read_text().splitlines()
-                 if line.startswith("{")]
+        lines = [
+            json.loads(line)
+            for line in (tmp_path / "logs" / f"{name}.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
         traced = [entry for entry in lines if entry.get("trace_id") == f"{TRACE_ID:032x}"]
         assert traced, f"no {name} log line carries the trace id"
         assert all(len(entry["span_id"]) == 16 for entry in traced)

@@ -77,8 +77,10 @@ def test_authentic_and_composite_share_the_post_processing_distribution(photos):
         expected = postprocess.draw(postprocess.TRAIN, np.random.default_rng([11, i, 2]))
         assert gen[i].post == expected
     n = 400
-    params = {label: [postprocess.draw(postprocess.TRAIN, np.random.default_rng([11, i, 2]))
-                      for i in range(label ^ 1, n, 2)] for label in (0, 1)}
+    params = {
+        label: [postprocess.draw(postprocess.TRAIN, np.random.default_rng([11, i, 2])) for i in range(label ^ 1, n, 2)]
+        for label in (0, 1)
+    }
     for label, ps in params.items():
         codecs = collections.Counter(p.codec for p in ps)
         assert abs(codecs["cv2-jpeg"] / len(ps) - 0.85) < 0.08, (label, codecs)
@@ -110,12 +112,15 @@ def test_recompression_condition_is_a_jpeg_at_the_given_quality(photos):
 
 # ---- the diverse training generator ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", compose.DIVERSE_METHODS)
 def test_diverse_methods_are_deterministic_by_seed(photos, method):
     dst, dst_labels = bsds_mod.load(photos[4])
     src, src_labels = bsds_mod.load(photos[5])
-    runs = [compose.compose_train(method, dst, dst_labels, src, src_labels, np.random.default_rng(seed))
-            for seed in (3, 3, 4)]
+    runs = [
+        compose.compose_train(method, dst, dst_labels, src, src_labels, np.random.default_rng(seed))
+        for seed in (3, 3, 4)
+    ]
     assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
     assert not np.array_equal(runs[0][0], runs[2][0])
 
@@ -172,14 +177,16 @@ def test_diverse_post_processing_is_shared_by_both_classes_and_deterministic(pho
         assert gen[i].post == postprocess.draw(postprocess.TRAIN_DIVERSE, np.random.default_rng([13, i, 2]))
     params = [postprocess.draw(postprocess.TRAIN_DIVERSE, np.random.default_rng([13, i, 2])) for i in range(400)]
     for label in (0, 1):
-        ps = params[label ^ 1::2]
+        ps = params[label ^ 1 :: 2]
         assert abs(np.mean([p.gamma != 1.0 for p in ps]) - 0.3) < 0.08
         assert abs(np.mean([p.noise_sigma > 0 for p in ps]) - 0.2) < 0.08
         assert abs(np.mean([p.codec == "cv2-jpeg-444" for p in ps]) - 0.3) < 0.08
     image, _ = bsds_mod.load(photos[0])
     noisy = postprocess.Params(1.0, "area", "png", 0, gamma=0.9, noise_sigma=1.5, noise_seed=42)
-    first, second = postprocess.apply(image, np.zeros(image.shape[:2], bool), noisy)[0], \
-        postprocess.apply(image, np.zeros(image.shape[:2], bool), noisy)[0]
+    first, second = (
+        postprocess.apply(image, np.zeros(image.shape[:2], bool), noisy)[0],
+        postprocess.apply(image, np.zeros(image.shape[:2], bool), noisy)[0],
+    )
     assert first == second and postprocess.decode(first).tolist() != image.tolist()
 
 

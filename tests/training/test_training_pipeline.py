@@ -20,12 +20,39 @@ RPC_TIMEOUT_S = 60.0  # seconds; generous on a 2-core shared machine
 def trained(tmp_path_factory, bsds):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run")
-    args = train.get_args_parser().parse_args([
-        "--recipe", "ours", "--arch", "tiny", "--input-size", "64", "--tile-size", "64",
-        "--train-samples", "32", "--val-samples", "16", "--epochs", "2", "--batch-size", "8",
-        "--max-photos", "10", "--calibration-images", "8", "--workers", "0", "--threads", "1",
-        "--bsds-root", str(bsds), "--output-dir", str(out), "--no-progress",
-    ])
+    args = train.get_args_parser().parse_args(
+        [
+            "--recipe",
+            "ours",
+            "--arch",
+            "tiny",
+            "--input-size",
+            "64",
+            "--tile-size",
+            "64",
+            "--train-samples",
+            "32",
+            "--val-samples",
+            "16",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-photos",
+            "10",
+            "--calibration-images",
+            "8",
+            "--workers",
+            "0",
+            "--threads",
+            "1",
+            "--bsds-root",
+            str(bsds),
+            "--output-dir",
+            str(out),
+            "--no-progress",
+        ]
+    )
     path = train.main(args)
     return out, path
 
@@ -48,10 +75,22 @@ def test_tiny_run_writes_a_checkpoint_the_service_loader_reads(trained):
 @pytest.mark.slow
 def test_evaluation_report_and_export_of_the_tiny_model(trained, tmp_path, bsds):
     _, path = trained
-    args = evaluate.get_args_parser().parse_args([
-        "--model", f"tiny={path}", "--images", "8", "--max-photos", "6", "--bsds-root", str(bsds),
-        "--out", str(tmp_path / "report"), "--threads", "1",
-    ])
+    args = evaluate.get_args_parser().parse_args(
+        [
+            "--model",
+            f"tiny={path}",
+            "--images",
+            "8",
+            "--max-photos",
+            "6",
+            "--bsds-root",
+            str(bsds),
+            "--out",
+            str(tmp_path / "report"),
+            "--threads",
+            "1",
+        ]
+    )
     report = evaluate.main(args)
     text = report.read_text()
     for set_name in ("val", "val+jpeg75", "heldout", "heldout+jpeg75"):
@@ -77,7 +116,13 @@ def test_the_service_serves_the_trained_checkpoint(trained, server_factory, bsds
 
 def test_recipes_resolve_to_the_papers_settings():
     paper = train.resolve(train.get_args_parser().parse_args(["--recipe", "paper"]))
-    assert (paper.arch, paper.batch_size, paper.epochs, paper.patience, paper.optimizer) == ("resnet50", 32, 100, 3, "adam")
+    assert (paper.arch, paper.batch_size, paper.epochs, paper.patience, paper.optimizer) == (
+        "resnet50",
+        32,
+        100,
+        3,
+        "adam",
+    )
     assert paper.val_fraction == 0.3 and paper.target == "binary" and paper.tile_size == 0
     ours = train.resolve(train.get_args_parser().parse_args(["--recipe", "ours", "--epochs", "3"]))
     assert ours.arch == "forensic" and ours.epochs == 3 and ours.target == "soft" and ours.tile_size > 0

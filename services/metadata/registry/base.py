@@ -63,10 +63,22 @@ class Keys:
         # the whole frame, exactly the bands of a registration made before views existed.
         n = layout.count
         writes = tuple((ns * n + b, v, h) for ns, h in views for b, v in enumerate(bands.split(h, layout)))
-        probes = tuple(dict.fromkeys((ns * n + b, v) for h, spaces in variants for ns in spaces
-                                     for b, v in enumerate(bands.split(h, layout))))
-        return cls(fp.sha256[:DIGEST_BYTES], fp.pixel_sha256[:DIGEST_BYTES], uid, fp.perceptual,
-                   tuple(bands.split(fp.perceptual, layout)), writes, probes, tuple(h for h, _ in variants), record)
+        probes = tuple(
+            dict.fromkeys(
+                (ns * n + b, v) for h, spaces in variants for ns in spaces for b, v in enumerate(bands.split(h, layout))
+            )
+        )
+        return cls(
+            fp.sha256[:DIGEST_BYTES],
+            fp.pixel_sha256[:DIGEST_BYTES],
+            uid,
+            fp.perceptual,
+            tuple(bands.split(fp.perceptual, layout)),
+            writes,
+            probes,
+            tuple(h for h, _ in variants),
+            record,
+        )
 
     @property
     def first_view_writes(self) -> int:
@@ -105,7 +117,7 @@ def decode_sightings(blob: bytes) -> list[Sighting]:
     out, pos = [], 0
     while pos + 14 <= len(blob):
         seen_at, length = struct.unpack_from(">IH", blob, pos + 8)
-        parts = blob[pos + 14:pos + 14 + length].decode(errors="replace").split(_SEP)
+        parts = blob[pos + 14 : pos + 14 + length].decode(errors="replace").split(_SEP)
         parts += [""] * (4 - len(parts))
         out.append(Sighting(*parts[:4], seen_at=float(seen_at)))
         pos += 14 + length
@@ -175,7 +187,10 @@ class Registry(abc.ABC):
         # Said when registering: what this registration protects against (exact copies only).
         exact_only = fp.content.exact_only if fp.content is not None and register else ""
         return LookupResult(
-            self.backend, True, ranked, registered=register,
+            self.backend,
+            True,
+            ranked,
+            registered=register,
             findings=findings(ranked, sighting, fp.image_unique_id, exact_only),
         )
 
@@ -202,21 +217,32 @@ class Registry(abc.ABC):
             for image_id, d in zip(raw.candidate_ids.tolist(), dist[:, 0].tolist()):
                 if d < raw.direct.get(image_id, 1 << 30):
                     raw.direct[image_id] = int(d)
-        for ids, kind in ((raw.unique_id_ids, MatchKind.UNIQUE_ID), (raw.pixel_ids, MatchKind.SAME_PIXELS),
-                          (raw.sha_ids, MatchKind.SAME_BYTES)):
+        for ids, kind in (
+            (raw.unique_id_ids, MatchKind.UNIQUE_ID),
+            (raw.pixel_ids, MatchKind.SAME_PIXELS),
+            (raw.sha_ids, MatchKind.SAME_BYTES),
+        ):
             for image_id in ids:
                 kinds[image_id] = (kind, 0)
         return kinds
 
-    def _details(self, record_ids: list[int], sighting_ids: list[int]
-                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+    def _details(
+        self, record_ids: list[int], sighting_ids: list[int]
+    ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
         """The verification records and the sightings of these ids (the Redis backends read
         both in one round trip; sightings of candidates that fail verification go unused)."""
-        return (self._descriptors(record_ids) if record_ids else {},
-                self._sightings(sighting_ids) if sighting_ids else {})
+        return (
+            self._descriptors(record_ids) if record_ids else {},
+            self._sightings(sighting_ids) if sighting_ids else {},
+        )
 
-    def _verify(self, kinds: dict[int, tuple[MatchKind, int]], raw: Raw, probe: descriptor.Probe | None,
-                records: dict[int, bytes]) -> dict[int, Check]:
+    def _verify(
+        self,
+        kinds: dict[int, tuple[MatchKind, int]],
+        raw: Raw,
+        probe: descriptor.Probe | None,
+        records: dict[int, bytes],
+    ) -> dict[int, Check]:
         """Checks every near-duplicate candidate against its stored descriptor. A verified
         copy stays; keypoints that agree without a copy's geometry make a `partial` match; a
         candidate whose descriptor is missing (registered before descriptors, or a

@@ -16,6 +16,7 @@ from services.metadata.registry.model import LookupResult, MatchKind, Sighting, 
 
 _tracer = tracing.tracer("imagetrust.metadata.registry")
 
+
 @dataclasses.dataclass(frozen=True)
 class RegistryCheck:
     fingerprints: fingerprints.Fingerprints | None  # None: the pixels could not be decoded
@@ -24,9 +25,17 @@ class RegistryCheck:
 
 
 def run(
-    data: bytes, sighting: Sighting, register: bool, registry: Registry | None, max_pixels: int,
-    sha256: bytes | None = None, metrics: RegistryMetrics | None = None, *,
-    upload: DecodedUpload | None = None, legacy_pixel_key: bool = False, unique_id: str | None = None,
+    data: bytes,
+    sighting: Sighting,
+    register: bool,
+    registry: Registry | None,
+    max_pixels: int,
+    sha256: bytes | None = None,
+    metrics: RegistryMetrics | None = None,
+    *,
+    upload: DecodedUpload | None = None,
+    legacy_pixel_key: bool = False,
+    unique_id: str | None = None,
 ) -> RegistryCheck:
     """sha256: the bytes' digest when the analysis already computed it; upload: the
     request's shared decode; legacy_pixel_key: also match pixel-identical images registered
@@ -36,8 +45,9 @@ def run(
     backend = registry.backend if registry is not None else ""
     try:
         with tracing.span(_tracer, "fingerprint"):
-            fp = fingerprints.compute(data, max_pixels, sha256=sha, upload=upload, legacy=legacy_pixel_key,
-                                      unique_id=unique_id)
+            fp = fingerprints.compute(
+                data, max_pixels, sha256=sha, upload=upload, legacy=legacy_pixel_key, unique_id=unique_id
+            )
     except InvalidImage as exc:
         # A file whose header parses but whose pixels do not (truncated, corrupt) still gets
         # its metadata analysis; it just cannot be matched on content.
@@ -57,8 +67,9 @@ def run(
     return RegistryCheck(fp, sha, result)
 
 
-def _with_legacy_matches(registry: Registry, fp: fingerprints.Fingerprints, sighting: Sighting,
-                         result: LookupResult) -> LookupResult:
+def _with_legacy_matches(
+    registry: Registry, fp: fingerprints.Fingerprints, sighting: Sighting, result: LookupResult
+) -> LookupResult:
     """Adds the SAME_PIXELS matches of images registered under the SHA-256 pixel key: a
     second, read-only lookup with that key (registering stays under the current key)."""
     legacy = registry.lookup(dataclasses.replace(fp, pixel_sha256=fp.legacy_pixel_sha256), sighting, False)

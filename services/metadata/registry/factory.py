@@ -11,9 +11,13 @@ def open_registry(config: MetadataConfig) -> Registry:
     if config.redis_url and config.redis_cluster:
         from services.metadata.registry.redis_cluster_backend import RedisClusterRegistry
 
-        return RedisClusterRegistry(config.redis_url, prefix=config.registry_prefix, ttl_s=config.registry_ttl_s,
-                                    wait_replicas=config.registry_wait_replicas,
-                                    wait_timeout_ms=config.registry_wait_timeout_ms)
+        return RedisClusterRegistry(
+            config.redis_url,
+            prefix=config.registry_prefix,
+            ttl_s=config.registry_ttl_s,
+            wait_replicas=config.registry_wait_replicas,
+            wait_timeout_ms=config.registry_wait_timeout_ms,
+        )
     if config.redis_url:
         from services.metadata.registry.redis_backend import RedisRegistry
 

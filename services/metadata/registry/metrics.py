@@ -21,24 +21,35 @@ class RegistryMetrics:
     def __init__(self, registry: CollectorRegistry | None, backend: str) -> None:
         self.backend = backend
         self.up = Gauge(
-            "imagetrust_registry_up", "1 while the reuse registry answers (health pings and lookups), else 0.",
-            ("backend",), registry=registry,
+            "imagetrust_registry_up",
+            "1 while the reuse registry answers (health pings and lookups), else 0.",
+            ("backend",),
+            registry=registry,
         )
         self.lookups = Counter(
             "imagetrust_registry_lookups",
             "Registry steps by outcome: registered, looked_up (register=false), unavailable, not_fingerprinted.",
-            ("backend", "outcome"), registry=registry,
+            ("backend", "outcome"),
+            registry=registry,
         )
         self.seconds = Histogram(
-            "imagetrust_registry_lookup_seconds", "Time of one registry lookup (and registration), seconds.",
-            ("backend",), buckets=LOOKUP_BUCKETS_S, registry=registry,
+            "imagetrust_registry_lookup_seconds",
+            "Time of one registry lookup (and registration), seconds.",
+            ("backend",),
+            buckets=LOOKUP_BUCKETS_S,
+            registry=registry,
         )
         self.matches = Counter(
-            "imagetrust_registry_matches", "Prior sightings returned, by match kind.", ("kind",), registry=registry,
+            "imagetrust_registry_matches",
+            "Prior sightings returned, by match kind.",
+            ("kind",),
+            registry=registry,
         )
         self.findings = Counter(
-            "imagetrust_registry_findings", "Registry findings, by code (REUSED_BY_OTHER_SELLER, ...).",
-            ("code",), registry=registry,
+            "imagetrust_registry_findings",
+            "Registry findings, by code (REUSED_BY_OTHER_SELLER, ...).",
+            ("code",),
+            registry=registry,
         )
 
     def set_available(self, available: bool) -> None:

@@ -97,8 +97,11 @@ def _copy_kind(m: Match) -> str:
     """What kind of copy, in words a reviewer reads: exact bytes, same pixels, same camera
     ID, or for a verified near copy scaled/re-encoded, cropped, mirrored, bordered, overlaid."""
     if m.kind != MatchKind.NEAR_DUPLICATE:
-        return {MatchKind.SAME_BYTES: "exact bytes", MatchKind.SAME_PIXELS: "same pixels",
-                MatchKind.UNIQUE_ID: "same camera image id"}[m.kind]
+        return {
+            MatchKind.SAME_BYTES: "exact bytes",
+            MatchKind.SAME_PIXELS: "same pixels",
+            MatchKind.UNIQUE_ID: "same camera image id",
+        }[m.kind]
     if m.check is None or m.check.result is None:
         return "similar (unverified)"
     if m.check.state == "partial":
@@ -109,9 +112,13 @@ def _copy_kind(m: Match) -> str:
 
 def _evidence(m: Match, count: int) -> dict[str, str]:
     ev = {
-        "match_kind": m.kind.name, "prior_seller_id": m.sighting.seller_id,
-        "prior_listing_id": m.sighting.listing_id, "prior_platform": m.sighting.platform,
-        "first_seen": _iso(m.sighting.seen_at), "sightings": str(count), "copy_kind": _copy_kind(m),
+        "match_kind": m.kind.name,
+        "prior_seller_id": m.sighting.seller_id,
+        "prior_listing_id": m.sighting.listing_id,
+        "prior_platform": m.sighting.platform,
+        "first_seen": _iso(m.sighting.seen_at),
+        "sightings": str(count),
+        "copy_kind": _copy_kind(m),
     }
     if m.kind == MatchKind.NEAR_DUPLICATE:
         ev["distance"] = str(m.distance)
@@ -119,8 +126,12 @@ def _evidence(m: Match, count: int) -> dict[str, str]:
             ev["verification"] = m.check.state
             r = m.check.result
             if r is not None:
-                ev.update(verification_score=f"{r.score:.2f}", verification_inliers=str(r.inliers),
-                          kept_fraction=f"{r.kept:.2f}", inside_fraction=f"{r.inside:.2f}")
+                ev.update(
+                    verification_score=f"{r.score:.2f}",
+                    verification_inliers=str(r.inliers),
+                    kept_fraction=f"{r.kept:.2f}",
+                    inside_fraction=f"{r.inside:.2f}",
+                )
     return ev
 
 
@@ -128,7 +139,9 @@ def _strongest(matches: list[Match]) -> Match:
     return min(matches, key=lambda m: (_STRENGTH[m.kind], not m.confirmed, m.sighting.seen_at))
 
 
-def findings(matches: tuple[Match, ...], current: Sighting, unique_id: str, exact_only: str = "") -> tuple[Finding, ...]:
+def findings(
+    matches: tuple[Match, ...], current: Sighting, unique_id: str, exact_only: str = ""
+) -> tuple[Finding, ...]:
     """REUSED_BY_OTHER_SELLER (HIGH, exact keys or a verified copy only),
     SIMILAR_TO_OTHER_SELLER (MEDIUM: shares part of another seller's image; LOW: similar by
     hash, not verifiable), REUSED_SAME_SELLER (LOW, a relisting), IMAGE_ID_REUSED (MEDIUM)
@@ -140,53 +153,78 @@ def findings(matches: tuple[Match, ...], current: Sighting, unique_id: str, exac
     other = [m for m in matches if m.sighting.seller_id != current.seller_id]
     copied = [m for m in other if m.confirmed]
     relist = [
-        m for m in matches
-        if m.sighting.seller_id == current.seller_id and m.sighting.listing_id != current.listing_id
+        m
+        for m in matches
+        if m.sighting.seller_id == current.seller_id
+        and m.sighting.listing_id != current.listing_id
         and (m.confirmed or (m.check is not None and m.check.state == "unverifiable"))
     ]
     out: list[Finding] = []
     if copied:
         first = _strongest(copied)
         sellers = len({m.sighting.seller_id for m in copied})
-        out.append(Finding(
-            "REUSED_BY_OTHER_SELLER", Severity.HIGH,
-            f"this photo was already registered by {sellers} other seller(s) ({_copy_kind(first)})",
-            {**_evidence(first, len(copied)), "other_sellers": str(sellers)}, SOURCE,
-        ))
+        out.append(
+            Finding(
+                "REUSED_BY_OTHER_SELLER",
+                Severity.HIGH,
+                f"this photo was already registered by {sellers} other seller(s) ({_copy_kind(first)})",
+                {**_evidence(first, len(copied)), "other_sellers": str(sellers)},
+                SOURCE,
+            )
+        )
     elif other:
         first = _strongest(other)
         partial = first.check is not None and first.check.state == "partial"
         sellers = len({m.sighting.seller_id for m in other})
-        out.append(Finding(
-            "SIMILAR_TO_OTHER_SELLER", Severity.MEDIUM if partial else Severity.LOW,
-            "this photo shares part of an image another seller registered (not a verified copy)" if partial else
-            "this photo looks similar to an image another seller registered (not verifiable: that image has no "
-            "verification descriptor)",
-            {**_evidence(first, len(other)), "other_sellers": str(sellers)}, SOURCE,
-        ))
+        out.append(
+            Finding(
+                "SIMILAR_TO_OTHER_SELLER",
+                Severity.MEDIUM if partial else Severity.LOW,
+                "this photo shares part of an image another seller registered (not a verified copy)"
+                if partial
+                else "this photo looks similar to an image another seller registered (not verifiable: that image has no "
+                "verification descriptor)",
+                {**_evidence(first, len(other)), "other_sellers": str(sellers)},
+                SOURCE,
+            )
+        )
     if relist:
         first = _strongest(relist)
-        out.append(Finding(
-            "REUSED_SAME_SELLER", Severity.LOW,
-            "the same seller used this photo in another listing (a relisting)",
-            _evidence(first, len(relist)), SOURCE,
-        ))
+        out.append(
+            Finding(
+                "REUSED_SAME_SELLER",
+                Severity.LOW,
+                "the same seller used this photo in another listing (a relisting)",
+                _evidence(first, len(relist)),
+                SOURCE,
+            )
+        )
     by_id = [
-        m for m in matches
-        if unique_id and m.kind in (MatchKind.UNIQUE_ID, MatchKind.SAME_BYTES, MatchKind.SAME_PIXELS)
+        m
+        for m in matches
+        if unique_id
+        and m.kind in (MatchKind.UNIQUE_ID, MatchKind.SAME_BYTES, MatchKind.SAME_PIXELS)
         and m.sighting.listing_id != current.listing_id
     ]
     if by_id:
         first = min(by_id, key=lambda m: m.sighting.seen_at)
-        out.append(Finding(
-            "IMAGE_ID_REUSED", Severity.MEDIUM,
-            "the EXIF ImageUniqueID of this photo is already registered in another deal",
-            {**_evidence(first, len(by_id)), "image_unique_id": unique_id}, SOURCE,
-        ))
+        out.append(
+            Finding(
+                "IMAGE_ID_REUSED",
+                Severity.MEDIUM,
+                "the EXIF ImageUniqueID of this photo is already registered in another deal",
+                {**_evidence(first, len(by_id)), "image_unique_id": unique_id},
+                SOURCE,
+            )
+        )
     if exact_only:
-        out.append(Finding(
-            "REUSE_EXACT_ONLY", Severity.INFO,
-            f"this image is {exact_only}: only exact copies of it (same bytes, same pixels) are matched",
-            {"reason": exact_only}, SOURCE,
-        ))
+        out.append(
+            Finding(
+                "REUSE_EXACT_ONLY",
+                Severity.INFO,
+                f"this image is {exact_only}: only exact copies of it (same bytes, same pixels) are matched",
+                {"reason": exact_only},
+                SOURCE,
+            )
+        )
     return tuple(out)

@@ -14,8 +14,9 @@ log = logging.getLogger("imagetrust.metadata.registry")
 
 
 class RegistryMonitor:
-    def __init__(self, registry: Registry, health, name: str, interval_s: float,
-                 metrics: RegistryMetrics | None = None) -> None:
+    def __init__(
+        self, registry: Registry, health, name: str, interval_s: float, metrics: RegistryMetrics | None = None
+    ) -> None:
         self.registry = registry
         self.metrics = metrics
         self.health = health

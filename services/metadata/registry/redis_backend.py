@@ -59,7 +59,9 @@ from services.metadata.reuse.descriptor import RECORD_BYTES
 
 __all__ = ["SIGHTING_BUCKET", "RedisRegistry"]  # SIGHTING_BUCKET: the bench's bulk loader writes the same buckets
 
-_SCRIPT = LUA_HELPERS + r"""
+_SCRIPT = (
+    LUA_HELPERS
+    + r"""
 -- KEYS: 1 counter, 2 sha bucket, 3 pixel bucket, 4 unique-id bucket, then ARGV[10] band
 -- buckets this image's views are written to (the whole frame's ARGV[15] first), then
 -- ARGV[14] probe centres. The probed band buckets (within ARGV[12] bits of each centre)
@@ -145,6 +147,7 @@ if ARGV[5] == '1' then
 end
 return {tostring(sha_id or ''), pix_ids, uid_ids, table.concat(blobs), own, snapshot}
 """.replace("DPK", str(DESCRIPTORS_PER_KEY))
+)
 
 
 class RedisRegistry(Registry):
@@ -155,7 +158,9 @@ class RedisRegistry(Registry):
         self.prefix = b"{" + prefix.encode() + b"}:"
         # A node URL, or a Sentinel URL naming the primary to follow across failovers.
         self.client = client_from_url(
-            url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
+            url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
             health_check_interval=0,
         )
         self._script = self.client.register_script(_SCRIPT)
@@ -176,24 +181,43 @@ class RedisRegistry(Registry):
         reply = call(
             self._script,
             keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *writes, *centres],
-            args=[keys.sha[2:], keys.pixels[2:], keys.unique_id[2:] if keys.unique_id else b"",
-                  keys.descriptor, b"1" if register else b"0", encode_sighting(sighting),
-                  identity_digest(sighting), self.ttl_s, int(now), len(writes), p, self.layout.radius,
-                  self.layout.width, len(centres), keys.first_view_writes, *(h for _b, _v, h in keys.writes)],
+            args=[
+                keys.sha[2:],
+                keys.pixels[2:],
+                keys.unique_id[2:] if keys.unique_id else b"",
+                keys.descriptor,
+                b"1" if register else b"0",
+                encode_sighting(sighting),
+                identity_digest(sighting),
+                self.ttl_s,
+                int(now),
+                len(writes),
+                p,
+                self.layout.radius,
+                self.layout.width,
+                len(centres),
+                keys.first_view_writes,
+                *(h for _b, _v, h in keys.writes),
+            ],
         )
         sha_id, pix_ids, uid_ids, blob, own, snapshot = reply
         ids, hashes = split_records(blob, len(keys.perceptual))
         return Raw(
-            sha_ids=[int(sha_id)] if sha_id else [], pixel_ids=unpack_ids(pix_ids),
-            unique_id_ids=unpack_ids(uid_ids), candidate_ids=ids, candidate_hashes=hashes,
-            snapshot={int(sha_id): decode_sightings(snapshot)} if sha_id else {}, own_id=int(own),
+            sha_ids=[int(sha_id)] if sha_id else [],
+            pixel_ids=unpack_ids(pix_ids),
+            unique_id_ids=unpack_ids(uid_ids),
+            candidate_ids=ids,
+            candidate_hashes=hashes,
+            snapshot={int(sha_id): decode_sightings(snapshot)} if sha_id else {},
+            own_id=int(own),
         )
 
     def _descriptors(self, ids: list[int]) -> dict[int, bytes]:
         return self._details(ids, [])[0]
 
-    def _details(self, record_ids: list[int], sighting_ids: list[int]
-                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+    def _details(
+        self, record_ids: list[int], sighting_ids: list[int]
+    ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
         if not record_ids and not sighting_ids:
             return {}, {}
         pipe = self.client.pipeline(transaction=False)
@@ -201,16 +225,20 @@ class RedisRegistry(Registry):
             at = image_id % DESCRIPTORS_PER_KEY * RECORD_BYTES
             pipe.getrange(self._descriptor_key(image_id), at, at + RECORD_BYTES - 1)
         for image_id in sighting_ids:
-            pipe.hget(self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET))
+            pipe.hget(
+                self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET)
+            )
         replies = call(pipe.execute)
         records = dict(zip(record_ids, replies))
-        blobs = replies[len(record_ids):]
+        blobs = replies[len(record_ids) :]
         return records, {image_id: decode_sightings(blob or b"") for image_id, blob in zip(sighting_ids, blobs)}
 
     def _sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:
         pipe = self.client.pipeline(transaction=False)
         for image_id in ids:
-            pipe.hget(self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET))
+            pipe.hget(
+                self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET)
+            )
         blobs = call(pipe.execute)
         return {image_id: decode_sightings(blob or b"") for image_id, blob in zip(ids, blobs)}
 

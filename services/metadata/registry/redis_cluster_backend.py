@@ -92,8 +92,16 @@ _CLAIM, _ADD, _DONE = Script(CLAIM), Script(ADD), Script(DONE)
 class RedisClusterRegistry(Registry):
     backend = "redis-cluster"
 
-    def __init__(self, url: str, prefix: str = "imagetrust", ttl_s: int = 0, cluster: bool = True,
-                 wait_replicas: int = 0, wait_timeout_ms: int = 50, **kwargs) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "imagetrust",
+        ttl_s: int = 0,
+        cluster: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 50,
+        **kwargs,
+    ) -> None:
         """cluster=False: the same keys on one non-cluster redis-server (tests, migration).
         wait_replicas, wait_timeout_ms: see MetadataConfig.registry_wait_*; 0 replicas: no WAIT."""
         super().__init__(ttl_s, **kwargs)
@@ -102,8 +110,10 @@ class RedisClusterRegistry(Registry):
         longest = SOCKET_TIMEOUT_S * 1000 - WAIT_SLACK_MS
         if wait_replicas and not 0 < wait_timeout_ms < longest:
             # 0 would block while a replica is down; past the socket timeout the client gives up first.
-            raise ValueError(f"wait_timeout_ms must be between 1 and {longest:.0f} ms: the WAIT, late by up to "
-                             f"{WAIT_SLACK_MS} ms, must end before the {SOCKET_TIMEOUT_S * 1000:.0f} ms socket timeout")
+            raise ValueError(
+                f"wait_timeout_ms must be between 1 and {longest:.0f} ms: the WAIT, late by up to "
+                f"{WAIT_SLACK_MS} ms, must end before the {SOCKET_TIMEOUT_S * 1000:.0f} ms socket timeout"
+            )
         self.keys = Layout(prefix)
         self.redis = ShardedClient(url, cluster, [_CLAIM, _ADD, _DONE])
         self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
@@ -139,9 +149,20 @@ class RedisClusterRegistry(Registry):
         or left pending by an earlier failure) is only returned once that many replicas hold
         it: else RegistryUnavailable, and the id stays pending for the next registration."""
         shard = self.keys.shard(keys.sha)
-        claim = _CLAIM([self.keys.sha_key(keys.sha), self.keys.counter(shard)], [
-            keys.sha[2:], encode_sighting(sighting), identity_digest(sighting), self.ttl_s, int(now),
-            self.keys.sightings_head(shard), MAX_LOCAL, keys.descriptor, self.keys.shard_head(shard) + b"d"])
+        claim = _CLAIM(
+            [self.keys.sha_key(keys.sha), self.keys.counter(shard)],
+            [
+                keys.sha[2:],
+                encode_sighting(sighting),
+                identity_digest(sighting),
+                self.ttl_s,
+                int(now),
+                self.keys.sightings_head(shard),
+                MAX_LOCAL,
+                keys.descriptor,
+                self.keys.shard_head(shard) + b"d",
+            ],
+        )
         if not self.wait_replicas:
             (reply,) = self.redis.run([claim])
             return int(reply[0]), reply[1], int(reply[2])
@@ -153,8 +174,10 @@ class RedisClusterRegistry(Registry):
         value = int(reply[0])
         if value < 0 and acked < self.wait_replicas:
             self.unreplicated += 1
-            error = (f"replication to {self.wait_replicas} replica(s) not acknowledged within "
-                     f"{self.wait_timeout_ms} ms ({acked} did)")
+            error = (
+                f"replication to {self.wait_replicas} replica(s) not acknowledged within "
+                f"{self.wait_timeout_ms} ms ({acked} did)"
+            )
             log.warning("registry id not replicated: left pending", extra={"error": error})
             raise RegistryUnavailable(error)
         return value, reply[1], int(reply[2])
@@ -171,8 +194,10 @@ class RedisClusterRegistry(Registry):
         return {"pixels": replies[0], "unique_id": uid}
 
     def _view_commands(self, keys: Keys, packed: bytes, first: int) -> list[Command]:
-        return [_ADD([self.keys.band_key(b, value)], [packed + view, self.ttl_s, b""])
-                for b, value, view in keys.writes[first:]]
+        return [
+            _ADD([self.keys.band_key(b, value)], [packed + view, self.ttl_s, b""])
+            for b, value, view in keys.writes[first:]
+        ]
 
     def _add_views(self, keys: Keys, own: int, first: int) -> None:
         self.redis.run(self._view_commands(keys, pack_id(own), first))
@@ -186,8 +211,10 @@ class RedisClusterRegistry(Registry):
         wanted = probes
         commands: list[Command] = []
         if exact:
-            commands += [("HGET", self.keys.sha_key(keys.sha), keys.sha[2:]),
-                         ("HGET", self.keys.pixel_key(keys.pixels), keys.pixels[2:])]
+            commands += [
+                ("HGET", self.keys.sha_key(keys.sha), keys.sha[2:]),
+                ("HGET", self.keys.pixel_key(keys.pixels), keys.pixels[2:]),
+            ]
             if keys.unique_id:
                 commands.append(("HGET", self.keys.unique_id_key(keys.unique_id), keys.unique_id[2:]))
         first_probe = len(commands)
@@ -197,7 +224,7 @@ class RedisClusterRegistry(Registry):
         elif own_id and self.ttl_s > 0:  # a known image registered again: keep its entries alive
             commands += self._refresh(keys)
         replies = self.redis.run(commands)
-        blobs = replies[first_probe:first_probe + len(wanted)]
+        blobs = replies[first_probe : first_probe + len(wanted)]
         if exact:
             pixels, uid = replies[1], (replies[2] if keys.unique_id else b"")
             if replies[0] and not own_id:  # a local id, negative while pending
@@ -205,8 +232,13 @@ class RedisClusterRegistry(Registry):
         else:
             pixels, uid = known["pixels"], known["unique_id"]
         ids, hashes = split_records(b"".join(b for b in blobs if b), len(keys.perceptual))
-        return Raw(sha_ids=[own_id] if own_id else [], pixel_ids=unpack_ids(pixels), unique_id_ids=unpack_ids(uid),
-                   candidate_ids=ids, candidate_hashes=hashes)
+        return Raw(
+            sha_ids=[own_id] if own_id else [],
+            pixel_ids=unpack_ids(pixels),
+            unique_id_ids=unpack_ids(uid),
+            candidate_ids=ids,
+            candidate_hashes=hashes,
+        )
 
     def _refresh(self, keys: Keys) -> list[Command]:
         buckets = [self.keys.pixel_key(keys.pixels), *(self.keys.band_key(b, v) for b, v, _h in keys.writes)]
@@ -222,8 +254,9 @@ class RedisClusterRegistry(Registry):
     def _descriptors(self, ids: list[int]) -> dict[int, bytes]:
         return self._details(ids, [])[0]
 
-    def _details(self, record_ids: list[int], sighting_ids: list[int]
-                 ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
+    def _details(
+        self, record_ids: list[int], sighting_ids: list[int]
+    ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
         """Step 4: records and sightings in one pipeline per node."""
         commands: list[Command] = []
         for image_id_ in record_ids:
@@ -231,9 +264,11 @@ class RedisClusterRegistry(Registry):
             commands.append(("GETRANGE", key, index * RECORD_BYTES, (index + 1) * RECORD_BYTES - 1))
         commands += [("HGET", *self.keys.sightings_slot(i)) for i in sighting_ids]
         replies = self.redis.run(commands)
-        blobs = replies[len(record_ids):]
-        return (dict(zip(record_ids, replies)),
-                {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(sighting_ids, blobs)})
+        blobs = replies[len(record_ids) :]
+        return (
+            dict(zip(record_ids, replies)),
+            {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(sighting_ids, blobs)},
+        )
 
     def ping(self) -> None:
         self.redis.ping()

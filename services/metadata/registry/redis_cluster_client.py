@@ -29,8 +29,13 @@ CLUSTER_RETRIES = 1
 # Errors after which the topology may have changed: resend through the cluster pipeline.
 # Not timeouts: a node that does not answer is down, and waiting again would double the
 # time an Analyze spends on an unavailable registry.
-_MOVED = (redis.exceptions.MovedError, redis.exceptions.AskError, redis.exceptions.TryAgainError,
-          redis.exceptions.ClusterDownError, redis.exceptions.ConnectionError)
+_MOVED = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ConnectionError,
+)
 
 Command = tuple  # ("GET", key), ("HGET", key, field), ("EXPIRE", key, s), ("EVALSHA", sha, nkeys, key, ...)
 
@@ -63,8 +68,11 @@ class ShardedClient:
         with self._lock:
             if self._client is None:
                 options = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S)
-                self._client = call(RedisCluster.from_url, self.url, retry=Retry(NoBackoff(), CLUSTER_RETRIES),
-                                    **options) if self.cluster else redis.Redis.from_url(self.url, **options)
+                self._client = (
+                    call(RedisCluster.from_url, self.url, retry=Retry(NoBackoff(), CLUSTER_RETRIES), **options)
+                    if self.cluster
+                    else redis.Redis.from_url(self.url, **options)
+                )
             return self._client
 
     def run(self, commands: list[Command]) -> list:
@@ -143,8 +151,11 @@ class ShardedClient:
         """Every primary must have `count` connected replicas (INFO replication): with fewer,
         a WAIT for them cannot succeed and new images would answer unavailable one by one,
         so health says so up front instead of flapping with each refused registration."""
-        infos = ({"the primary": call(self.client.info, "replication")} if not self.cluster
-                 else self._per_primary("info", "replication", marker="connected_slaves"))
+        infos = (
+            {"the primary": call(self.client.info, "replication")}
+            if not self.cluster
+            else self._per_primary("info", "replication", marker="connected_slaves")
+        )
         have = {node: int(info.get("connected_slaves", 0)) for node, info in infos.items()}
         short = ", ".join(f"{node} has {n}" for node, n in sorted(have.items()) if n < count)
         if short:

@@ -70,14 +70,18 @@ class Layout:
     def sightings_slot(self, image_id: int) -> tuple[bytes, bytes]:
         """(key, field) holding the sightings of an image id."""
         local = image_id & MAX_LOCAL
-        return (self.sightings_head(image_id >> LOCAL_BITS) + str(local // SIGHTING_BUCKET).encode(),
-                str(local % SIGHTING_BUCKET).encode())
+        return (
+            self.sightings_head(image_id >> LOCAL_BITS) + str(local // SIGHTING_BUCKET).encode(),
+            str(local % SIGHTING_BUCKET).encode(),
+        )
 
     def descriptor_slot(self, image_id: int) -> tuple[bytes, int]:
         """(key, record index) of an image id's verification record."""
         local = image_id & MAX_LOCAL
-        return (self.shard_head(image_id >> LOCAL_BITS) + b"d" + str(local // DESCRIPTORS_PER_KEY).encode(),
-                local % DESCRIPTORS_PER_KEY)
+        return (
+            self.shard_head(image_id >> LOCAL_BITS) + b"d" + str(local // DESCRIPTORS_PER_KEY).encode(),
+            local % DESCRIPTORS_PER_KEY,
+        )
 
     def pixel_key(self, pixels: bytes) -> bytes:
         return b"{%s:p:%s}" % (self.p, pixels[:2].hex().encode())
@@ -104,7 +108,9 @@ def pack_id(image_id_: int) -> bytes:
 # entries and confirmed them with _DONE; a pending entry seen later (the writer died in
 # between) makes that registration write them again. The record is written before the id
 # is published in any index, so whoever finds the id finds its record.
-CLAIM = LUA_HELPERS + r"""
+CLAIM = (
+    LUA_HELPERS
+    + r"""
 -- KEYS: 1 sha index hash, 2 shard counter. ARGV: 1 sha field, 2 sighting record,
 -- 3 identity digest, 4 ttl s, 5 now s, 6 sightings key head, 7 max local id,
 -- 8 verification record ('' none), 9 record key head
@@ -130,12 +136,15 @@ end
 local prior = add_sighting(ARGV[6] .. math.floor(loc / 128), tostring(loc % 128), ARGV[2], ARGV[3], ttl, now)
 return {v, prior, upgraded}
 """.replace("DPK", str(DESCRIPTORS_PER_KEY))
+)
 
 # Adds a fixed-width record (its first 4 bytes are the image id) to a string or a hash field
 # unless that id is there already (so a repeated write after a failure adds nothing), and
 # returns the value as it was before: the pixel/unique-id ids or band records this
 # registration compares with, read in the same atomic step as its own write.
-ADD = LUA_HELPERS + r"""
+ADD = (
+    LUA_HELPERS
+    + r"""
 -- KEYS: 1 the bucket. ARGV: 1 record, 2 ttl s, 3 hash field ('' for a band string)
 local ttl, field = tonumber(ARGV[2]), ARGV[3]
 local old
@@ -152,6 +161,7 @@ end
 touch(KEYS[1], ttl)
 return old
 """
+)
 
 # Confirms a pending entry once its index entries are written (only if it is still the
 # same pending entry: it may have expired and been re-created meanwhile).

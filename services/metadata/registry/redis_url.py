@@ -80,6 +80,10 @@ def client_from_url(url: str, **kwargs: Any) -> redis.Redis:
         sentinel_kwargs["username"] = spec["sentinel_username"]
     sentinel = Sentinel(spec["sentinels"], sentinel_kwargs=sentinel_kwargs, **kwargs)
     return sentinel.master_for(
-        spec["service_name"], db=spec["db"], username=spec["username"], password=spec["password"],
-        ssl=spec["ssl"], **kwargs,
+        spec["service_name"],
+        db=spec["db"],
+        username=spec["username"],
+        password=spec["password"],
+        ssl=spec["ssl"],
+        **kwargs,
     )

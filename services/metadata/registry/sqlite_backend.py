@@ -85,8 +85,11 @@ class SqliteRegistry(Registry):
         db = self._db
         sha_ids = [r[0] for r in db.execute("SELECT id FROM images WHERE sha = ?", (keys.sha,))]
         pixel_ids = [r[0] for r in db.execute("SELECT id FROM images WHERE pixels = ?", (keys.pixels,))]
-        uid_ids = [r[0] for r in db.execute("SELECT id FROM images WHERE unique_id = ?", (keys.unique_id,))] \
-            if keys.unique_id else []
+        uid_ids = (
+            [r[0] for r in db.execute("SELECT id FROM images WHERE unique_id = ?", (keys.unique_id,))]
+            if keys.unique_id
+            else []
+        )
         ids, hashes = [], []
         width = len(keys.perceptual)
         for band, value in keys.probes:
@@ -94,13 +97,17 @@ class SqliteRegistry(Registry):
             marks = ",".join("?" * len(probes))
             for image_id, perceptual, views in db.execute(
                 f"SELECT i.id, i.perceptual, i.views FROM bands b JOIN images i ON i.id = b.image "
-                f"WHERE b.band = ? AND b.value IN ({marks})", (band, *probes)
+                f"WHERE b.band = ? AND b.value IN ({marks})",
+                (band, *probes),
             ):
                 for start in range(0, len(views), width) if views else (0,):
                     ids.append(image_id)
-                    hashes.append(views[start:start + width] if views else perceptual)
+                    hashes.append(views[start : start + width] if views else perceptual)
         return Raw(
-            sha_ids, pixel_ids, uid_ids, np.array(ids, np.uint32),
+            sha_ids,
+            pixel_ids,
+            uid_ids,
+            np.array(ids, np.uint32),
             np.frombuffer(b"".join(hashes), np.uint8).reshape(-1, width) if hashes else np.zeros((0, width), np.uint8),
         )
 
@@ -113,21 +120,29 @@ class SqliteRegistry(Registry):
             has = db.execute("SELECT descriptor IS NOT NULL FROM images WHERE id = ?", (image_id,)).fetchone()
             if keys.descriptor and has is not None and not has[0]:
                 # Registered before descriptors: re-fingerprinted now, on its next sighting.
-                db.execute("UPDATE images SET views = ?, descriptor = ? WHERE id = ?", (views, keys.descriptor, image_id))
-                db.executemany("INSERT OR IGNORE INTO bands VALUES (?, ?, ?)",
-                               [(band, value, image_id) for band, value, _h in keys.writes])
+                db.execute(
+                    "UPDATE images SET views = ?, descriptor = ? WHERE id = ?", (views, keys.descriptor, image_id)
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO bands VALUES (?, ?, ?)",
+                    [(band, value, image_id) for band, value, _h in keys.writes],
+                )
         else:
             image_id = db.execute(
                 "INSERT INTO images (sha, pixels, unique_id, perceptual, views, descriptor) VALUES (?, ?, ?, ?, ?, ?)",
                 (keys.sha, keys.pixels, keys.unique_id or None, keys.perceptual, views, keys.descriptor or None),
             ).lastrowid
             raw.own_id = image_id
-            db.executemany("INSERT OR IGNORE INTO bands VALUES (?, ?, ?)",
-                           [(band, value, image_id) for band, value, _h in keys.writes])
+            db.executemany(
+                "INSERT OR IGNORE INTO bands VALUES (?, ?, ?)",
+                [(band, value, image_id) for band, value, _h in keys.writes],
+            )
         if self.ttl_s > 0:  # retention: drop what expired, as Redis' EXPIRE would
             db.execute("DELETE FROM sightings WHERE seen_at < ?", (now - self.ttl_s,))
-        db.execute("INSERT OR IGNORE INTO sightings VALUES (?, ?, ?, ?, ?, ?)", (image_id, *sighting.identity,
-                                                                               sighting.seen_at))
+        db.execute(
+            "INSERT OR IGNORE INTO sightings VALUES (?, ?, ?, ?, ?, ?)",
+            (image_id, *sighting.identity, sighting.seen_at),
+        )
 
     def _sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:
         try:
@@ -139,8 +154,11 @@ class SqliteRegistry(Registry):
     def _read_sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:
         out: dict[int, list[Sighting]] = {}
         marks = ",".join("?" * len(ids))
-        rows = self._db.execute(f"SELECT image, seller_id, listing_id, conversation_id, platform, seen_at "
-                                f"FROM sightings WHERE image IN ({marks})", ids).fetchall()
+        rows = self._db.execute(
+            f"SELECT image, seller_id, listing_id, conversation_id, platform, seen_at "
+            f"FROM sightings WHERE image IN ({marks})",
+            ids,
+        ).fetchall()
         for image_id, *parts, seen_at in rows:
             out.setdefault(image_id, []).append(Sighting(*parts, seen_at=seen_at))
         return out
