@@ -44,9 +44,6 @@ def inspect(
     needs = fingerprints.NEEDS | DecodeNeeds(full=legacy_pixel_key, colour=legacy_pixel_key)
     with tracing.span(_tracer, "decode+analyze", {"imagetrust.image_bytes": len(data)}):
         result, upload = analyze_upload(data, max_bytes, max_pixels, budget=budget, now=now, needs=needs)
-    unique_id = result.exif.registry_unique_id
-    if unique_id is None:  # exifread failed on the whole block: the registry reads the ID alone, as it would
-        unique_id = fingerprints.unique_id_of_exif(result.exif_block)
     with tracing.span(_tracer, "registry", {"imagetrust.register": register}):  # fingerprint and lookup nest here
         rc = registry_check.run(
             data,
@@ -58,6 +55,6 @@ def inspect(
             metrics,
             upload=upload,
             legacy_pixel_key=legacy_pixel_key,
-            unique_id=unique_id,
+            unique_id=result.exif.registry_unique_id,
         )
     return Inspection(result, rc, upload.decodes)
