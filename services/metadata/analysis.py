@@ -17,7 +17,7 @@ from services.common.errors import InvalidImage
 from services.common.findings import Finding
 from services.common.imaging import Header, probe, sniff_format
 from services.common.limits import check_bytes, check_dimensions
-from services.common.structure import check_structure
+from services.common.structure import check_jpeg_walked, check_structure
 from services.metadata import containers, double_jpeg, exif, jpeg, quant, rules, thumbnail, xmp
 from services.metadata.decoded import DecodedUpload, DecodeNeeds
 from services.metadata.risk import risk_from_findings
@@ -102,11 +102,19 @@ def analyze_upload(
     budget = budget or DEFAULT_BUDGET
     now = now or dt.datetime.now(dt.UTC)
     if sniff_format(data) == "jpeg":
-        # Refused here as well as in probe(): the pixel checks and the registry decode it.
-        check_structure(data, "jpeg")
-        # Our marker walk already has the frame header; Pillow's open would parse it again.
+        # Our marker walk (bounded, never decodes) already has the frame header; Pillow's
+        # open would parse it again.
         blocks = containers.read(data, "jpeg")
-        header = _jpeg_header(blocks.jpeg, max_pixels)
+        structure = blocks.jpeg
+        assert structure is not None  # containers.read parses every JPEG
+        # The structure guard, as probe() runs it for other formats (the pixel checks and the
+        # registry decode the file): from the walk's counts when it took the guard's path,
+        # so the entropy-coded data is searched once; else by the guard's own walk.
+        if structure.walked_as_guard:
+            check_jpeg_walked(structure.header_segments, structure.scans)
+        else:
+            check_structure(data, "jpeg")
+        header = _jpeg_header(structure, max_pixels)
     else:
         header = probe(data, max_pixels)  # raises InvalidImage / TooLarge before any decoding
         blocks = containers.read(data, header.format)
