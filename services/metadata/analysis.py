@@ -5,13 +5,22 @@ allocation), then the metadata blocks, then the cheap header rules, and the pixe
 (thumbnail content, double compression) last, each bounded by a pixel budget. The pixel
 checks, and the caller's fingerprints after them, read one shared decode (decoded.py),
 planned from what they all need.
+
+Two modes:
+- `analyze` / `analyze_upload`: every check, the pixel checks within a PixelBudget (the
+  service's: every check on). The service follows it with the fingerprints and the registry
+  step (pipeline.py), which hash the file and the coded image.
+- `analyze_header`, the header path: every check that reads only the container and its
+  metadata blocks (structure, EXIF with its thumbnail, XMP, IRB, ICC, quantisation tables,
+  and the rules over them), with no pixel decode and no fingerprints. It answers what
+  ExifTool answers, so bench_metadata times it against `exiftool -fast`; its cost is in
+  docs/metadata.md ("Header path").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 
 from services.common.errors import InvalidImage
 from services.common.findings import Finding
@@ -48,7 +57,6 @@ class Analysis:
     height: int
     mode: str
     size_bytes: int
-    sha256: str
     exif: exif.ExifData = exif.ExifData()
     orientation: int = 0
     jpeg: JpegSummary | None = None
@@ -73,6 +81,7 @@ class PixelBudget:
 
 # The service defaults (MetadataConfig): every check on up to the largest accepted image.
 DEFAULT_BUDGET = PixelBudget(120_000_000, 120_000_000)
+HEADER_ONLY = PixelBudget(0, 0)  # no image large enough for a pixel check: nothing decoded
 NO_NEEDS = DecodeNeeds()  # the caller reads nothing from the decode itself
 
 
@@ -85,6 +94,13 @@ def analyze(
     now: dt.datetime | None = None,
 ) -> Analysis:
     return analyze_upload(data, max_bytes, max_pixels, budget=budget, now=now)[0]
+
+
+def analyze_header(data: bytes, max_bytes: int, max_pixels: int, *, now: dt.datetime | None = None) -> Analysis:
+    """The header path: every check that needs no pixel decode (module docstring). Its
+    findings are those of `analyze` less the pixel checks' (thumbnail content, double
+    compression, unreadable image data)."""
+    return analyze_upload(data, max_bytes, max_pixels, budget=HEADER_ONLY, now=now)[0]
 
 
 def analyze_upload(
@@ -206,7 +222,6 @@ def analyze_upload(
             height=height,
             mode=header.mode,
             size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
             exif=ex,
             orientation=orientation,
             jpeg=summary,

@@ -51,8 +51,7 @@ def inspect(
             register,
             registry,
             max_pixels,
-            bytes.fromhex(result.sha256),
-            metrics,
+            metrics=metrics,  # the file's SHA-256 is a fingerprint: computed there, once
             upload=upload,
             legacy_pixel_key=legacy_pixel_key,
             unique_id=result.exif.registry_unique_id,

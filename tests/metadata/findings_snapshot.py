@@ -4,7 +4,7 @@
     .venv/bin/python -m tests.metadata.findings_snapshot --write  # rewrite the snapshot
 
 For each file of exif-samples and camera-photos: the findings (code, severity, evidence) with
-every check on, the finding codes of the header path (pixel checks off), and the EXIF fields
+every check on, the finding codes of the header path (analysis.analyze_header), and the EXIF fields
 read (the thumbnail as its length and SHA-256). The analysis' clock is fixed, so the date
 rules answer the same every day. tests/metadata/test_findings_snapshot.py fails on any
 difference: a change to the parsers or rules that moves an answer on a real file is either a
@@ -23,7 +23,7 @@ import pathlib
 import sys
 
 from services.common.errors import ImageTrustError
-from services.metadata.analysis import DEFAULT_BUDGET, PixelBudget, analyze
+from services.metadata.analysis import DEFAULT_BUDGET, analyze, analyze_header
 from services.metadata.exif import ExifData
 from tests.helpers.paths import SHARED
 from tests.metadata.corpus import corpus_files
@@ -33,7 +33,6 @@ DATASETS = ("exif-samples", "camera-photos")
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)  # the analysis' "now" (upload time)
 MAX_BYTES = 64 << 20  # bytes: the service's default byte limit
 MAX_PIXELS = 120_000_000  # pixels: the service's default pixel limit
-HEADER_ONLY = PixelBudget(0, 0)
 
 
 def _exif_fields(exif: ExifData) -> dict[str, object]:
@@ -48,7 +47,7 @@ def describe(data: bytes) -> dict[str, object]:
     """The snapshot entry of one file."""
     try:
         full = analyze(data, MAX_BYTES, MAX_PIXELS, budget=DEFAULT_BUDGET, now=NOW)
-        header = analyze(data, MAX_BYTES, MAX_PIXELS, budget=HEADER_ONLY, now=NOW)
+        header = analyze_header(data, MAX_BYTES, MAX_PIXELS, now=NOW)
     except ImageTrustError as exc:
         return {"refused": f"{type(exc).__name__}: {exc}"}
     return {
