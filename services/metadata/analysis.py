@@ -141,16 +141,17 @@ def analyze_upload(
     orientation = blocks.original_orientation or (ex.orientation if 1 <= ex.orientation <= 8 else 0)
     xm = xmp.read(blocks.xmp)
     structure = blocks.jpeg
-    quality = None
+    quality = luma_table = None
     if structure is not None:
-        quality = quant.estimate(*structure.luma_chroma_tables())
+        luma_table, chroma_table = structure.luma_chroma_tables()
+        quality = quant.estimate(luma_table, chroma_table)  # quality 0 without a luma table
 
     thumb = thumbnail.load(ex.thumbnail) if ex.thumbnail else None
     pixel_error = ""
     similarity = dq = None
     aspect = thumbnail.aspect_log_ratio(width, height, thumb) if thumb is not None else None
     want_dq = (
-        structure is not None
+        luma_table is not None
         and quality is not None
         and quality.quality > 0
         and (width * height <= budget.double_jpeg_max_pixels)
@@ -172,8 +173,8 @@ def analyze_upload(
     )
     if want_dq or want_thumb:
         try:
-            if want_dq and structure is not None:
-                dq = double_jpeg.analyse(upload.luma(), structure.luma_chroma_tables()[0])  # type: ignore[arg-type]
+            if want_dq and luma_table is not None:
+                dq = double_jpeg.analyse(upload.luma(), luma_table)
             if want_thumb and thumb is not None:
                 # The smallest view above the thumbnail's size (libjpeg's 1/8 scale for a
                 # phone photo): DCT-scaled by the decode, or box-averaged from a full one.
