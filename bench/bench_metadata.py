@@ -19,7 +19,9 @@
    SHA-256 (the first fingerprint the service computes after it), for the ratio of a caller
    that wants both.
 
-Also printed: files/s of the analysis pool with one worker and with one per CPU (the GIL
+Also printed: under each decode-floor set, the shares of the shared grey decode and of the
+near-copy content keys (reuse.content.describe) in it; files/s of the analysis pool with one
+worker and with one per CPU (the GIL
 is released in the decode and hashes); what the pixel identity key costs with each
 candidate function and input on a 12 MP photo; and what one 12 MP request allocates at its
 peak (tracemalloc: numpy and Python memory; libjpeg's own working memory is outside it).
@@ -47,14 +49,17 @@ import numpy as np
 from PIL import Image
 
 from services.common.errors import ImageTrustError
-from services.metadata import pixel_key
+from services.metadata import fingerprints, pixel_key
 from services.metadata.analysis import DEFAULT_BUDGET, analyze_header
+from services.metadata.decoded import DecodedUpload, DecodeNeeds
 from services.metadata.jpeg import parse
 from services.metadata.pipeline import inspect
 from services.metadata.registry.model import Sighting
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "datasets" / "exif-samples"
+# The service's plan for a JPEG: full-resolution luminance (double compression) and views.
+_ANSWER_NEEDS = fingerprints.NEEDS | DecodeNeeds(full=True)
 NOT_IMAGES = {"README", "README.md", "README.rst", "dump"}
 MAX_BYTES = 64 << 20  # bytes
 MAX_PIXELS = 120_000_000  # pixels
@@ -175,6 +180,38 @@ def decode_floor(label: str, paths: list[pathlib.Path], repeat: int) -> None:
         f"  median analyze / one full decode: {statistics.median(ratios):.2f}x"
         f"  (min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
     )
+
+
+def answer_parts(paths: list[pathlib.Path], repeat: int) -> None:
+    """Where the whole answer's time goes, as fractions of one full decode (median over
+    files, best of `repeat`, interleaved): the shared grey decode the pixel checks and
+    fingerprints read, and the near-copy content keys (reuse.content.describe) made from
+    its displayed grey view; the rest is the header path, the whole-file hashes, the
+    double-compression projection and the pHash."""
+    from services.metadata.reuse.content import describe
+
+    shares: dict[str, list[float]] = {"shared grey decode": [], "content keys (reuse)": []}
+    for path in paths:
+        data = path.read_bytes()
+        structure = parse(data)
+        frame = structure.frame
+        assert frame is not None  # large_camera_jpegs / phone_jpegs: readable frame headers
+        best = dict.fromkeys(["decode", *shares], float("inf"))
+        for _ in range(repeat):
+            start = time.perf_counter()
+            _full_decode(data)
+            best["decode"] = min(best["decode"], time.perf_counter() - start)
+            upload = DecodedUpload(data, "jpeg", frame.width, frame.height, _ANSWER_NEEDS, structure=structure)
+            start = time.perf_counter()
+            upload.luma()
+            best["shared grey decode"] = min(best["shared grey decode"], time.perf_counter() - start)
+            shown = np.ascontiguousarray(upload.displayed(upload.grey_view(min(fingerprints.DRAFT_SIZE))))
+            start = time.perf_counter()
+            describe(shown)
+            best["content keys (reuse)"] = min(best["content keys (reuse)"], time.perf_counter() - start)
+        for part in shares:
+            shares[part].append(best[part] / best["decode"])
+    print("  of which, / one full decode: " + ", ".join(f"{k} {statistics.median(v):.2f}x" for k, v in shares.items()))
 
 
 def time_header_path(datas: list[bytes], *, with_sha256: bool = False) -> float:
@@ -309,10 +346,13 @@ def main(argv: list[str] | None = None) -> None:
     _whole_answer(CORPUS.joinpath("jpg", "Canon_40D.jpg").read_bytes(), dt.datetime.now(dt.UTC))
     print(f"bench_metadata: repeat={args.repeat} (best of), single thread, bytes in memory for ours")
     header_floor(exiftool, files, args.repeat)
-    decode_floor("7+ MP camera JPEGs (exif-samples)", large_camera_jpegs(files), args.repeat)
+    large = large_camera_jpegs(files)
+    decode_floor("7+ MP camera JPEGs (exif-samples)", large, args.repeat)
+    answer_parts(large, args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         phones = phone_jpegs(pathlib.Path(tmp), args.phone_files)
         decode_floor("12 MP phone JPEGs with EXIF thumbnails", phones, args.repeat)
+        answer_parts(phones, args.repeat)
         pool_scaling(phones, max(1, args.repeat // 2))
         key_costs(phones[0].read_bytes(), args.repeat)
         peak_memory(phones[0].read_bytes())
