@@ -3,8 +3,8 @@
 Callers hand us the EXIF block (the TIFF header and IFDs) cut out of the container by our
 own parsers. tiff_ifd.py walks its IFDs and decodes only the ~20 tags below, reading them
 as exifread 3.5.1 did (details=False: MakerNotes skipped): the fields, the tag count and
-the registry's ImageUniqueID key are those of exifread on every well-formed block, at a
-fifteenth of its cost (tests/metadata/test_tiff_ifd.py, docs/metadata.md).
+the registry's ImageUniqueID key are those of exifread on every well-formed block, at about
+a tenth of its cost (tests/metadata/test_tiff_ifd.py, docs/metadata.md).
 """
 
 from __future__ import annotations
