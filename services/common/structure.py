@@ -55,6 +55,22 @@ def _bomb(what: str) -> TooLarge:
     return TooLarge(f"image has {what} (decompression-bomb guard)", metadata={"structure": what})
 
 
+_TOO_MANY_HEADER_SEGMENTS = f"more than {MAX_JPEG_HEADER_SEGMENTS} segments before its first scan"
+_TOO_MANY_SCANS = f"more than {MAX_JPEG_SCANS} scans"
+
+
+def check_jpeg_walked(header_segments: int, scans: int) -> None:
+    """check_jpeg's answer from the counts of a walk that took check_jpeg's path (a marker
+    parser's from SOI to EOI without resynchronising on stray or fill bytes: then it met
+    the same markers), so the entropy-coded data is searched once, not twice. Counts as
+    check_jpeg's: the markers before the first scan's data (the first SOS included, SOI and
+    EOI not), and the SOS markers."""
+    if header_segments > MAX_JPEG_HEADER_SEGMENTS:
+        raise _bomb(_TOO_MANY_HEADER_SEGMENTS)
+    if scans > MAX_JPEG_SCANS:
+        raise _bomb(_TOO_MANY_SCANS)
+
+
 def check_jpeg(data: bytes) -> None:
     """Counts what precedes the first scan, then the scans up to EOI (entropy-coded data
     skipped with one C-level regex search per scan)."""
@@ -77,7 +93,7 @@ def check_jpeg(data: bytes) -> None:
         if scans == 0:
             segments += 1
             if segments > MAX_JPEG_HEADER_SEGMENTS:
-                raise _bomb(f"more than {MAX_JPEG_HEADER_SEGMENTS} segments before its first scan")
+                raise _bomb(_TOO_MANY_HEADER_SEGMENTS)
         if code in STANDALONE_MARKERS:
             pos += 2
             continue
@@ -87,7 +103,7 @@ def check_jpeg(data: bytes) -> None:
         if code == _SOS:
             scans += 1
             if scans > MAX_JPEG_SCANS:
-                raise _bomb(f"more than {MAX_JPEG_SCANS} scans")
+                raise _bomb(_TOO_MANY_SCANS)
             match = NEXT_MARKER.search(data, end)
             if match is None:
                 return

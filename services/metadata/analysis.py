@@ -5,19 +5,28 @@ allocation), then the metadata blocks, then the cheap header rules, and the pixe
 (thumbnail content, double compression) last, each bounded by a pixel budget. The pixel
 checks, and the caller's fingerprints after them, read one shared decode (decoded.py),
 planned from what they all need.
+
+Two modes:
+- `analyze` / `analyze_upload`: every check, the pixel checks within a PixelBudget (the
+  service's: every check on). The service follows it with the fingerprints and the registry
+  step (pipeline.py), which hash the file and the coded image.
+- `analyze_header`, the header path: every check that reads only the container and its
+  metadata blocks (structure, EXIF with its thumbnail, XMP, IRB, ICC, quantisation tables,
+  and the rules over them), with no pixel decode and no fingerprints. It answers what
+  ExifTool answers, so bench_metadata times it against `exiftool -fast`; its cost is in
+  docs/metadata.md ("Header path").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 
 from services.common.errors import InvalidImage
 from services.common.findings import Finding
 from services.common.imaging import Header, probe, sniff_format
 from services.common.limits import check_bytes, check_dimensions
-from services.common.structure import check_structure
+from services.common.structure import check_jpeg_walked, check_structure
 from services.metadata import containers, double_jpeg, exif, jpeg, quant, rules, thumbnail, xmp
 from services.metadata.decoded import DecodedUpload, DecodeNeeds
 from services.metadata.risk import risk_from_findings
@@ -48,7 +57,6 @@ class Analysis:
     height: int
     mode: str
     size_bytes: int
-    sha256: str
     exif: exif.ExifData = exif.ExifData()
     orientation: int = 0
     jpeg: JpegSummary | None = None
@@ -73,6 +81,7 @@ class PixelBudget:
 
 # The service defaults (MetadataConfig): every check on up to the largest accepted image.
 DEFAULT_BUDGET = PixelBudget(120_000_000, 120_000_000)
+HEADER_ONLY = PixelBudget(0, 0)  # no image large enough for a pixel check: nothing decoded
 NO_NEEDS = DecodeNeeds()  # the caller reads nothing from the decode itself
 
 
@@ -85,6 +94,13 @@ def analyze(
     now: dt.datetime | None = None,
 ) -> Analysis:
     return analyze_upload(data, max_bytes, max_pixels, budget=budget, now=now)[0]
+
+
+def analyze_header(data: bytes, max_bytes: int, max_pixels: int, *, now: dt.datetime | None = None) -> Analysis:
+    """The header path: every check that needs no pixel decode (module docstring). Its
+    findings are those of `analyze` less the pixel checks' (thumbnail content, double
+    compression, unreadable image data)."""
+    return analyze_upload(data, max_bytes, max_pixels, budget=HEADER_ONLY, now=now)[0]
 
 
 def analyze_upload(
@@ -102,11 +118,19 @@ def analyze_upload(
     budget = budget or DEFAULT_BUDGET
     now = now or dt.datetime.now(dt.UTC)
     if sniff_format(data) == "jpeg":
-        # Refused here as well as in probe(): the pixel checks and the registry decode it.
-        check_structure(data, "jpeg")
-        # Our marker walk already has the frame header; Pillow's open would parse it again.
+        # Our marker walk (bounded, never decodes) already has the frame header; Pillow's
+        # open would parse it again.
         blocks = containers.read(data, "jpeg")
-        header = _jpeg_header(blocks.jpeg, max_pixels)
+        structure = blocks.jpeg
+        assert structure is not None  # containers.read parses every JPEG
+        # The structure guard, as probe() runs it for other formats (the pixel checks and the
+        # registry decode the file): from the walk's counts when it took the guard's path,
+        # so the entropy-coded data is searched once; else by the guard's own walk.
+        if structure.walked_as_guard:
+            check_jpeg_walked(structure.header_segments, structure.scans)
+        else:
+            check_structure(data, "jpeg")
+        header = _jpeg_header(structure, max_pixels)
     else:
         header = probe(data, max_pixels)  # raises InvalidImage / TooLarge before any decoding
         blocks = containers.read(data, header.format)
@@ -117,16 +141,17 @@ def analyze_upload(
     orientation = blocks.original_orientation or (ex.orientation if 1 <= ex.orientation <= 8 else 0)
     xm = xmp.read(blocks.xmp)
     structure = blocks.jpeg
-    quality = None
+    quality = luma_table = None
     if structure is not None:
-        quality = quant.estimate(*structure.luma_chroma_tables())
+        luma_table, chroma_table = structure.luma_chroma_tables()
+        quality = quant.estimate(luma_table, chroma_table)  # quality 0 without a luma table
 
     thumb = thumbnail.load(ex.thumbnail) if ex.thumbnail else None
     pixel_error = ""
     similarity = dq = None
     aspect = thumbnail.aspect_log_ratio(width, height, thumb) if thumb is not None else None
     want_dq = (
-        structure is not None
+        luma_table is not None
         and quality is not None
         and quality.quality > 0
         and (width * height <= budget.double_jpeg_max_pixels)
@@ -148,8 +173,8 @@ def analyze_upload(
     )
     if want_dq or want_thumb:
         try:
-            if want_dq and structure is not None:
-                dq = double_jpeg.analyse(upload.luma(), structure.luma_chroma_tables()[0])  # type: ignore[arg-type]
+            if want_dq and luma_table is not None:
+                dq = double_jpeg.analyse(upload.luma(), luma_table)
             if want_thumb and thumb is not None:
                 # The smallest view above the thumbnail's size (libjpeg's 1/8 scale for a
                 # phone photo): DCT-scaled by the decode, or box-averaged from a full one.
@@ -198,7 +223,6 @@ def analyze_upload(
             height=height,
             mode=header.mode,
             size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
             exif=ex,
             orientation=orientation,
             jpeg=summary,

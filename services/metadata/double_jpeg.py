@@ -50,6 +50,8 @@ _DCT = _dct_matrix()
 # float32 like the blocks: coefficients are within 1e-4 of the float64 ones, far from
 # mattering to histograms of integer bins, and the float32 product is 20x faster.
 _BASIS = np.stack([np.outer(_DCT[r], _DCT[c]).ravel() for r, c in FREQUENCIES], axis=1).astype(np.float32)
+# gemm's third operand, unused (beta 0): an empty matrix, OpenCV's "no array".
+_NO_ADDEND = np.empty((0, 0), np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +85,7 @@ def analyse(luma: np.ndarray, qtable: tuple[int, ...]) -> DoubleJpegResult:
         return DoubleJpegResult(False, 0.0, 0, 0, 0)
     # (n, 8): JPEG FDCT scaling, FREQUENCIES order. OpenCV's single-threaded product, not
     # numpy's: OpenBLAS threads spin on a busy machine and made this 6x slower.
-    coefs = cv2.gemm(blocks.reshape(len(blocks), 64), _BASIS, 1.0, None, 0.0)
+    coefs = cv2.gemm(blocks.reshape(len(blocks), 64), _BASIS, 1.0, _NO_ADDEND, 0.0)
     q = np.asarray(qtable, dtype=np.float32).reshape(8, 8)
     breaks = judged = 0
     for i, (r, c) in enumerate(FREQUENCIES):

@@ -1,7 +1,7 @@
 """Fingerprints of one image: the keys the reuse registry matches on.
 
-- ``image_unique_id``: EXIF ImageUniqueID (a camera-written ID), read with exifread without
-  decoding pixels.
+- ``image_unique_id``: EXIF ImageUniqueID (a camera-written ID), read from the EXIF block
+  (exif.py) without decoding pixels.
 - ``sha256``: of the bytes as uploaded (the same file re-sent).
 - ``pixel_sha256``: the pixel identity key the registry indexes (32 bytes), so metadata-only
   edits (EXIF stripped or rewritten without re-encoding) still match and different pixels
@@ -69,10 +69,9 @@ class Fingerprints:
 def image_unique_id(data: bytes) -> str:
     """EXIF ImageUniqueID, or "" (no EXIF, unreadable EXIF, or the tag absent).
 
-    exifread reads the EXIF block cut out by our container parsers, within the analysis'
-    work bound (exif.process; given the whole file, it read a hostile 64 KB block for 3 s),
-    stops at the tag and never decodes pixels; an all-zero or blank ID (written by some
-    firmware as a placeholder) identifies nothing and is dropped.
+    Read from the EXIF block cut out by our container parsers (exif.read: a bounded IFD
+    walk, never the pixels); an all-zero or blank ID (written by some firmware as a
+    placeholder) identifies nothing and is dropped.
     """
     fmt = sniff_format(data)
     if fmt is None:
@@ -87,11 +86,7 @@ def image_unique_id(data: bytes) -> str:
 
 def unique_id_of_exif(tiff: bytes | None) -> str:
     """image_unique_id from the EXIF block (TIFF structure) already cut out of the file."""
-    try:
-        tags = exif.process(tiff, stop_tag="ImageUniqueID", builtin_types=True) if tiff else {}
-    except Exception:  # noqa: BLE001 - exifread raises anything on broken files; the ID is optional
-        return ""
-    return exif.registry_unique_id(tags)
+    return exif.read(tiff).registry_unique_id
 
 
 def pixel_sha256(data: bytes, max_pixels: int) -> bytes:

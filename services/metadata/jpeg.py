@@ -173,10 +173,23 @@ class JpegStructure:
     # COM), in file order: what the pixel identity key leaves out (pixel_key.py).
     metadata_spans: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     jfif: bool = False  # an APP0 JFIF segment (libjpeg then reads 3 components as YCbCr)
+    # The structure guard's counts (services/common/structure.check_jpeg_walked): markers
+    # before the first scan's data (the first SOS included, SOI and EOI not), and SOS markers.
+    header_segments: int = 0
+    scans: int = 0
+    # The walk skipped stray or 0xFF fill bytes, or met a 0x00 code, where the guard's own walk
+    # resynchronises differently: its counts are then not the guard's.
+    resynced: bool = False
 
     @property
     def progressive(self) -> bool:
         return self.frame is not None and self.frame.progressive
+
+    @property
+    def walked_as_guard(self) -> bool:
+        """The walk went from SOI to EOI on the structure guard's path, so header_segments
+        and scans are what the guard's own walk would count."""
+        return self.eoi_offset >= 0 and not self.resynced
 
     @property
     def subsampling(self) -> str:
@@ -306,8 +319,10 @@ def parse(data: bytes) -> JpegStructure:
                 out.anomalies.append("file ends before EOI")
                 return out
             out.anomalies.append(f"{match.start() - pos} stray bytes at offset {pos}")
+            out.resynced = True
             pos = match.start()
         if pos < size - 1 and data[pos + 1] == 0xFF:
+            out.resynced = True
             # Fill bytes: skipped with one C-level match (a byte-at-a-time loop took ~0.15 s
             # per MB, and a 32 MB upload can be all fill).
             fill = _FILL.match(data, pos)
@@ -323,6 +338,11 @@ def parse(data: bytes) -> JpegStructure:
             out.eoi_offset = pos + 2
             out.trailing_bytes = size - out.eoi_offset
             return out
+        out.resynced = out.resynced or code == 0x00
+        if out.scans == 0:
+            out.header_segments += 1
+        if code == 0xDA:
+            out.scans += 1
         if code in STANDALONE_MARKERS:
             pos += 2
             continue

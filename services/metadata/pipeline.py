@@ -44,9 +44,6 @@ def inspect(
     needs = fingerprints.NEEDS | DecodeNeeds(full=legacy_pixel_key, colour=legacy_pixel_key)
     with tracing.span(_tracer, "decode+analyze", {"imagetrust.image_bytes": len(data)}):
         result, upload = analyze_upload(data, max_bytes, max_pixels, budget=budget, now=now, needs=needs)
-    unique_id = result.exif.registry_unique_id
-    if unique_id is None:  # exifread failed on the whole block: the registry reads the ID alone, as it would
-        unique_id = fingerprints.unique_id_of_exif(result.exif_block)
     with tracing.span(_tracer, "registry", {"imagetrust.register": register}):  # fingerprint and lookup nest here
         rc = registry_check.run(
             data,
@@ -54,10 +51,9 @@ def inspect(
             register,
             registry,
             max_pixels,
-            bytes.fromhex(result.sha256),
-            metrics,
+            metrics=metrics,  # the file's SHA-256 is a fingerprint: computed there, once
             upload=upload,
             legacy_pixel_key=legacy_pixel_key,
-            unique_id=unique_id,
+            unique_id=result.exif.registry_unique_id,
         )
     return Inspection(result, rc, upload.decodes)

@@ -54,7 +54,8 @@ def to_proto(a: Analysis) -> metadata_pb2.AnalyzeResponse:
         ),
         findings=[f.to_proto() for f in a.findings],
         risk=a.risk,
-        fingerprints=metadata_pb2.Fingerprints(sha256=a.sha256, image_unique_id=e.image_unique_id),
+        # The file's SHA-256 and the other keys come with the registry step (add_registry).
+        fingerprints=metadata_pb2.Fingerprints(image_unique_id=e.image_unique_id),
         registry=metadata_pb2.RegistryResult(available=False, error="registry not configured"),
         analyzer_version=ANALYZER_VERSION,
     )

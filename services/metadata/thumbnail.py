@@ -120,7 +120,7 @@ REDUCING_GAP = 3.0  # ratio
 
 def _small(grey: np.ndarray) -> np.ndarray:
     img = Image.fromarray(grey.astype(np.uint8, copy=False), "L").resize(
-        (COMPARE_SIDE_PX, COMPARE_SIDE_PX), Image.BILINEAR, reducing_gap=REDUCING_GAP
+        (COMPARE_SIDE_PX, COMPARE_SIDE_PX), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP
     )
     arr = np.asarray(img, dtype=np.float32)
     arr = arr - arr.mean()

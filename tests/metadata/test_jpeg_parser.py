@@ -1,9 +1,17 @@
 """The JPEG marker parser on Pillow-made files and hand-broken ones."""
 
+import pytest
 from PIL import Image
 
+from services.common.errors import TooLarge
+from services.common.structure import MAX_JPEG_HEADER_SEGMENTS, MAX_JPEG_SCANS, check_jpeg, check_jpeg_walked
 from services.metadata import jpeg, quant
 from tests.metadata.builders import jpeg_bytes, pillow_exif, textured
+from tests.metadata.corpus import corpus_files
+from tests.metadata.mutations import jpeg_segments, mutants
+
+GUARD_SEED = 20240601  # fixed: a failure names a mutant anyone can rebuild
+GUARD_MUTANTS_PER_FILE = 40  # mutants per corpus JPEG (truncations, flips, segment fields)
 
 
 def test_marker_sequence_tables_and_frame():
@@ -62,3 +70,58 @@ def test_pillow_agrees_on_dimensions():
     img = textured(123, 77)
     s = jpeg.parse(jpeg_bytes(img))
     assert (s.frame.width, s.frame.height) == Image.new("RGB", (123, 77)).size
+
+
+def _guard_answer(check, *args) -> str:
+    try:
+        check(*args)
+    except TooLarge as exc:
+        return str(exc)
+    return "accepted"
+
+
+def _guard_cases(exif_samples) -> list[tuple[str, bytes]]:
+    """Corpus JPEGs, their mutants, and the structure bombs at and over each limit."""
+    cases = []
+    for path in corpus_files(exif_samples):
+        data = path.read_bytes()
+        if data[:3] == b"\xff\xd8\xff":
+            name = path.relative_to(exif_samples).as_posix()
+            cases.append((name, data))
+            cases += list(mutants(name, data, GUARD_SEED))[:GUARD_MUTANTS_PER_FILE]
+    one_scan = jpeg_bytes(textured(64, 48), 80)
+    prog = jpeg_bytes(textured(64, 48), 80, progressive=True)
+    last = prog[prog.rindex(b"\xff\xda") : -2]  # entropy data never holds FF DA
+    scans = prog.count(b"\xff\xda")
+    for total in (MAX_JPEG_SCANS, MAX_JPEG_SCANS + 1):
+        cases.append((f"{total} scans", prog[:-2] + last * (total - scans) + prog[-2:]))
+    before = next(off for off, code, _ in jpeg_segments(one_scan) if code == 0xDA)
+    segments = jpeg.parse(one_scan).header_segments
+    for total in (MAX_JPEG_HEADER_SEGMENTS, MAX_JPEG_HEADER_SEGMENTS + 1):
+        flood = b"\xff\xfe\x00\x02" * (total - segments)
+        cases.append((f"{total} header segments", one_scan[:before] + flood + one_scan[before:]))
+    return cases
+
+
+@pytest.mark.slow
+def test_the_walks_counts_give_the_structure_guards_answer(exif_samples):
+    """The analysis guards a JPEG from its marker walk's counts when the walk took the
+    guard's path (structure.check_jpeg_walked): the answer must be check_jpeg's."""
+    cases = _guard_cases(exif_samples)
+    originals = {p.relative_to(exif_samples).as_posix() for p in corpus_files(exif_samples)}
+    compared, refused, originals_walked = 0, set(), 0
+    for name, data in cases:
+        s = jpeg.parse(data)
+        if not s.walked_as_guard:
+            continue
+        compared += 1
+        expected = _guard_answer(check_jpeg, data)
+        assert _guard_answer(check_jpeg_walked, s.header_segments, s.scans) == expected, name
+        if expected != "accepted":
+            refused.add(name)
+        originals_walked += name in originals
+    print(f"\n{compared} of {len(cases)} inputs walked on the guard's path; refused: {sorted(refused)}")
+    assert refused == {f"{MAX_JPEG_SCANS + 1} scans", f"{MAX_JPEG_HEADER_SEGMENTS + 1} header segments"}
+    assert compared >= len(cases) // 4  # most mutants are cut before EOI: the guard's own walk
+    # Every corpus JPEG that ends in EOI without stray bytes takes the one-pass path.
+    assert originals_walked >= sum(1 for name, _ in cases if name in originals) - 3

@@ -116,24 +116,21 @@ def test_decompression_bomb_refused_from_the_header(server):
 
 
 def _exif_work_tiff(entries: int) -> bytes:
-    """An EXIF (TIFF) block whose IFD0 holds `entries` entries, each a 999-value SHORT array
-    at the same offset: exifread unpacks every value of each in Python."""
-    values = 999  # values per array: exifread unpacks arrays under 1,000 one value at a time
-    data_off = 8 + 2 + 12 * entries + 4
+    """An EXIF (TIFF) block whose IFD0 holds `entries` GPS pointers, each naming IFD0 itself:
+    every one makes the reader walk IFD0 again (as GPS tags), entries x entries in all."""
     ifd = (
         struct.pack("<H", entries)
-        + b"".join(struct.pack("<HHII", 0xC000 + i % 0x3000, 3, values, data_off) for i in range(entries))
+        + struct.pack("<HHII", 0x8825, 4, 1, 8) * entries  # GPSInfo, LONG, 1 value: offset 8
         + struct.pack("<I", 0)
     )
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(2 * values)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd
 
 
 def _exif_work_bomb(fmt: str) -> bytes:
-    """JPEG: one 64 KB APP1 (~5,300 entries; before the fix exifread took 3.3 s on it for the
-    analysis and as much again for the registry's ImageUniqueID, on an idle machine). PNG:
-    an eXIf chunk, which has no 64 KB limit (20,000 entries, 242 KB: 12.8 s each)."""
+    """JPEG: one 64 KB APP1 (~5,460 pointers: ~30 million entries to walk). PNG: an eXIf
+    chunk, which has no 64 KB limit (20,000 pointers, 240 KB: 400 million)."""
     if fmt == "jpeg":
-        app1 = b"Exif\x00\x00" + _exif_work_tiff((65533 - 2 - 6 - 8 - 2 - 4 - 2 * 999) // 12)
+        app1 = b"Exif\x00\x00" + _exif_work_tiff((65533 - 2 - 6 - 8 - 2 - 4) // 12)
         image = jpeg_bytes(textured(64, 48))
         return image[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + image[2:]
     tiff = _exif_work_tiff(20_000)

@@ -26,9 +26,10 @@ MAX_PIXELS = 120_000_000  # pixels, the services' default
 SMALL_FILE_BYTES = 300_000
 
 
-CALLS = (  # every entry point that opens uploaded bytes with Pillow or exifread
+CALLS = (  # every entry point that opens uploaded bytes (Pillow, our marker and EXIF walks)
     fingerprints.image_unique_id,
     lambda data: analysis.analyze(data, MAX_BYTES, MAX_PIXELS),
+    lambda data: analysis.analyze_header(data, MAX_BYTES, MAX_PIXELS),
     lambda data: imaging.decode_rgb(data, MAX_PIXELS),
     lambda data: fingerprints.compute(data, MAX_PIXELS),
 )
