@@ -16,6 +16,14 @@ Archs:
   bank plus a Bayar-constrained learnable prediction-error filter on native-resolution
   tiles, a truncation (TLU) as in SRM steganalysis, then a small strided CNN. Fast on CPU.
 - "tiny": a very small CNN for tests and benchmarks of the plumbing.
+- "consistency": ours, the served default. An MLP embedder of camera-trace features of
+  native-resolution patches (services/synthesis/traces.py); patches of one pipeline embed
+  close together, so an image whose patches split into groups is a composite
+  (services/synthesis/consistency.py). Input (N, F) features, output (N, E) unit vectors.
+- "splicebuster": no weights at all: passes Splicebuster's co-occurrence features through
+  unchanged, for the zero-training baseline served by the same path.
+
+Patch archs take feature vectors, not pixels: EMBEDDING_ARCHS names them.
 """
 
 from __future__ import annotations
@@ -232,14 +240,61 @@ class ForensicNet(nn.Module):
         return self.head(self.dropout(pooled)).flatten(0)
 
 
+class ConsistencyEmbedder(nn.Module):
+    """Trace features of one patch (with its image context) -> a unit embedding.
+
+    Features are standardised by buffers fitted on the training set (stored in the
+    checkpoint), so serving needs nothing but the state dict. `pair_scale` and `pair_bias`
+    map a squared embedding distance d in [0, 4] to P(different pipelines) =
+    sigmoid(pair_scale * d + pair_bias); they are trained with the embedder.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 256, depth: int = 3, embed_dim: int = 32, dropout: float = 0.1):
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(in_features))
+        self.register_buffer("feature_std", torch.ones(in_features))
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, embed_dim))
+        self.mlp = nn.Sequential(*layers)
+        # Start with P(different) = 0.5 at d = 1 (orthogonal-ish embeddings).
+        self.pair_scale = nn.Parameter(torch.tensor(4.0))
+        self.pair_bias = nn.Parameter(torch.tensor(-4.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            # Standardising runs in float32: log-features differ in the third digit.
+            z = (x.float() - self.feature_mean) / self.feature_std
+        z = torch.clamp(z, -8.0, 8.0)  # std units: one wild feature cannot dominate
+        return F.normalize(self.mlp(z).float(), dim=1)
+
+
+class Passthrough(nn.Module):
+    """Identity on (N, F) features: the Splicebuster baseline has no learned part."""
+
+    def __init__(self, in_features: int = 81):
+        super().__init__()
+        self.in_features = in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet50": _resnet50,
     "paper_cnn": PaperCNN,
     "vit": _vit,
     "forensic": ForensicNet,
     "tiny": TinyCNN,
+    "consistency": ConsistencyEmbedder,
+    "splicebuster": Passthrough,
 }
 ARCHS: tuple[str, ...] = tuple(_BUILDERS)
+# Archs whose inputs are per-patch feature vectors (N, F), scored by consistency.py.
+EMBEDDING_ARCHS: tuple[str, ...] = ("consistency", "splicebuster")
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
