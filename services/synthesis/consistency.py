@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from services.synthesis import traces
 from services.synthesis.traces import PatchGrid, SamplingSpec
 
 SCORERS = ("embedding", "gaussian_outlier")
@@ -135,6 +136,35 @@ def gaussian_outliers(feats: np.ndarray, spec: ScorerSpec) -> tuple[np.ndarray, 
         w = _sigmoid(a - b)
         prior = float(np.clip(w.mean(), 0.5, 0.999))
     return 1.0 - w, d2 / dims
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedPatches:
+    """One image ready for the model: the grid, which patches are valid, and the model's
+    input rows (valid patches only, row-major order)."""
+
+    grid: PatchGrid
+    valid: np.ndarray  # (len(grid),) bool
+    inputs: np.ndarray  # (valid.sum(), F) float32
+    width: int
+    height: int
+
+
+def prepare_patches(image: np.ndarray, spec: ConsistencySpec) -> PreparedPatches:
+    """RGB uint8 (H, W, 3) -> the model inputs, exactly as serving computes them. Features
+    are computed for valid patches only (flat or clipped ones are never scored)."""
+    h, w = image.shape[:2]
+    grid = traces.patch_grid(h, w, spec.sampling)
+    if not len(grid):
+        return PreparedPatches(grid, np.zeros(0, bool), np.zeros((0, 0), np.float32), w, h)
+    patches = traces.grid_patches(image, grid)
+    valid = traces.valid_mask(patches, spec.sampling)
+    if valid.sum() < spec.sampling.min_valid_patches:
+        return PreparedPatches(grid, valid, np.zeros((0, 0), np.float32), w, h)
+    feats = traces.FEATURES[spec.features](patches[valid])
+    if spec.context:
+        feats = traces.with_context(feats, np.ones(len(feats), bool))
+    return PreparedPatches(grid, valid, np.ascontiguousarray(feats, dtype=np.float32), w, h)
 
 
 def score_patches(
