@@ -115,27 +115,28 @@ def random_mask(h: int, w: int, rng: np.random.Generator, labels: np.ndarray | N
 class CanvasGenerator:
     """Canvas i of a split is a pure function of (seed, i)."""
 
-    def __init__(self, split: str, seed: int = 0) -> None:
+    def __init__(self, split: str, seed: int = 0, max_side: int = MAX_SIDE) -> None:
         self.split = split
         self.seed = seed
-        cam_split = split
-        self.cameras = camera_photos.photos(cam_split)
-        self.bsds = bsds.list_photos("train" if split == "train" else "val")
+        self.max_side = max_side
+        self.cameras = camera_photos.photos(split)
+        # Validation canvases (model selection, calibration) use validation makes only: BSDS
+        # val photos are the report's same-pipeline test set, BSDS train photos were trained on.
+        self.bsds = bsds.list_photos("train") if split == "train" else []
 
     def _source(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, str]:
         """A random genuine photo: a camera photo (60%) or a BSDS photo with its segments."""
-        if rng.random() < 0.6:
+        if not self.bsds or rng.random() < 0.6:
             photo = self.cameras[int(rng.integers(len(self.cameras)))]
             return camera_photos.load_rgb(photo.path), None, photo.make
         p = self.bsds[int(rng.integers(len(self.bsds)))]
         rgb, labels = bsds._load(p.image_path, p.segments_path)
         return rgb, labels, "bsds"
 
-    @staticmethod
-    def _crop(image: np.ndarray, labels: np.ndarray | None, rng: np.random.Generator):
+    def _crop(self, image: np.ndarray, labels: np.ndarray | None, rng: np.random.Generator):
         h, w = image.shape[:2]
-        ch = min(h, int(rng.integers(MIN_SIDE, MAX_SIDE + 1)))
-        cw = min(w, int(rng.integers(MIN_SIDE, MAX_SIDE + 1)))
+        ch = min(h, int(rng.integers(MIN_SIDE, self.max_side + 1)))
+        cw = min(w, int(rng.integers(MIN_SIDE, self.max_side + 1)))
         # Crops start on the 8x8 grid half of the time: a camera's JPEG grid survives a
         # grid-aligned crop, and a donor pasted on- or off-grid must both be learnt.
         y = int(rng.integers(0, h - ch + 1))
