@@ -60,7 +60,9 @@ def history(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, st
     """One or two processing steps, each different from a camera's own pipeline."""
     steps = []
     out = image
-    for op in rng.choice(["resize", "jpeg", "blur", "sharpen", "gamma", "noise"], size=int(rng.integers(1, 3)), replace=False):
+    for op in rng.choice(
+        ["resize", "jpeg", "blur", "sharpen", "gamma", "noise"], size=int(rng.integers(1, 3)), replace=False
+    ):
         if op == "resize":
             out = resize(out, float(rng.uniform(0.5, 1.6)), rng)
         elif op == "jpeg":
@@ -84,7 +86,9 @@ def history(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, st
 def random_mask(h: int, w: int, rng: np.random.Generator, labels: np.ndarray | None = None) -> np.ndarray:
     """A donor region of 3-40% of the canvas: ellipse, polygon, rectangle or a BSDS segment."""
     area = float(rng.uniform(0.03, 0.4)) * h * w
-    kind = rng.choice(["ellipse", "polygon", "rect", "segment"] if labels is not None else ["ellipse", "polygon", "rect"])
+    kind = rng.choice(
+        ["ellipse", "polygon", "rect", "segment"] if labels is not None else ["ellipse", "polygon", "rect"]
+    )
     mask = np.zeros((h, w), np.uint8)
     if kind == "segment":
         assert labels is not None

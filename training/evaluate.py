@@ -1,16 +1,20 @@
-"""Evaluates synthesis checkpoints and writes the report (markdown + ROC and reliability plots).
+"""Evaluates synthesis checkpoints side by side and writes the report (markdown, ROC and
+reliability plots, metrics.json).
 
-    python -m training.evaluate --model ours=services/synthesis/weights/default.pt \\
+    python -m training.evaluate \\
+        --model consistency=services/synthesis/weights/default.pt \\
+        --model splicebuster=training/out/splicebuster/model.pt \\
+        --model forensic=training/out/forensic/model.pt \\
         --model paper=training/out/paper/model.pt --out training/reports
 
-Test sets, all made from BSDS500 VAL photos (never used in training):
-- val: the training generator (segment pasting and its variants, training post-processing);
-- heldout: a DIFFERENT forger: rectangular / elliptical splices and Poisson seamless
-  cloning (cv2.seamlessClone), saved with Pillow JPEG (other qualities and subsamplings) or
-  WebP after bicubic / Lanczos resizing;
-- each again after JPEG re-compression at quality 75 ("+jpeg75").
-Every image is scored from its encoded bytes through the serving path (training.serving_path:
-the service's decoder, preprocessing and local/global rule, as the checkpoint declares).
+Sets (training/heldout_sets.py, recipes written apart from the training generator):
+- camera: cross-camera composites of camera makes held out of training, each against its
+  twin (the same host crop saved the same way without the paste);
+- bsds: the paper's same-pipeline composites from BSDS500 val, each against its twin;
+- each under three conditions: as made, re-encoded at JPEG q75, downscaled to 1280 px;
+- originals: the untouched files of the held-out makes (false-alarm rates).
+Every image is scored from its encoded bytes through the serving path (training.serving_path).
+An "uncertain" answer (too few valid patches) counts as score 0: the gateway ignores it.
 """
 
 from __future__ import annotations
@@ -25,25 +29,20 @@ import numpy as np
 import torch
 
 from services.synthesis.checkpoint import load_checkpoint
-from training import bsds, dataset, metrics, postprocess, serving_path
+from training import heldout_sets, metrics, serving_path
 
-RECOMPRESS_QUALITY = 75  # JPEG quality of the re-compression condition
-DEFAULT_IMAGES = 400  # per set: each of the 100 val photos twice as authentic, twice as background
-SET_SEEDS = {"val": 1001, "heldout": 2002}  # generator seeds of the test sets (fixed: comparable reports)
+DEFAULT_PAIRS = 100  # composite/twin pairs per camera set
+DEFAULT_BSDS_PAIRS = 100
+POLICY_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)  # score thresholds whose false-alarm rates are reported
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate synthesis checkpoints; write a report", add_help=add_help)
-    p.add_argument(
-        "--model",
-        action="append",
-        required=True,
-        metavar="NAME=PATH",
-        help="checkpoint to evaluate (repeatable), e.g. ours=services/synthesis/weights/default.pt",
-    )
-    p.add_argument("--images", type=int, default=DEFAULT_IMAGES, help="images per test set (half composites)")
-    p.add_argument("--max-photos", type=int, default=0, help="use only this many BSDS val photos (tests)")
-    p.add_argument("--bsds-root", default=str(bsds.DEFAULT_ROOT))
+    p.add_argument("--model", action="append", required=True, metavar="NAME=PATH", help="checkpoint (repeatable)")
+    p.add_argument("--pairs", type=int, default=DEFAULT_PAIRS, help="cross-camera composite/twin pairs")
+    p.add_argument("--bsds-pairs", type=int, default=DEFAULT_BSDS_PAIRS, help="same-pipeline composite/twin pairs")
+    p.add_argument("--conditions", default=",".join(heldout_sets.CONDITIONS))
+    p.add_argument("--max-originals", type=int, default=0, help="use only this many originals (tests)")
     p.add_argument("--out", default="training/reports", help="report directory")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
@@ -51,26 +50,26 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def build_sets(n: int, photos: list[bsds.Photo]) -> dict[str, list[dataset.Sample]]:
+def build_sets(args: argparse.Namespace) -> dict[str, tuple[list[bytes], np.ndarray]]:
+    base = {
+        "camera": heldout_sets.camera_composites(args.pairs),
+        "bsds": heldout_sets.bsds_composites(args.bsds_pairs),
+    }
     sets = {}
-    for name, seed in SET_SEEDS.items():
-        gen = dataset.CompositeGenerator(photos, seed=seed, generator="train" if name == "val" else name)
-        sets[name] = [gen[i] for i in range(n)]
+    for name, items in base.items():
+        labels = np.array([label for _, label in items])
+        for cond in args.conditions.split(","):
+            files = [heldout_sets.apply_condition(data, cond) for data, _ in items]
+            sets[f"{name}/{cond}"] = (files, labels)
+    originals = heldout_sets.genuine_originals()
+    if args.max_originals:
+        originals = originals[: args.max_originals]
+    sets["originals"] = ([d for d, _ in originals], np.zeros(len(originals), int))
     return sets
 
 
-def _files(samples: list[dataset.Sample], recompress: bool) -> list[bytes]:
-    return [postprocess.recompress_jpeg(s.data, RECOMPRESS_QUALITY) if recompress else s.data for s in samples]
-
-
-def evaluate_models(
-    models: dict[str, pathlib.Path], sets: dict[str, list[dataset.Sample]], device: str = "cpu"
-) -> dict:
-    """{model: {set: {"summary": ..., "scores": [...], "labels": [...], "methods": [...]}}}"""
-    files = {}
-    for name, samples in sets.items():
-        files[name] = _files(samples, False)
-        files[f"{name}+jpeg{RECOMPRESS_QUALITY}"] = _files(samples, True)
+def evaluate_models(models: dict[str, pathlib.Path], sets: dict, device: str = "cpu") -> dict:
+    """{model: {set: {"summary" | "false_alarm": ..., "scores", "labels", "uncertain"}}}"""
     results: dict = {}
     for model_name, path in models.items():
         ckpt = load_checkpoint(path)
@@ -82,28 +81,28 @@ def evaluate_models(
             "describe": ckpt.describe(),
             "sets": {},
         }
-        for set_name, data in files.items():
-            samples = sets[set_name.split("+")[0]]
+        for set_name, (files, labels) in sets.items():
             t0 = time.monotonic()
-            scores = serving_path.score(ckpt, data, device, model=model)
-            labels = np.array([s.label for s in samples])
-            methods = [s.method for s in samples]
-            per_method = {}
-            for m in sorted(set(methods) - {"authentic"}):
-                keep = np.array([x in (m, "authentic") for x in methods])
-                per_method[m] = metrics.roc_auc(scores[keep], labels[keep])
-            results[model_name]["sets"][set_name] = {
-                "summary": metrics.summarize(scores, labels).as_dict(),
-                "auc_by_method": per_method,
+            scores, uncertain = serving_path.scores_and_uncertain(ckpt, files, device, model=model)
+            entry: dict = {
                 "seconds": round(time.monotonic() - t0, 1),
                 "scores": scores.tolist(),
                 "labels": labels.tolist(),
+                "uncertain": int(np.sum(uncertain)),
+                "images": len(files),
             }
-            print(
-                f"[evaluate] {model_name} {set_name}: " + json.dumps(results[model_name]["sets"][set_name]["summary"]),
-                flush=True,
-            )
+            if labels.any():
+                entry["summary"] = metrics.summarize(scores, labels).as_dict()
+            entry["false_alarm"] = {f"{t:g}": float(np.mean(scores[labels == 0] >= t)) for t in POLICY_THRESHOLDS}
+            results[model_name]["sets"][set_name] = entry
+            shown = entry.get("summary", entry["false_alarm"])
+            print(f"[evaluate] {model_name} {set_name} ({entry['seconds']} s): {json.dumps(shown)}", flush=True)
     return results
+
+
+def _composite_sets(results: dict) -> list[str]:
+    first = next(iter(results.values()))["sets"]
+    return [name for name, entry in first.items() if "summary" in entry]
 
 
 def plot(results: dict, out: pathlib.Path) -> list[str]:
@@ -112,9 +111,11 @@ def plot(results: dict, out: pathlib.Path) -> list[str]:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    set_names = list(next(iter(results.values()))["sets"])
-    fig, axes = plt.subplots(1, len(set_names), figsize=(4.2 * len(set_names), 4.0), dpi=80)
-    for ax, set_name in zip(np.atleast_1d(axes), set_names):
+    set_names = _composite_sets(results)
+    cols = min(3, len(set_names))
+    rows = (len(set_names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), dpi=80, squeeze=False)
+    for ax, set_name in zip(axes.ravel(), set_names):
         for model_name, r in results.items():
             s = r["sets"][set_name]
             fpr, tpr, _ = metrics.roc_curve(s["scores"], s["labels"])
@@ -122,6 +123,8 @@ def plot(results: dict, out: pathlib.Path) -> list[str]:
         ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
         ax.set(title=set_name, xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(loc="lower right", fontsize=8)
+    for ax in axes.ravel()[len(set_names) :]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(out / "roc.png")
     plt.close(fig)
@@ -148,43 +151,55 @@ def plot(results: dict, out: pathlib.Path) -> list[str]:
     return ["roc.png", "reliability.png"]
 
 
-def render(results: dict, n: int, plots: list[str], wall_s: float) -> str:
-    set_names = list(next(iter(results.values()))["sets"])
+def render(results: dict, args: argparse.Namespace, plots: list[str], wall_s: float) -> str:
+    set_names = _composite_sets(results)
     lines = [
         "# Synthesis detector evaluation",
         "",
         f"Generated by `python -m training.evaluate` on {datetime.date.today():%Y-%m-%d} in {wall_s:.0f} s "
-        "(2-core shared CI-class VM, no GPU). "
-        f"{n} images per set (half composites), all from BSDS500 **val** photos, which no model trained on. "
-        "Scores come from the encoded files through the serving path (decoder, preprocessing, "
-        "local/global rule and calibration declared by each checkpoint).",
+        "(2-core shared VM, no GPU). Every image is scored from its encoded file through the serving path; "
+        "an uncertain answer counts as score 0.",
         "",
-        "- **val**: the training generator (segment pasting: plain, feathered, colour-matched, scaled, "
-        "copy-move; cv2 JPEG q60-100 or PNG, area/bilinear resize).",
-        "- **heldout**: a different forger and pipeline: rectangle / ellipse splices and Poisson seamless "
-        "cloning (normal, mixed, copy-move); Pillow JPEG q55-95 (4:4:4 or 4:2:0) or WebP q60-95, "
-        "bicubic / Lanczos resize x0.6-1.4.",
-        f"- **+jpeg{RECOMPRESS_QUALITY}**: the same files re-compressed with JPEG quality {RECOMPRESS_QUALITY}.",
+        f"- **camera**: {args.pairs} cross-camera composites of camera makes held out of training "
+        "(hosts and donors from different makes; random-walk blob or star masks; donor scaled x0.7-1.25 with "
+        "Lanczos or area; hard paste, feathered alpha or Poisson cloning; an editor-like save: Pillow "
+        "optimize/progressive q85-95 or OpenCV q88-97 on an off-grid crop), each against its twin saved alike.",
+        f"- **bsds**: {args.bsds_pairs} same-pipeline composites, the paper's way (a BSDS500 val segment "
+        "scaled x0.6-1.2 and pasted into another val photo, OpenCV JPEG q70-95), each against its twin.",
+        "- **/jpeg75**: the same files re-encoded at q75; **/1280px**: downscaled to a 1280 px long edge, q90.",
+        "- **originals**: the untouched files of the held-out camera makes.",
         "",
-        "| model | set | accuracy@0.5 | ROC-AUC | TPR@1%FPR | TPR@5%FPR | ECE |",
-        "|---|---|---|---|---|---|---|",
+        "These recipes are written apart from the training generator (training/canvas.py: ellipse, polygon, "
+        "rectangle and BSDS-segment masks, linear blends, its own final histories) and use no training or "
+        "calibration camera make.",
+        "",
+        "| model | set | ROC-AUC | TPR@1%FPR | TPR@5%FPR | ECE | accuracy@0.5 | uncertain |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for model_name, r in results.items():
         for set_name in set_names:
-            s = r["sets"][set_name]["summary"]
+            e = r["sets"][set_name]
+            s = e["summary"]
             lines.append(
-                f"| {model_name} | {set_name} | {s['accuracy']:.3f} | {s['roc_auc']:.3f} | "
-                f"{s['tpr_at_1pct_fpr']:.3f} | {s['tpr_at_5pct_fpr']:.3f} | {s['ece']:.3f} |"
+                f"| {model_name} | {set_name} | {s['roc_auc']:.3f} | {s['tpr_at_1pct_fpr']:.3f} | "
+                f"{s['tpr_at_5pct_fpr']:.3f} | {s['ece']:.3f} | {s['accuracy']:.3f} | {e['uncertain']}/{e['images']} |"
             )
-    lines += ["", "ROC-AUC per compositing method (that method's composites vs all authentic images):", ""]
-    methods = sorted({m for r in results.values() for s in r["sets"].values() for m in s["auc_by_method"]})
+    thresholds = list(POLICY_THRESHOLDS)
+    lines += [
+        "",
+        "Genuine camera originals of held-out makes: the share scoring at or above each threshold.",
+        "",
+        "| model | images | " + " | ".join(f">= {t:g}" for t in thresholds) + " | uncertain |",
+        "|---|---|" + "---|" * len(thresholds) + "---|",
+    ]
     for model_name, r in results.items():
-        for set_name in set_names:
-            by = r["sets"][set_name]["auc_by_method"]
-            if by:
-                lines.append(
-                    f"- {model_name} / {set_name}: " + ", ".join(f"{m} {by[m]:.3f}" for m in methods if m in by)
-                )
+        e = r["sets"].get("originals")
+        if e:
+            lines.append(
+                f"| {model_name} | {e['images']} | "
+                + " | ".join(f"{e['false_alarm'][f'{t:g}']:.3f}" for t in thresholds)
+                + f" | {e['uncertain']} |"
+            )
     lines += ["", "Models:", ""]
     for model_name, r in results.items():
         lines.append(f"- **{model_name}**: `{r['model_version']}` ({r['arch']}; {r['describe']}), `{r['checkpoint']}`")
@@ -202,10 +217,7 @@ def main(args: argparse.Namespace) -> pathlib.Path:
         if not sep:
             raise SystemExit(f"--model expects NAME=PATH, got {spec!r}")
         models[name] = pathlib.Path(path)
-    photos = bsds.list_photos("val", args.bsds_root)
-    if args.max_photos:
-        photos = photos[: args.max_photos]
-    sets = build_sets(args.images, photos)
+    sets = build_sets(args)
     results = evaluate_models(models, sets, args.device)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +231,7 @@ def main(args: argparse.Namespace) -> pathlib.Path:
     }
     (out / "metrics.json").write_text(json.dumps(compact, indent=2) + "\n")
     report = out / "report.md"
-    report.write_text(render(results, args.images, plots, time.monotonic() - t0))
+    report.write_text(render(results, args, plots, time.monotonic() - t0))
     print(f"[evaluate] wrote {report}", flush=True)
     return report
 

@@ -69,7 +69,9 @@ def calibration_images() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     return images, np.array(labels), np.array(genuine)
 
 
-def statistics(model: torch.nn.Module, spec: ConsistencySpec, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def statistics(
+    model: torch.nn.Module, spec: ConsistencySpec, images: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """(statistic, uncertain) per image, exactly as serving computes them (a=1, b=0)."""
     raw = dataclasses.replace(spec, scorer=dataclasses.replace(spec.scorer, a=1.0, b=0.0))
     stats, uncertain = [], []
@@ -123,7 +125,9 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     if args.splicebuster:
         arch, kwargs = "splicebuster", {"in_features": 81}
         model: torch.nn.Module = Passthrough(81)
-        spec = ConsistencySpec(SamplingSpec(), ScorerSpec(method="gaussian_outlier"), features="cooccurrence", context=False)
+        spec = ConsistencySpec(
+            SamplingSpec(), ScorerSpec(method="gaussian_outlier"), features="cooccurrence", context=False
+        )
     else:
         raw = torch.load(args.embedder, map_location="cpu", weights_only=True)
         arch, kwargs = "consistency", dict(raw["arch_kwargs"])
@@ -135,7 +139,12 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
             features="traces",
             context=True,
         )
-        training_meta = {"history": raw["history"], "args": raw["args"], "world_size": raw["world_size"], "device": raw["device"]}
+        training_meta = {
+            "history": raw["history"],
+            "args": raw["args"],
+            "world_size": raw["world_size"],
+            "device": raw["device"],
+        }
     model.eval()
     images, labels, genuine = calibration_images()
     stats, uncertain = statistics(model, spec, images)

@@ -52,8 +52,9 @@ def _blob_mask(h: int, w: int, rng: np.random.Generator, area: float) -> np.ndar
 def _star_mask(h: int, w: int, rng: np.random.Generator, area: float) -> np.ndarray:
     n = int(rng.integers(5, 9))
     radius = np.sqrt(area * h * w / np.pi) * 1.3
-    cy, cx = rng.uniform(radius, h - radius) if h > 2 * radius else h / 2, (
-        rng.uniform(radius, w - radius) if w > 2 * radius else w / 2
+    cy, cx = (
+        rng.uniform(radius, h - radius) if h > 2 * radius else h / 2,
+        (rng.uniform(radius, w - radius) if w > 2 * radius else w / 2),
     )
     ang = np.linspace(0, 2 * np.pi, 2 * n, endpoint=False) + rng.uniform(0, np.pi)
     rad = np.where(np.arange(2 * n) % 2 == 0, radius, radius * rng.uniform(0.35, 0.6))
@@ -84,7 +85,10 @@ def _paste(host: np.ndarray, donor: np.ndarray, mask: np.ndarray, rng: np.random
             m8 = (mask * 255).astype(np.uint8)
             try:
                 out = cv2.seamlessClone(
-                    np.ascontiguousarray(donor[..., ::-1]), np.ascontiguousarray(host[..., ::-1]), m8, centre,
+                    np.ascontiguousarray(donor[..., ::-1]),
+                    np.ascontiguousarray(host[..., ::-1]),
+                    m8,
+                    centre,
                     cv2.NORMAL_CLONE,
                 )
                 return np.ascontiguousarray(out[..., ::-1])
@@ -158,7 +162,9 @@ def bsds_composites(n_pairs: int, seed: int = 6262) -> list[tuple[bytes, int]]:
         region[pmask > 0] = piece[pmask > 0]
         q = int(rng.integers(70, 96))
         for img, label in ((comp, 1), (dst, 0)):
-            ok_, enc = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
+            _ok, enc = cv2.imencode(
+                ".jpg", cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q]
+            )
             out.append((enc.tobytes(), label))
     return out
 

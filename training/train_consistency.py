@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     model.to(device)
     net: torch.nn.Module = model
     if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     n = len(train["x"])
     steps = args.epochs * ((n // world + args.batch_canvases - 1) // args.batch_canvases)
@@ -181,8 +183,13 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
             total += float(loss)
             batches += 1
         auc, tpr5 = canvas_auc(model, val, device)
-        row = {"epoch": epoch + 1, "train_loss": total / max(1, batches), "val_auc": auc, "val_tpr5": tpr5,
-               "seconds": round(time.monotonic() - started, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(1, batches),
+            "val_auc": auc,
+            "val_tpr5": tpr5,
+            "seconds": round(time.monotonic() - started, 1),
+        }
         history.append(row)
         if rank == 0:
             print(json.dumps(row), flush=True)

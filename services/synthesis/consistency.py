@@ -58,8 +58,8 @@ class ScorerSpec:
 class ConsistencySpec:
     """Everything a consistency checkpoint needs beyond its weights."""
 
-    sampling: SamplingSpec = SamplingSpec()
-    scorer: ScorerSpec = ScorerSpec()
+    sampling: SamplingSpec = dataclasses.field(default_factory=SamplingSpec)
+    scorer: ScorerSpec = dataclasses.field(default_factory=ScorerSpec)
     features: str = "traces"  # traces.FEATURES key
     context: bool = True  # embedder input is [f, f - image median]
 
@@ -180,7 +180,8 @@ def score_patches(
         statistic = _top_mean(outlier, sc.top_fraction)
     else:
         outlier, d2 = gaussian_outliers(outputs, sc)
-        statistic = _top_mean(d2, sc.top_fraction)
+        # log: Mahalanobis distances are heavy-tailed (a clipped sky patch reaches 100s).
+        statistic = float(np.log1p(_top_mean(d2, sc.top_fraction)))
     score = float(np.clip(_sigmoid(sc.a * statistic + sc.b), 0.0, 1.0))
     heatmap = None
     if want_heatmap and len(grid):
