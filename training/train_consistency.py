@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
             batches += 1
         auc, tpr5 = canvas_auc(model, val, device)
         row = {

@@ -68,8 +68,7 @@ def test_calibration_is_monotone_in_the_statistic():
     spec = consistency.ConsistencySpec(scorer=consistency.ScorerSpec(a=8.0, b=-4.0))
     valid = np.ones(64, bool)
     scores = [
-        consistency.score_patches(_two_groups(64, k, np.random.default_rng(5)), valid, GRID, spec)
-        for k in (0, 2, 6)
+        consistency.score_patches(_two_groups(64, k, np.random.default_rng(5)), valid, GRID, spec) for k in (0, 2, 6)
     ]
     stats = [s.statistic for s in scores]
     probs = [s.score for s in scores]
