@@ -17,9 +17,7 @@ import pathlib
 import cv2
 import numpy as np
 
-SHARED = pathlib.Path(
-    os.environ.get("IMAGETRUST_SHARED", pathlib.Path(__file__).resolve().parents[2] / "shared")
-)
+SHARED = pathlib.Path(os.environ.get("IMAGETRUST_SHARED", pathlib.Path(__file__).resolve().parents[2] / "shared"))
 CAMERA_PHOTOS = SHARED / "datasets" / "camera-photos"
 EXIF_SAMPLES = SHARED / "datasets" / "exif-samples" / "jpg"
 

@@ -46,8 +46,9 @@ def jpeg(image: np.ndarray, quality: int, rng: np.random.Generator, subsampling:
         Image.fromarray(image).save(buf, "JPEG", quality=int(quality), subsampling=sub)
         return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    assert ok
-    return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    assert ok and decoded is not None
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def resize(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
@@ -60,7 +61,9 @@ def history(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, st
     """One or two processing steps, each different from a camera's own pipeline."""
     steps = []
     out = image
-    for op in rng.choice(["resize", "jpeg", "blur", "sharpen", "gamma", "noise"], size=int(rng.integers(1, 3)), replace=False):
+    for op in rng.choice(
+        ["resize", "jpeg", "blur", "sharpen", "gamma", "noise"], size=int(rng.integers(1, 3)), replace=False
+    ):
         if op == "resize":
             out = resize(out, float(rng.uniform(0.5, 1.6)), rng)
         elif op == "jpeg":
@@ -84,7 +87,9 @@ def history(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, st
 def random_mask(h: int, w: int, rng: np.random.Generator, labels: np.ndarray | None = None) -> np.ndarray:
     """A donor region of 3-40% of the canvas: ellipse, polygon, rectangle or a BSDS segment."""
     area = float(rng.uniform(0.03, 0.4)) * h * w
-    kind = rng.choice(["ellipse", "polygon", "rect", "segment"] if labels is not None else ["ellipse", "polygon", "rect"])
+    kind = rng.choice(
+        ["ellipse", "polygon", "rect", "segment"] if labels is not None else ["ellipse", "polygon", "rect"]
+    )
     mask = np.zeros((h, w), np.uint8)
     if kind == "segment":
         assert labels is not None

@@ -58,8 +58,8 @@ class ScorerSpec:
 class ConsistencySpec:
     """Everything a consistency checkpoint needs beyond its weights."""
 
-    sampling: SamplingSpec = SamplingSpec()
-    scorer: ScorerSpec = ScorerSpec()
+    sampling: SamplingSpec = dataclasses.field(default_factory=SamplingSpec)
+    scorer: ScorerSpec = dataclasses.field(default_factory=ScorerSpec)
     features: str = "traces"  # traces.FEATURES key
     context: bool = True  # embedder input is [f, f - image median]
 

@@ -98,7 +98,9 @@ def patch_grid(height: int, width: int, spec: SamplingSpec) -> PatchGrid:
     # Centre the grid, keeping every corner on the 8x8 block grid of the image.
     oy = ((height - p - (rows - 1) * stride) // 2) // BLOCK * BLOCK
     ox = ((width - p - (cols - 1) * stride) // 2) // BLOCK * BLOCK
-    return PatchGrid(tuple(oy + r * stride for r in range(rows)), tuple(ox + c * stride for c in range(cols)), stride, p)
+    return PatchGrid(
+        tuple(oy + r * stride for r in range(rows)), tuple(ox + c * stride for c in range(cols)), stride, p
+    )
 
 
 def cut_patches(image: np.ndarray, ys, xs, patch: int = PATCH) -> np.ndarray:
@@ -239,7 +241,7 @@ def patch_features(patches: np.ndarray) -> np.ndarray:
     mag = np.abs(coef)
     feats.append(_log(mag.mean(axis=1)).T)
     zero = (mag < 0.5).mean(axis=1)  # (n, 64)
-    band_zero = np.stack([zero[:, _BANDS == k].mean(axis=1) for k in range(2 * BLOCK - 1)], axis=1)
+    band_zero = np.stack([zero[:, k == _BANDS].mean(axis=1) for k in range(2 * BLOCK - 1)], axis=1)
     feats.append(band_zero.astype(np.float32).T)
     # Resampling periodicity of the luma second derivative, both axes.
     d2x = y[:, :, 2:] - 2 * y[:, :, 1:-1] + y[:, :, :-2]
