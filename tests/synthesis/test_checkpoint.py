@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from services.synthesis import traces
 from services.synthesis.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -14,7 +15,6 @@ from services.synthesis.checkpoint import (
     paper_specs,
     save_checkpoint,
 )
-from services.synthesis import traces
 from services.synthesis.consistency import ConsistencySpec, ScorerSpec
 from services.synthesis.models import build_model
 from services.synthesis.preprocess import PreprocessSpec, TilingSpec
