@@ -97,6 +97,20 @@ def score(
     return final_scores(raw, ckpt.tiling, ckpt.calibration)
 
 
+def scores_and_uncertain(
+    ckpt: Checkpoint,
+    images: Iterable[bytes | np.ndarray],
+    device: torch.device | str = "cpu",
+    model: nn.Module | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(final scores, uncertain flags) of every image; CNN checkpoints are never uncertain."""
+    if ckpt.consistency is not None:
+        results = consistency_scores(ckpt, images, device, model)
+        return np.array([r.score for r in results]), np.array([r.uncertain for r in results])
+    scores = score(ckpt, images, device, model)
+    return scores, np.zeros(len(scores), dtype=bool)
+
+
 def consistency_scores(
     ckpt: Checkpoint,
     images: Iterable[bytes | np.ndarray],
