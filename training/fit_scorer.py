@@ -140,7 +140,11 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         model.load_state_dict(raw["state_dict"])
         spec = ConsistencySpec(
             SamplingSpec(),
-            ScorerSpec(method="embedding", pair_scale=float(model.pair_scale.detach()), pair_bias=float(model.pair_bias.detach())),
+            ScorerSpec(
+                method="embedding",
+                pair_scale=float(model.pair_scale.detach()),
+                pair_bias=float(model.pair_bias.detach()),
+            ),
             features="traces",
             context=True,
         )
