@@ -142,6 +142,20 @@ def test_demo_brings_the_suite_up_and_prints_verdicts() -> None:
     assert "REUSED" not in original, result.stdout
 
 
+@contextlib.contextmanager
+def _ctrl_c_reaches_children():
+    """Children exec'd inside inherit SIGINT as the shell gives it to a foreground command.
+
+    A suite started as a background job (`cmd &`, nohup) has SIGINT ignored, and an ignored
+    signal stays ignored across exec, so the CLI under test would never see the Ctrl-C the
+    test sends. A Python-level handler is reset to the default on exec instead."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _copies(tmp_path, n: int) -> list[str]:
     data = (SAMPLES / "sns_resave.jpg").read_bytes()
     paths = [tmp_path / f"photo-{i:03d}.jpg" for i in range(n)]
@@ -152,13 +166,14 @@ def _copies(tmp_path, n: int) -> list[str]:
 
 def test_ctrl_c_during_a_check_of_many_files_stops_at_once_without_a_traceback(gateway, tmp_path) -> None:
     files = _copies(tmp_path, 200)
-    proc = subprocess.Popen(
-        [*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with _ctrl_c_reaches_children():
+        proc = subprocess.Popen(
+            [*CLI, "check", "--addr", gateway.address, "--json", "--no-progress", "--workers", "2", *files],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     first = proc.stdout.readline()  # checks are under way
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -276,14 +291,15 @@ def test_demo_whose_services_do_not_come_up_says_so_in_one_line() -> None:
 def test_ctrl_c_while_the_demo_starts_stops_the_services_without_a_traceback(tmp_path) -> None:
     log_dir = tmp_path / "logs"
     # A session of its own: the signal goes to the whole process group, as a terminal's Ctrl-C does.
-    proc = subprocess.Popen(
-        [*CLI, "demo", "--log-dir", str(log_dir)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    with _ctrl_c_reaches_children():
+        proc = subprocess.Popen(
+            [*CLI, "demo", "--log-dir", str(log_dir)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 60
     while not (log_dir / "synthesis.log").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
