@@ -28,6 +28,20 @@ REPROJECTION_PX = 6.0  # pixels of the 400 px working image (1.5 % of its long e
 MIN_INLIERS = 10  # consistent keypoints (of 20 stored) for a geometric match
 MIN_SCORE = 0.5  # inliers / stored keypoints expected inside the upload: generic corners (a box on white) score less
 INSIDE_MIN = 0.85  # fraction of the upload's content that must lie inside the registered frame
+# The upload's content outside the registered frame counts as inside when it is a plain
+# canvas (a border the trimming left: a canvas the colour of the photo's own background, a
+# product shot on white pasted on white): PLAIN_SHARE of its pixels within PLAIN_TOLERANCE
+# grey levels of its median, leaving out PLAIN_MARGIN_PX along the frame's mapped outline
+# (JPEG ringing, the fit's error). Photo content outside (another crop of a larger photo,
+# the same scene from elsewhere) is not plain and still fails.
+PLAIN_SHARE = 0.95
+PLAIN_TOLERANCE = 8  # grey levels
+PLAIN_MARGIN_PX = 4  # pixels of the working image
+# ...and only with stronger keypoint evidence than a plain copy needs: two products shot on
+# white share a white surround, and their outline corners can give MIN_INLIERS (measured:
+# without this, 2 of ~20k random distinct pairs verified on the canvas rule).
+CANVAS_MIN_INLIERS = 15
+CANVAS_MIN_SCORE = 0.75
 KEPT_MIN = 0.4  # fraction of the registered image the upload must keep
 SCALE_RANGE = (0.2, 5.0)  # plausible working-frame scale factors of a copy
 # degrees: a copy is upright (retrieval probes no rotated variants either); the corners of a
@@ -54,6 +68,18 @@ NO_MATCH = Verification(False, False, 0, 0.0, 0.0, 0.0, ())
 
 def _area(poly: np.ndarray) -> float:
     return float(abs(cv2.contourArea(poly.astype(np.float32))))
+
+
+def _plain_outside(gray: np.ndarray, mapped: np.ndarray) -> bool:
+    """Whether the part of `gray` outside the polygon `mapped` is a plain canvas."""
+    inside = np.zeros(gray.shape, np.uint8)
+    cv2.fillConvexPoly(inside, np.round(mapped).astype(np.int32), 1)
+    inside = cv2.dilate(inside, np.ones((2 * PLAIN_MARGIN_PX + 1,) * 2, np.uint8))
+    outside = gray[inside == 0]
+    if not len(outside):
+        return True
+    median = float(np.median(outside))
+    return float((np.abs(outside.astype(np.float32) - median) <= PLAIN_TOLERANCE).mean()) >= PLAIN_SHARE
 
 
 def _candidate_matches(stored: list[Stored], query: Features) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -118,6 +144,15 @@ def _fit(
         ((projected[:, 0] >= x0) & (projected[:, 0] < x1) & (projected[:, 1] >= y0) & (projected[:, 1] < y1)).sum()
     )
     score = inliers / max(visible, inliers, 1)
+    on_canvas = False
+    if (
+        kept >= KEPT_MIN
+        and inside < INSIDE_MIN
+        and inliers >= CANVAS_MIN_INLIERS
+        and score >= CANVAS_MIN_SCORE
+        and _plain_outside(probe.gray, mapped)
+    ):
+        inside, on_canvas = 1.0, True  # the rest is a plain canvas around the registered picture
     if score < MIN_SCORE:
         return NO_MATCH
     matched = inside >= INSIDE_MIN and kept >= KEPT_MIN
@@ -127,7 +162,7 @@ def _fit(
             kinds.append("cropped")
         if mirrored:
             kinds.append("mirrored")
-        if probe.border_sides >= 2:  # pasted on a canvas
+        if probe.border_sides >= 2 or on_canvas:  # pasted on a canvas
             kinds.append("bordered")
         if score < OVERLAID_BELOW or probe.border_sides == 1:  # covered in part; a plain strip on one side
             kinds.append("overlaid")
