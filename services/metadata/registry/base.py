@@ -21,6 +21,7 @@ from services.metadata.registry import bands
 from services.metadata.registry.model import Check, LookupResult, Match, MatchKind, Sighting, findings, rank
 from services.metadata.reuse import descriptor
 from services.metadata.reuse import verify as verification
+from services.metadata.reuse import views as views_mod
 
 DIGEST_BYTES = 16  # bytes of SHA-256 kept in the exact indexes: 128 bits, collision-free at any realistic size
 ID_BYTES = 4  # bytes per image id in packed lists (4 billion images per registry)
@@ -61,11 +62,19 @@ class Keys:
             views, variants, record = content.views, content.variants, content.record if register else b""
         # A view's band b in namespace ns is indexed as band ns * count + b: namespace 0 is
         # the whole frame, exactly the bands of a registration made before views existed.
+        # Namespaces other than the whole frame may index fewer bands (reuse/views.bands_of).
         n = layout.count
-        writes = tuple((ns * n + b, v, h) for ns, h in views for b, v in enumerate(bands.split(h, layout)))
+        writes = tuple(
+            (ns * n + b, v, h)
+            for ns, h in views
+            for b, v in enumerate(bands.split(h, layout)[: views_mod.bands_of(ns, n)])
+        )
         probes = tuple(
             dict.fromkeys(
-                (ns * n + b, v) for h, spaces in variants for ns in spaces for b, v in enumerate(bands.split(h, layout))
+                (ns * n + b, v)
+                for h, spaces in variants
+                for ns in spaces
+                for b, v in enumerate(bands.split(h, layout)[: views_mod.bands_of(ns, n)])
             )
         )
         return cls(
