@@ -3,18 +3,20 @@ distinct photos and flat images are not, and registrations without descriptors k
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sqlite3
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from services.metadata import fingerprints
 from services.metadata.fingerprints import Fingerprints
+from services.metadata.registry import bands
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.sqlite_backend import SqliteRegistry
-from services.metadata.reuse import descriptor, verify
+from services.metadata.reuse import descriptor, verify, views
 from tests.helpers.paths import BSDS, require_dataset
 
 MAX_PIXELS = 120_000_000  # pixels
@@ -119,6 +121,68 @@ def test_registrations_without_descriptors_are_unverifiable_until_seen_again(ope
     for name in ("scaled", "mirrored"):
         after = _codes(reg.lookup(fps[name], Sighting("mallory", f"m-{name}"), register=False))
         assert after["REUSED_BY_OTHER_SELLER"].evidence["verification"] == "verified", name
+
+
+def test_a_crop_cut_off_one_corner_is_found_through_the_corner_windows(open_registry, fps):
+    """12 % off the left and 10 % off the bottom: the whole, centre and middle-band hashes of
+    the crop are all beyond the threshold, the top-right 93 % window is close."""
+    img = _photo("100075.jpg")
+    w, h = img.size
+    crop = fingerprints.compute(_jpeg(img.crop((round(w * 0.12), 0, w, h - round(h * 0.1))), 75), MAX_PIXELS)
+    registered = fps["original"].content
+    assert registered is not None and crop.content is not None
+    distances = {ns: fingerprints.hamming(crop.content.variants[0][0], view) for ns, view in registered.views}
+    assert min(distances[ns] for ns in (views.NS_WHOLE, views.NS_CENTRE, views.NS_MIDDLE)) > bands.THRESHOLD
+    corner = [
+        fingerprints.hamming(crop.content.variants[0][0], v) for ns, v in registered.views if ns == views.NS_CORNER
+    ]
+    assert len(corner) == 4 and min(corner) <= bands.THRESHOLD // 2
+    reg = open_registry()
+    reg.lookup(fps["original"], Sighting("alice", "a-1"), register=True)
+    finding = _codes(reg.lookup(crop, Sighting("mallory", "m-1"), register=False))["REUSED_BY_OTHER_SELLER"]
+    assert finding.evidence["prior_seller_id"] == "alice" and "cropped" in finding.evidence["copy_kind"]
+
+
+def test_registrations_with_the_three_views_of_before_still_match(open_registry, fps):
+    """An image registered before the corner windows (whole, centre and middle-band views
+    and a record, no corner bands) keeps matching and verifying as it did: nothing migrates."""
+    reg = open_registry()
+    full = fps["original"]
+    assert full.content is not None
+    before = dataclasses.replace(full.content, views=full.content.views[:3])
+    assert {ns for ns, _h in before.views} == {views.NS_WHOLE, views.NS_CENTRE, views.NS_MIDDLE}
+    before.__dict__["record"] = full.content.record  # cached_property: the same stored record
+    reg.lookup(dataclasses.replace(full, content=before), Sighting("alice", "a-1"), register=True)
+    for name in ("scaled", "mirrored", "cropped", "bordered", "overlaid"):
+        finding = _codes(reg.lookup(fps[name], Sighting("mallory", f"m-{name}"), register=False)).get(
+            "REUSED_BY_OTHER_SELLER"
+        )
+        assert finding is not None and finding.evidence["verification"] == "verified", name
+
+
+def test_a_product_shot_on_white_pasted_on_more_white_verifies_and_another_product_does_not(open_registry):
+    """Trimming cannot separate a white canvas from a product shot's own white surround; the
+    rest of the upload is accepted as a plain canvas only with strong keypoint evidence."""
+
+    def product(name: str, box: tuple[int, int, int, int]) -> Image.Image:
+        patch = _photo(name).crop(box)
+        canvas = Image.new("RGB", (900, 900), (255, 255, 255))
+        shadow = Image.new("RGB", patch.size, (200, 200, 200))
+        canvas.paste(shadow, (312, 272))
+        canvas = canvas.filter(ImageFilter.GaussianBlur(6))
+        canvas.paste(patch, (300, 260))
+        return canvas
+
+    shot = product("100075.jpg", (100, 60, 340, 260))
+    padded = Image.new("RGB", (1300, 1100), (250, 250, 250))
+    padded.paste(shot, (260, 90))
+    reg = open_registry()
+    reg.lookup(fingerprints.compute(_jpeg(shot, 92), MAX_PIXELS), Sighting("alice", "a-1"), register=True)
+    copy = fingerprints.compute(_jpeg(padded.resize((650, 550), Image.Resampling.LANCZOS), 75), MAX_PIXELS)
+    finding = _codes(reg.lookup(copy, Sighting("mallory", "m-1"), register=False))["REUSED_BY_OTHER_SELLER"]
+    assert "bordered" in finding.evidence["copy_kind"]
+    other = fingerprints.compute(_jpeg(product("35008.jpg", (100, 60, 340, 260)), 85), MAX_PIXELS)
+    assert "REUSED_BY_OTHER_SELLER" not in _codes(reg.lookup(other, Sighting("bob", "b-1"), register=False))
 
 
 def test_part_of_a_photo_is_a_partial_match_never_a_copy(open_registry, photos):

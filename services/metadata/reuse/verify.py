@@ -72,10 +72,10 @@ def _area(poly: np.ndarray) -> float:
 
 def _plain_outside(gray: np.ndarray, mapped: np.ndarray) -> bool:
     """Whether the part of `gray` outside the polygon `mapped` is a plain canvas."""
-    inside = np.zeros(gray.shape, np.uint8)
-    cv2.fillConvexPoly(inside, np.round(mapped).astype(np.int32), 1)
-    inside = cv2.dilate(inside, np.ones((2 * PLAIN_MARGIN_PX + 1,) * 2, np.uint8))
-    outside = gray[inside == 0]
+    frame = np.zeros(gray.shape, np.uint8)
+    cv2.fillConvexPoly(frame, np.round(mapped).astype(np.int32), 1)
+    near = cv2.dilate(frame, np.ones((2 * PLAIN_MARGIN_PX + 1,) * 2, np.uint8))
+    outside = gray[near == 0]
     if not len(outside):
         return True
     median = float(np.median(outside))
