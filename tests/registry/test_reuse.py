@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from services.metadata import fingerprints
 from services.metadata.fingerprints import Fingerprints
 from services.metadata.registry import bands
+from services.metadata.registry.base import Keys
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.sqlite_backend import SqliteRegistry
 from services.metadata.reuse import descriptor, verify, views
@@ -141,6 +142,14 @@ def test_a_crop_cut_off_one_corner_is_found_through_the_corner_windows(open_regi
     reg.lookup(fps["original"], Sighting("alice", "a-1"), register=True)
     finding = _codes(reg.lookup(crop, Sighting("mallory", "m-1"), register=False))["REUSED_BY_OTHER_SELLER"]
     assert finding.evidence["prior_seller_id"] == "alice" and "cropped" in finding.evidence["copy_kind"]
+
+
+def test_mirrored_variants_probe_their_exact_band_values(fps):
+    """A lookup reads 238 band buckets (384 before the per-variant radius): the upload as is
+    and its middle band within one bit per band, the mirrored variants at their exact values."""
+    keys = Keys.of(fps["mirrored"], bands.LAYOUT, register=False)
+    assert {r for _b, _v, r in keys.probes} == {0, bands.LAYOUT.radius}
+    assert sum(len(bands.probes(v, bands.LAYOUT, r)) for _b, v, r in keys.probes) == 238
 
 
 def test_registrations_with_the_three_views_of_before_still_match(open_registry, fps):

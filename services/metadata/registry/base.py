@@ -42,10 +42,11 @@ class Keys:
     perceptual: bytes  # the perceptual hash
     bands: tuple[int, ...]  # band values of `perceptual`
     # Near-copy keys (reuse/views.py). writes: (band, value, view hash) of every registered
-    # view, the whole frame's bands first; probes: the distinct (band, value) centres of
-    # every probed variant, the upload as is first. Both empty for an exact-only image.
+    # view, the whole frame's bands first; probes: the distinct (band, value, radius) centres
+    # of every probed variant, the upload as is first (radius 0 for the variants probed at
+    # their exact band values, else the layout's). Both empty for an exact-only image.
     writes: tuple[tuple[int, int, bytes], ...] = ()
-    probes: tuple[tuple[int, int], ...] = ()
+    probes: tuple[tuple[int, int, int], ...] = ()
     variants: tuple[bytes, ...] = ()  # the probed hashes, the upload as is first
     descriptor: bytes = b""  # the verification record to store, b"" when none
 
@@ -55,11 +56,13 @@ class Keys:
         content = fp.content
         views: tuple[tuple[int, bytes], ...]
         variants: tuple[tuple[bytes, tuple[int, ...]], ...]
+        exact: tuple[int, ...] = ()
         if content is None:  # fingerprints without content keys: the whole-frame hash only
             views, variants, record = ((0, fp.perceptual),), ((fp.perceptual, (0,)),), b""
         else:
             # The record only when registering: choosing its keypoints costs another ORB pass.
             views, variants, record = content.views, content.variants, content.record if register else b""
+            exact = content.exact_variants
         # A view's band b in namespace ns is indexed as band ns * count + b: namespace 0 is
         # the whole frame, exactly the bands of a registration made before views existed.
         # Namespaces other than the whole frame may index fewer bands (reuse/views.bands_of).
@@ -69,14 +72,13 @@ class Keys:
             for ns, h in views
             for b, v in enumerate(bands.split(h, layout)[: views_mod.bands_of(ns, n)])
         )
-        probes = tuple(
-            dict.fromkeys(
-                (ns * n + b, v)
-                for h, spaces in variants
-                for ns in spaces
-                for b, v in enumerate(bands.split(h, layout)[: views_mod.bands_of(ns, n)])
-            )
-        )
+        radius: dict[tuple[int, int], int] = {}  # a centre probed by several variants: the widest radius
+        for i, (h, spaces) in enumerate(variants):
+            r = 0 if i in exact else layout.radius
+            for ns in spaces:
+                for b, v in enumerate(bands.split(h, layout)[: views_mod.bands_of(ns, n)]):
+                    radius[(ns * n + b, v)] = max(r, radius.get((ns * n + b, v), 0))
+        probes = tuple((band, value, r) for (band, value), r in radius.items())
         return cls(
             fp.sha256[:DIGEST_BYTES],
             fp.pixel_sha256[:DIGEST_BYTES],

@@ -64,12 +64,12 @@ _SCRIPT = (
     + r"""
 -- KEYS: 1 counter, 2 sha bucket, 3 pixel bucket, 4 unique-id bucket, then ARGV[10] band
 -- buckets this image's views are written to (the whole frame's ARGV[15] first), then
--- ARGV[14] probe centres. The probed band buckets (within ARGV[12] bits of each centre)
+-- ARGV[14] probe centres. The probed band buckets (within the centre's radius of it)
 -- are generated here rather than sent (cheaper than building and sending the names).
 -- They share the hash tag, so they live in the script's slot.
 -- ARGV: 1 sha field, 2 pixel field, 3 unique-id field ('' none), 4 verification record
 -- ('' none), 5 register '1'/'0', 6 encoded sighting, 7 identity digest, 8 ttl s, 9 now s,
--- 10 write count, 11 key prefix, 12 probe radius (0..2), 13 band width (bits, <= 16),
+-- 10 write count, 11 key prefix, 12 probe radius of each centre (one digit 0..2 each), 13 band width (bits, <= 16),
 -- 14 probe centre count, 15 writes of the whole-frame view, 16.. the view hash of each write
 local nw = tonumber(ARGV[10])
 local np = tonumber(ARGV[14])
@@ -79,7 +79,6 @@ local sha_id = redis.call('HGET', KEYS[2], ARGV[1])
 local pix_ids = redis.call('HGET', KEYS[3], ARGV[2]) or ''
 local uid_ids = ''
 if ARGV[3] ~= '' then uid_ids = redis.call('HGET', KEYS[4], ARGV[3]) or '' end
-local radius = tonumber(ARGV[12])
 local top = tonumber(ARGV[13]) - 1
 -- Every probed bucket name, then ONE MGET: a redis.call per bucket costs far more than a
 -- key inside one MGET (docs/registry.md, measured).
@@ -88,6 +87,7 @@ for i = 5 + nw, 4 + nw + np do
   local key = KEYS[i]
   local head = string.sub(key, 1, #key - 2)
   local value = struct.unpack('>I2', key, #key - 1)
+  local radius = string.byte(ARGV[12], i - 4 - nw) - 48
   names[#names + 1] = key
   if radius >= 1 then
     for a = 0, top do
@@ -177,7 +177,7 @@ class RedisRegistry(Registry):
         p = self.prefix
         uid_bucket = p + b"xu" + (keys.unique_id[:2] if keys.unique_id else b"\0\0")
         writes = [self._band_key(b, v) for b, v, _h in keys.writes]
-        centres = [self._band_key(b, v) for b, v in keys.probes]
+        centres = [self._band_key(b, v) for b, v, _r in keys.probes]
         reply = call(
             self._script,
             keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *writes, *centres],
@@ -193,7 +193,7 @@ class RedisRegistry(Registry):
                 int(now),
                 len(writes),
                 p,
-                self.layout.radius,
+                "".join(str(r) for _b, _v, r in keys.probes),
                 self.layout.width,
                 len(centres),
                 keys.first_view_writes,

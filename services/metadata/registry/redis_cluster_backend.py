@@ -127,7 +127,7 @@ class RedisClusterRegistry(Registry):
         return self.redis.client
 
     def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
-        probes = [self.keys.band_key(b, v) for b, value in keys.probes for v in bands.probes(value, self.layout)]
+        probes = [self.keys.band_key(b, v) for b, value, r in keys.probes for v in bands.probes(value, self.layout, r)]
         if not register:
             return self._read(keys, probes, own_id=0, known=None, confirm=None)
         value, prior, upgraded = self._claim(keys, sighting, now)

@@ -49,6 +49,13 @@ REGISTERED_VIEWS = (
 )
 
 
+# Variants of `query` (by index) probed at radius 0, their exact band values only: the
+# mirrored ones. A mirrored copy's mirror is as close to the original as a scaled copy, and
+# a radius-1 probe costs 1 + band width bucket reads per band (16 here) where radius 0 costs
+# one; on the tuning set radius 0 lost no mirrored copy (docs/registry.md).
+EXACT_VARIANTS = (1, 3, 5)
+
+
 def bands_of(namespace: int, count: int) -> int:
     """How many of a layout's `count` bands a namespace indexes."""
     return min(count, CORNER_BANDS) if namespace == NS_CORNER else count
