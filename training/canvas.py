@@ -46,8 +46,9 @@ def jpeg(image: np.ndarray, quality: int, rng: np.random.Generator, subsampling:
         Image.fromarray(image).save(buf, "JPEG", quality=int(quality), subsampling=sub)
         return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     ok, enc = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    assert ok
-    return cv2.cvtColor(cv2.imdecode(enc, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    assert ok and decoded is not None
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def resize(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:

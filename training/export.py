@@ -5,6 +5,9 @@
 Checks before copying: the synthesis checkpoint loader reads it, it is not a placeholder,
 its weights build the declared arch, a forward pass through the serving preprocessing gives
 finite scores, and the file is at most MAX_BYTES (it is committed to git and packaged).
+Consistency checkpoints also: the probe is scored (not `uncertain`) through the patch path,
+and the network exports to ONNX within the parity tolerance (ONNX Runtime serves CPUs by
+default; a model that failed it would be served by torch).
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import argparse
 import os
 import pathlib
 import shutil
+import tempfile
 
 import numpy as np
 
 from services.synthesis import DEFAULT_MODEL_PATH
 from services.synthesis.checkpoint import CheckpointError, load_checkpoint
+from services.synthesis.onnx_runtime import export_onnx
 from training import serving_path
 
 MAX_BYTES = 20 * 1024 * 1024  # bytes: the repository's limit for the shipped model
@@ -36,6 +41,16 @@ def check(path: pathlib.Path) -> str:
     scores = serving_path.score(ckpt, [probe])
     if not np.isfinite(scores).all() or not (0.0 <= scores[0] <= 1.0):
         raise CheckpointError(f"{path}: smoke forward pass gave {scores}")
+    if ckpt.consistency is not None:
+        # Noise is trace everywhere: every patch is valid, so the probe must be judged.
+        result = serving_path.consistency_scores(ckpt, [probe])[0]
+        if result.uncertain or not np.isfinite(result.statistic):
+            raise CheckpointError(f"{path}: the probe came out {result} through the patch path")
+        with tempfile.TemporaryDirectory(prefix="imagetrust-export-") as tmp:
+            try:
+                export_onnx(ckpt, pathlib.Path(tmp) / "model.onnx")
+            except Exception as exc:  # the exporter's own errors and the parity ValueError
+                raise CheckpointError(f"{path}: ONNX export failed: {exc}") from exc
     return ckpt.model_version
 
 

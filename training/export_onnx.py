@@ -4,7 +4,9 @@
 
 Writes:
     OUT_DIR/model.onnx      the network: input "input" (N, 3, H, W) float32, normalised as
-                            the contract says; output "logits" (N,) float32; N dynamic
+                            the contract says; output "logits" (N,) float32; N dynamic.
+                            Consistency checkpoints: input (N, F) patch feature rows,
+                            output (N, E) rows; the contract says how rows are made/scored
     OUT_DIR/contract.json   what runs outside the graph, with the checkpoint's own specs:
                             decoding, preprocessing, tiling, scoring and calibration; the
                             parity measured at export (ONNX Runtime vs torch eager)
@@ -68,7 +70,35 @@ OUTSIDE_THE_GRAPH = [
 ]
 
 
+OUTSIDE_THE_GRAPH_CONSISTENCY = [
+    OUTSIDE_THE_GRAPH[0],
+    (
+        "patches per `consistency.sampling`: native-resolution squares of `patch` px on a centred grid aligned to "
+        "the 8x8 JPEG grid (stride >= min_stride, at most max_patches); flat or clipped patches are invalid; fewer "
+        "than min_valid_patches valid: uncertain, no model call (services/synthesis/consistency.py prepare_patches)"
+    ),
+    (
+        "features per `consistency.features` and `context` (services/synthesis/traces.py): one float32 row per "
+        "valid patch, one model input each, batched along N"
+    ),
+    (
+        "scoring per `consistency.scorer`: per-patch outlier scores from the output rows (embedding: pairwise "
+        "P(different); gaussian_outlier: Splicebuster's EM), the top-fraction statistic, then Platt a, b "
+        "(services/synthesis/consistency.py score_patches)"
+    ),
+]
+
+
+def _output_width(ckpt: Any) -> int:
+    """E of the (N, E) rows a patch arch returns."""
+    (shape,) = input_shapes(ckpt)
+    with torch.inference_mode():
+        return int(ckpt.build("cpu")(torch.zeros((1, *shape))).shape[1])
+
+
 def contract(ckpt: Any, opset: int, parity: float) -> dict[str, Any]:
+    if ckpt.consistency is not None:
+        return _consistency_contract(ckpt, opset, parity)
     shapes = input_shapes(ckpt)
     spatial: list[int | str] = list(shapes[0][1:]) if len(shapes) == 1 else ["height", "width"]
     return {
@@ -104,13 +134,59 @@ def contract(ckpt: Any, opset: int, parity: float) -> dict[str, Any]:
     }
 
 
+def _consistency_contract(ckpt: Any, opset: int, parity: float) -> dict[str, Any]:
+    (shape,) = input_shapes(ckpt)
+    return {
+        "format": CONTRACT_FORMAT,
+        "format_version": CONTRACT_VERSION,
+        "model_version": ckpt.model_version,
+        "arch": ckpt.arch,
+        "placeholder": ckpt.placeholder,
+        "onnx": {
+            "file": "model.onnx",
+            "opset": opset,
+            "exporter": f"torch.onnx TorchScript exporter (dynamo=False), torch {torch.__version__}",
+            "inputs": [{"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", *shape]}],
+            "outputs": [
+                {
+                    "name": OUTPUT_NAME,
+                    "dtype": "float32",
+                    "shape": ["batch", _output_width(ckpt)],
+                    "meaning": "one row per patch feature row: a unit embedding (consistency) or the features "
+                    "themselves (splicebuster); the scorer compares rows of one image",
+                }
+            ],
+            "input_shapes_served": [list(shape)],
+        },
+        "consistency": ckpt.consistency.to_dict(),
+        "outside_the_graph": OUTSIDE_THE_GRAPH_CONSISTENCY,
+        "parity": {
+            "max_abs_logit_diff": parity,
+            "tolerance": PARITY_TOLERANCE,
+            "against": "torch eager float32 on CPU, random feature rows around the model's standardisation, batch 3",
+        },
+    }
+
+
 def triton_config(name: str, ckpt: Any) -> str:
+    if ckpt.consistency is not None:
+        (shape,) = input_shapes(ckpt)
+        return _triton_text(name, ckpt, str(shape[0]), f"dims: [ {_output_width(ckpt)} ]")
     shapes = input_shapes(ckpt)
     dims = ", ".join(str(d) for d in shapes[0]) if len(shapes) == 1 else "3, -1, -1"
+    return _triton_text(name, ckpt, dims, "dims: [ 1 ]\n    reshape: { shape: [ ] }")
+
+
+def _triton_text(name: str, ckpt: Any, dims: str, output_dims: str) -> str:
+    what = (
+        "patch feature rows; output: one row per input"
+        if ckpt.consistency
+        else "normalised model inputs (global view and tiles); output: one logit per input"
+    )
     preferred = ", ".join(str(b) for b in TRITON_PREFERRED_BATCHES)
     return f'''# Triton model repository entry for {ckpt.model_version} (training/export_onnx.py).
-# Input: normalised model inputs (global view and tiles); output: one logit per input.
-# Decoding, preprocessing, tiling and scoring run outside (contract.json).
+# Input: {what}.
+# Decoding, preprocessing, tiling or patches, and scoring run outside (contract.json).
 name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {TRITON_MAX_BATCH}
@@ -125,8 +201,7 @@ output [
   {{
     name: "{OUTPUT_NAME}"
     data_type: TYPE_FP32
-    dims: [ 1 ]
-    reshape: {{ shape: [ ] }}
+    {output_dims}
   }}
 ]
 dynamic_batching {{

@@ -51,17 +51,20 @@ def _resave(rgb: np.ndarray, quality: int, long_edge: int = 0) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def calibration_images() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def calibration_images(
+    canvases: int = CALIBRATION_CANVASES, max_photos: int = 0
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """(images, labels, genuine-photo flag)."""
     images, labels, genuine = [], [], []
-    for photo in camera_photos.photos("val"):
+    val_photos = camera_photos.photos("val")
+    for photo in val_photos[:max_photos] if max_photos else val_photos:
         rgb = camera_photos.load_rgb(photo.path)
         for img in (rgb, _resave(rgb, 75), _resave(rgb, 90), _resave(rgb, 90, 1280)):
             images.append(img)
             labels.append(0)
             genuine.append(True)
     gen = CanvasGenerator("val", seed=CALIBRATION_SEED, max_side=2048)
-    for i in range(CALIBRATION_CANVASES):
+    for i in range(canvases):
         c = gen(i)
         images.append(c.image)
         labels.append(int(c.composite))
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     ap.add_argument("--out", type=pathlib.Path, required=True)
     ap.add_argument("--max-genuine-fpr", type=float, default=0.03, help="genuine images scoring >= 0.5, at most")
     ap.add_argument("--version", default="")
+    ap.add_argument("--canvases", type=int, default=CALIBRATION_CANVASES, help="calibration canvases")
+    ap.add_argument("--max-photos", type=int, default=0, help="use only this many validation photos (tests)")
     args = ap.parse_args(argv)
     if bool(args.embedder) == args.splicebuster:
         ap.error("give exactly one of --embedder PATH or --splicebuster")
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
             "device": raw["device"],
         }
     model.eval()
-    images, labels, genuine = calibration_images()
+    images, labels, genuine = calibration_images(args.canvases, args.max_photos)
     stats, uncertain = statistics(model, spec, images)
     use = ~uncertain
     a, b = fit_platt(stats[use], labels[use].astype(float))

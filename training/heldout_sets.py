@@ -37,9 +37,8 @@ CONDITIONS = ("asis", "jpeg75", "1280px")
 
 
 def _blob_mask(h: int, w: int, rng: np.random.Generator, area: float) -> np.ndarray:
-    noise = rng.random((max(4, h // 32), max(4, w // 32))).astype(np.float32)
-    noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
-    noise = cv2.GaussianBlur(noise, (0, 0), max(h, w) / 40)
+    coarse = rng.random((max(4, h // 32), max(4, w // 32))).astype(np.float32)
+    noise = cv2.GaussianBlur(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), (0, 0), max(h, w) / 40)
     # A window so the blob sits somewhere in the image, then the threshold that gives area.
     cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
     yy, xx = np.mgrid[0:h, 0:w]

@@ -67,11 +67,11 @@ def canvas_tensors(data: dict[str, np.ndarray], spec: traces.SamplingSpec) -> di
     }
 
 
-def pair_loss(model: torch.nn.Module, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+def pair_loss(model: torch.nn.Module, core: ConsistencyEmbedder, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """model: the embedder or its DDP wrapper (forward); core: the embedder (pair parameters)."""
     b, p, f = x.shape
     emb = model(x.reshape(b * p, f)).float().reshape(b, p, -1)
     d = (2.0 - 2.0 * emb @ emb.transpose(1, 2)).clamp(0.0, 4.0)
-    core = model.module if hasattr(model, "module") else model
     logits = core.pair_scale * d + core.pair_bias
     known = label >= 0
     pair_ok = known[:, :, None] & known[:, None, :]
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     }
     model = ConsistencyEmbedder(**kwargs)
     rows = train["x"][train["usable"]]
-    model.feature_mean.copy_(rows.mean(dim=0))
-    model.feature_std.copy_(rows.std(dim=0).clamp(min=1e-3))
+    stats = {"feature_mean": rows.mean(dim=0), "feature_std": rows.std(dim=0).clamp(min=1e-3)}
+    model.load_state_dict({**model.state_dict(), **stats})
     model.to(device)
     net: torch.nn.Module = model
     if distributed:
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(1, steps), pct_start=0.1)
     gen = torch.Generator().manual_seed(args.seed)
     history = []
-    best = (-1.0, None)
+    best: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
     started = time.monotonic()
     for epoch in range(args.epochs):
         net.train()
@@ -175,12 +175,12 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
             x = train["x"][idx].to(device, non_blocking=True)
             label = train["label"][idx].to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = pair_loss(net, x, label)
+                loss = pair_loss(net, model, x, label)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
             batches += 1
         auc, tpr5 = canvas_auc(model, val, device)
         row = {

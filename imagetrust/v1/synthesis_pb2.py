@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from imagetrust.v1 import common_pb2 as imagetrust_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimagetrust/v1/synthesis.proto\x12\rimagetrust.v1\x1a\x1aimagetrust/v1/common.proto\"J\n\rDetectRequest\x12#\n\x05image\x18\x01 \x01(\x0b\x32\x14.imagetrust.v1.Image\x12\x14\n\x0cwant_heatmap\x18\x02 \x01(\x08\"H\n\x07Heatmap\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0e\n\x06scores\x18\x03 \x03(\x02\x12\x11\n\ttile_size\x18\x04 \x01(\r\"\xf9\x01\n\x0e\x44\x65tectResponse\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x14\n\x0cglobal_score\x18\x02 \x01(\x02\x12\x13\n\x0blocal_score\x18\x03 \x01(\x02\x12\'\n\x07heatmap\x18\x04 \x01(\x0b\x32\x16.imagetrust.v1.Heatmap\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\nmodel_arch\x18\x06 \x01(\t\x12\x15\n\rpreprocessing\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\r\x12\x0e\n\x06height\x18\n \x01(\r\x12\x13\n\x0bplaceholder\x18\x0b \x01(\x08\x32Z\n\x11SynthesisDetector\x12\x45\n\x06\x44\x65tect\x12\x1c.imagetrust.v1.DetectRequest\x1a\x1d.imagetrust.v1.DetectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dimagetrust/v1/synthesis.proto\x12\rimagetrust.v1\x1a\x1aimagetrust/v1/common.proto\"J\n\rDetectRequest\x12#\n\x05image\x18\x01 \x01(\x0b\x32\x14.imagetrust.v1.Image\x12\x14\n\x0cwant_heatmap\x18\x02 \x01(\x08\"|\n\x07Heatmap\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0e\n\x06scores\x18\x03 \x03(\x02\x12\x11\n\ttile_size\x18\x04 \x01(\r\x12\x0e\n\x06stride\x18\x05 \x01(\r\x12\x10\n\x08origin_x\x18\x06 \x01(\r\x12\x10\n\x08origin_y\x18\x07 \x01(\r\"\xb3\x02\n\x0e\x44\x65tectResponse\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x14\n\x0cglobal_score\x18\x02 \x01(\x02\x12\x13\n\x0blocal_score\x18\x03 \x01(\x02\x12\'\n\x07heatmap\x18\x04 \x01(\x0b\x32\x16.imagetrust.v1.Heatmap\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\nmodel_arch\x18\x06 \x01(\t\x12\x15\n\rpreprocessing\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\r\x12\x0e\n\x06height\x18\n \x01(\r\x12\x13\n\x0bplaceholder\x18\x0b \x01(\x08\x12\x11\n\tuncertain\x18\x0c \x01(\x08\x12\x15\n\rvalid_patches\x18\r \x01(\x05\x12\x0e\n\x06method\x18\x0e \x01(\t2Z\n\x11SynthesisDetector\x12\x45\n\x06\x44\x65tect\x12\x1c.imagetrust.v1.DetectRequest\x1a\x1d.imagetrust.v1.DetectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTREQUEST']._serialized_start=76
   _globals['_DETECTREQUEST']._serialized_end=150
   _globals['_HEATMAP']._serialized_start=152
-  _globals['_HEATMAP']._serialized_end=224
-  _globals['_DETECTRESPONSE']._serialized_start=227
-  _globals['_DETECTRESPONSE']._serialized_end=476
-  _globals['_SYNTHESISDETECTOR']._serialized_start=478
-  _globals['_SYNTHESISDETECTOR']._serialized_end=568
+  _globals['_HEATMAP']._serialized_end=276
+  _globals['_DETECTRESPONSE']._serialized_start=279
+  _globals['_DETECTRESPONSE']._serialized_end=586
+  _globals['_SYNTHESISDETECTOR']._serialized_start=588
+  _globals['_SYNTHESISDETECTOR']._serialized_end=678
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ class Condition:
     """All set parts must hold for the rule to fire."""
 
     findings_any: tuple[str, ...] = ()  # any of these finding codes is present
-    synthesis_score_at_least: float | None = None  # a real (non-placeholder) score >= this
+    synthesis_score_at_least: float | None = None  # a real (not placeholder, not uncertain) score >= this
     missing_all: tuple[str, ...] = ()  # every one of these backends is missing
     severity_at_least: int = 0  # with count: at least `count` findings of this severity or more
     count: int = 0

@@ -38,8 +38,9 @@ def _decision_from_risk(policy: Policy, risk: float) -> int:
 
 
 def _real_score(synthesis: synthesis_pb2.DetectResponse | None) -> float | None:
-    """The synthesis score, or None when there is none or it comes from a placeholder model."""
-    if synthesis is None or synthesis.placeholder:
+    """The synthesis score, or None when there is none, it comes from a placeholder model, or
+    the model could not judge the image (uncertain: too few patches carry camera traces)."""
+    if synthesis is None or synthesis.placeholder or synthesis.uncertain:
         return None
     return float(synthesis.score)
 
@@ -55,17 +56,43 @@ def _synthesis_reason(
         if score >= policy.review_from
         else common_pb2.LOW
     )
+    method = _method(synthesis)
+    judged = f", {synthesis.valid_patches} patches judged" if synthesis.valid_patches else ""
     return common_pb2.Finding(
         code="SYNTHESIS_SCORE",
         severity=severity,
         source="synthesis",
-        message=f"the synthesis model scores this photo {score:.2f} for compositing or manipulation (0 = none, 1 = certain)",
+        message=f"the synthesis model ({method}{judged}) scores this photo {score:.2f} "
+        "for compositing or manipulation (0 = none, 1 = certain)",
         evidence={
             "score": _fmt(score),
             "global_score": _fmt(synthesis.global_score),
             "local_score": _fmt(synthesis.local_score),
             "model_version": synthesis.model_version,
+            "method": method,
+            "valid_patches": str(synthesis.valid_patches),
             "risk_contribution": _fmt(contribution),
+        },
+    )
+
+
+def _method(synthesis: synthesis_pb2.DetectResponse) -> str:
+    # Servers from before the consistency model do not fill `method`: they ran a CNN.
+    return synthesis.method or "cnn"
+
+
+def _uncertain_reason(synthesis: synthesis_pb2.DetectResponse) -> common_pb2.Finding:
+    return common_pb2.Finding(
+        code="SYNTHESIS_UNCERTAIN",
+        severity=common_pb2.INFO,
+        source=SOURCE,
+        message=f"too few parts of this photo carry camera traces for the synthesis model to judge it "
+        f"({synthesis.valid_patches} usable patches: small, flat or clipped); "
+        "no synthesis score was used and this verdict does not cover compositing",
+        evidence={
+            "valid_patches": str(synthesis.valid_patches),
+            "method": _method(synthesis),
+            "model_version": synthesis.model_version,
         },
     )
 
@@ -126,6 +153,8 @@ def decide(
     score = _real_score(synthesis)
     if synthesis is not None and synthesis.placeholder:
         reasons.append((_placeholder_reason(synthesis), 0.0))
+    elif synthesis is not None and synthesis.uncertain:
+        reasons.append((_uncertain_reason(synthesis), 0.0))
     elif synthesis is not None and score is not None and score >= policy.synthesis_min_score:
         c = min(1.0, policy.synthesis_weight * score)
         if c > 0:

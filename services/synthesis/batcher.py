@@ -5,8 +5,9 @@ the oldest input and waits until either `max_batch_size` inputs are queued or th
 has waited `max_queue_delay`; then it runs one forward pass over up to `max_batch_size`
 inputs of the same shape and routes each output back to the request it came from.
 
-One image is several model inputs (its global view and its tiles), so inputs, not
-requests, are the unit of batching: a batch mixes inputs of different requests, and a
+One image is several model inputs (its global view and its tiles, or the feature rows of
+its valid patches for a consistency model), so inputs, not requests, are the unit of
+batching: a batch mixes inputs of different requests, and a
 request's inputs may span two batches; its future resolves when its last input is done.
 
 With `across_requests=False` (Triton's model without dynamic batching) a forward pass
@@ -35,6 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -85,8 +87,8 @@ COMPUTE_BUCKETS_S = (
     10.0,
 )
 REQUEST_BUCKETS_S = COMPUTE_BUCKETS_S
-# Inputs per batch: powers of two up to the largest batch a GPU pod would run.
-BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Inputs per batch: powers of two up to the default max_batch_size (512 patch rows).
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class BatcherMetrics:
@@ -95,7 +97,7 @@ class BatcherMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.queue_depth = Gauge(
             "imagetrust_synthesis_queue_depth",
-            "Model inputs waiting for a batch (global views + tiles); scale out on this.",
+            "Model inputs waiting for a batch (global views + tiles, or patch rows); scale out on this.",
             registry=registry,
         )
         self.batch_size = Histogram(
@@ -135,7 +137,7 @@ class _Request:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     deadline: float | None  # time.monotonic() seconds, None: no deadline
-    results: list[float]
+    results: list[Any]  # per input: a float logit, or an (E,) numpy row for vector outputs
     remaining: int
     dead: bool = False  # failed, timed out or cancelled: its queued inputs are skipped
     # Tracing on only: the forward passes that held its inputs, as (start, end) wall-clock
@@ -172,15 +174,16 @@ def _set_exception(future: asyncio.Future, exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-def _set_result(future: asyncio.Future, value: list[float]) -> None:
+def _set_result(future: asyncio.Future, value: list[Any]) -> None:
     if not future.done():
         future.set_result(value)
 
 
 class DynamicBatcher:
-    """Batches model inputs across requests. `run_batch(inputs) -> logits` runs one forward
-    pass over a list of same-shaped (C, H, W) CPU tensors and returns N values (the
-    engine stacks them, into pinned memory on CUDA)."""
+    """Batches model inputs across requests. `run_batch(inputs) -> outputs` runs one forward
+    pass over a list of same-shaped CPU tensors ((C, H, W) images or (F,) feature rows) and
+    returns (N,) logits or (N, E) vectors (the engine stacks them, into pinned memory on
+    CUDA). Each input's result is a float for (N,) outputs, an (E,) numpy row otherwise."""
 
     def __init__(
         self,
@@ -213,7 +216,7 @@ class DynamicBatcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, inputs: Sequence[torch.Tensor], deadline: float | None = None) -> list[float]:
+    async def submit(self, inputs: Sequence[torch.Tensor], deadline: float | None = None) -> list[Any]:
         """Queues one request's inputs; returns their outputs in the same order.
 
         deadline is a time.monotonic() instant. Raises Overloaded when the inputs do not
@@ -364,10 +367,11 @@ class DynamicBatcher:
             self.metrics.queue_wait.observe(start - item.enqueued)
         self.metrics.batch_size.observe(len(batch))
         try:
-            out = self._run_batch([item.tensor for item in batch])
-            values = out.reshape(-1).tolist()
-            if len(values) != len(batch):
-                raise RuntimeError(f"model returned {len(values)} outputs for a batch of {len(batch)}")
+            out = self._run_batch([item.tensor for item in batch]).detach().cpu()
+            if out.ndim == 0 or out.shape[0] != len(batch):
+                raise RuntimeError(f"model returned outputs {tuple(out.shape)} for a batch of {len(batch)}")
+            # (N,) logits route as floats; (N, E) embeddings as one numpy row per input.
+            values: list[Any] = out.tolist() if out.ndim == 1 else list(out.numpy())
         except Exception as exc:
             log.exception("forward pass failed for a batch of %d", len(batch))
             for req in {item.request for item in batch}:

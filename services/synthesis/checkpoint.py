@@ -15,6 +15,10 @@ Everything serving needs to reproduce training is in the file, so the two cannot
     model_version    a string shown in every response, e.g. "forensic-2025.06.01-ab12cd"
     placeholder      True for untrained weights (tests, the fallback): responses say so
     training         JSON-like metadata: dataset, recipe, metrics, dates, git commit ...
+    consistency      (version 2) consistency.ConsistencySpec as a dict (patch sampling,
+                     feature set, context, scorer and its calibration) for the patch
+                     archs (models.EMBEDDING_ARCHS), None for every other arch; version-1
+                     files have no such key and load with None
 
 Only plain containers, numbers, strings and tensors are stored, so files load with
 torch.load(weights_only=True): opening a checkpoint never runs code from it.
@@ -33,7 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from services.synthesis.models import ARCHS, build_model
+from services.synthesis.consistency import ConsistencySpec
+from services.synthesis.models import ARCHS, EMBEDDING_ARCHS, build_model
 from services.synthesis.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,7 +50,9 @@ from services.synthesis.preprocess import (
 from services.synthesis.scoring import CalibrationSpec
 
 FORMAT = "imagetrust.synthesis.checkpoint"
-FORMAT_VERSION = 1  # bump on any incompatible change of the keys below
+# Bump on any incompatible change of the keys below. 2: the "consistency" key.
+FORMAT_VERSION = 2
+# Keys every version has; version 2 adds "consistency" (OPTIONAL_KEYS: absent reads as None).
 KEYS = (
     "format",
     "format_version",
@@ -59,6 +66,7 @@ KEYS = (
     "placeholder",
     "training",
 )
+OPTIONAL_KEYS = ("consistency",)
 
 
 class CheckpointError(ValueError):
@@ -77,6 +85,15 @@ class Checkpoint:
     placeholder: bool = False
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # The patch-consistency scoring of the embedding archs; None for image (CNN) archs.
+    consistency: ConsistencySpec | None = None
+
+    def __post_init__(self) -> None:
+        embedding = self.arch in EMBEDDING_ARCHS
+        if embedding and self.consistency is None:
+            raise CheckpointError(f"arch {self.arch!r} scores patches and needs a consistency spec")
+        if not embedding and self.consistency is not None:
+            raise CheckpointError(f"arch {self.arch!r} scores images; a consistency spec belongs to {EMBEDDING_ARCHS}")
 
     def build(self, device: torch.device | str = "cpu") -> nn.Module:
         """The model with these weights, in eval mode, on device. Strict: every tensor must match."""
@@ -89,6 +106,16 @@ class Checkpoint:
 
     def describe(self) -> str:
         """The human-readable preprocessing line of DetectResponse.preprocessing."""
+        c = self.consistency
+        if c is not None:
+            s = c.sampling
+            context = " + image context" if c.context else ""
+            features = s.feature_set if c.features == "traces" else c.features
+            return (
+                f"patches {s.patch}px native, stride >= {s.min_stride}, max {s.max_patches}, "
+                f"min {s.min_valid_patches} valid; features {features}{context}; "
+                f"scorer {c.scorer.method} top {c.scorer.top_fraction:g}, platt a={c.scorer.a:.4g} b={c.scorer.b:.4g}"
+            )
         return f"{self.preprocessing.describe()}; {self.tiling.describe()}; calibration {self.calibration.method}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +131,7 @@ class Checkpoint:
             "model_version": self.model_version,
             "placeholder": bool(self.placeholder),
             "training": _plain(self.training),
+            "consistency": None if self.consistency is None else _plain(self.consistency.to_dict()),
         }
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
@@ -145,10 +173,12 @@ def save_checkpoint(
     calibration: CalibrationSpec | None = None,
     training: Mapping[str, Any] | None = None,
     placeholder: bool = False,
+    consistency: ConsistencySpec | None = None,
 ) -> Checkpoint:
     """Saves model (or its state_dict) with everything serving needs; returns the Checkpoint.
 
     Unset specs default to `default_specs(arch)`; say them explicitly in training.
+    `consistency` is required for the patch archs (EMBEDDING_ARCHS) and refused for others.
     """
     if arch not in ARCHS:
         raise CheckpointError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
@@ -164,6 +194,7 @@ def save_checkpoint(
         model_version=model_version,
         placeholder=placeholder,
         training=_plain(dict(training or {})),
+        consistency=consistency,
     )
     json.dumps(ckpt.training)  # fail at save time, not when an operator inspects it
     ckpt.save(path)
@@ -191,7 +222,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{path}: missing keys {missing}")
     if raw["arch"] not in ARCHS:
         raise CheckpointError(f"{path}: unknown arch {raw['arch']!r}; this server knows {', '.join(ARCHS)}")
+    raw_consistency = raw.get("consistency")
+    if raw_consistency is not None and not isinstance(raw_consistency, dict):
+        raise CheckpointError(f"{path}: consistency must be a dict or None, got {type(raw_consistency).__name__}")
     try:
+        consistency = None if raw_consistency is None else ConsistencySpec.from_dict(raw_consistency)
         return Checkpoint(
             arch=raw["arch"],
             arch_kwargs=dict(raw["arch_kwargs"]),
@@ -203,9 +238,32 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             placeholder=bool(raw["placeholder"]),
             training=dict(raw["training"]),
             format_version=version,
+            consistency=consistency,
         )
-    except (TypeError, ValueError) as exc:
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: invalid specs: {exc}") from exc
+
+
+# Splicebuster's co-occurrence histogram: 3^4 bins (traces.cooccurrence_features).
+SPLICEBUSTER_FEATURES = 81
+
+
+def model_input_shapes(ckpt: Checkpoint) -> list[tuple[int, ...]]:
+    """The shapes of the model inputs serving feeds: (C, H, W) views and tiles for the image
+    archs, (F,) feature rows for the patch archs."""
+    if ckpt.arch in EMBEDDING_ARCHS:
+        default = SPLICEBUSTER_FEATURES if ckpt.arch == "splicebuster" else None
+        features = ckpt.arch_kwargs.get("in_features", default)
+        if not isinstance(features, int) or features < 1:
+            raise ValueError(f"arch {ckpt.arch!r} checkpoint declares no in_features")
+        return [(features,)]
+    size = ckpt.preprocessing.input_size
+    shapes: list[tuple[int, ...]] = [(3, size, size)]
+    if ckpt.tiling.enabled and ckpt.tiling.tile_size != size:
+        shapes.append((3, ckpt.tiling.tile_size, ckpt.tiling.tile_size))
+    return shapes
 
 
 # --- Recommended specs per architecture -------------------------------------------------
@@ -235,6 +293,10 @@ def paper_specs(input_size: int = 224) -> tuple[PreprocessSpec, TilingSpec]:
 def default_specs(arch: str) -> tuple[PreprocessSpec, TilingSpec]:
     """Our recommended preprocessing and tiling for arch (training may choose others and
     records them in the checkpoint; serving follows the checkpoint, not this function)."""
+    if arch in EMBEDDING_ARCHS:
+        # Patch archs never see a resized image: the consistency spec samples native
+        # patches, so these specs are unused placeholders (no tiles).
+        return PreprocessSpec(), TilingSpec(tile_size=0)
     if arch in ("forensic", "tiny"):
         size = 256 if arch == "forensic" else 64  # px: forensic tiles keep 8x8 JPEG blocks whole
         return (

@@ -19,12 +19,15 @@ class SynthesisConfig(ServerConfig):
     metrics_port: int = setting(9093, "Prometheus /metrics HTTP port (-1: off)")
     model_path: str = setting("", "checkpoint file (empty: the default model shipped in the package)")
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:N")
-    # An image is 1 global view + up to the checkpoint's max_tiles tiles (40 for the shipped
-    # model): model inputs, not images, are what a forward pass batches. 64: with the shipped
-    # model on CPU, 48-64 ran 0.58 ms per input at concurrency 16 against 0.96 ms at 32 (a
-    # slower oneDNN kernel choice), 0.77 at 128 and 1.26 at 1024 (batches outgrow the caches);
-    # 64 also holds one large photo's 41 inputs in one pass. GPUs want more.
-    max_batch_size: int = setting(64, "model inputs (global views and tiles) per forward pass")
+    # Model inputs, not images, are what a forward pass batches: a CNN image is 1 global view
+    # + up to max_tiles tiles (41 for the shipped forensic model), a consistency image up to
+    # max_patches feature rows (512; ~1 KB each). 512 holds one photo's rows in one pass and
+    # rows of several photos together: a hidden=256 depth=3 embedder on (N, 274) rows, one
+    # CPU thread, ran 10.3 us per row at batch 64 against 5.5 at 512 on torch (ONNX Runtime
+    # 4.4 and 4.0). For the forensic CNN, 48-64 inputs measured best on CPU (0.58 ms per
+    # input at concurrency 16, 0.77 at 128, 1.26 at 1024: batches outgrow the caches), so
+    # set 64 when serving a CNN checkpoint on CPU. GPUs want more.
+    max_batch_size: int = setting(512, "model inputs (views, tiles or patch rows) per forward pass")
     # 5 ms: long enough to gather concurrent requests into one batch, short next to a
     # forward pass (tens of ms on CPU).
     max_queue_delay_ms: float = setting(5.0, "longest wait to fill a batch, ms")
@@ -32,9 +35,11 @@ class SynthesisConfig(ServerConfig):
     # tiles still batch together). The benchmark's baseline; also an option when requests
     # already carry enough inputs to fill the device.
     dynamic_batching: bool = setting(True, "batch model inputs across requests (off: one request per forward pass)")
-    # 2048 inputs: about 50 large photos of the shipped model (41 inputs each) may wait; at
-    # 256 only 6 could, so a modest burst was refused. ~100 MB of tensors at most.
-    max_queue_size: int = setting(2048, "queued model inputs; more get RESOURCE_EXHAUSTED")
+    # 8192 inputs: 16 consistency photos of 512 patch rows (~8 MB of features) may wait, so
+    # a burst is queued rather than refused; a Detect is refused up front when max_patches
+    # more rows would not fit. For a CNN checkpoint an input is a 256 px tile (~0.8 MB of
+    # float32), so there 2048 (about 50 large photos of 41 inputs) bounds memory instead.
+    max_queue_size: int = setting(8192, "queued model inputs (views, tiles or patch rows); more get RESOURCE_EXHAUSTED")
     decode_workers: int = setting(2, "threads decoding images off the event loop")
     # 0: every core the process may use (sched_getaffinity), which is what a CPU pod's
     # limit grants; set lower when decode threads should keep a core for themselves.
@@ -61,6 +66,8 @@ class SynthesisConfig(ServerConfig):
         super().validate()
         if self.max_batch_size < 1 or self.max_queue_size < 1 or self.max_queue_delay_ms < 0:
             raise ValueError("max_batch_size and max_queue_size must be >= 1, max_queue_delay_ms >= 0")
+        if self.max_batch_size > self.max_queue_size:
+            raise ValueError("max_batch_size cannot exceed max_queue_size (a batch is taken from the queue)")
         if self.runtime not in ("auto", "torch", "onnxruntime"):
             raise ValueError("runtime must be auto, torch or onnxruntime")
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):

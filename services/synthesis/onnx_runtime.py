@@ -1,7 +1,10 @@
 """The synthesis network as ONNX, and a predictor that runs it on ONNX Runtime.
 
 What the graph holds: the network `Checkpoint.build()` returns, from the normalised model
-input (N, 3, H, W) float32 to one logit per input (N,) float32, the batch axis dynamic.
+input (N, 3, H, W) float32 to one logit per input (N,) float32, the batch axis dynamic; for
+the patch archs (models.EMBEDDING_ARCHS) from (N, F) feature rows to (N, E) rows (the
+output keeps the name "logits"). The consistency scorer (pairwise outliers, Platt) stays
+outside, like the image scoring.
 What stays outside (in services/synthesis, identical for both runtimes): decoding and EXIF
 orientation, the checkpoint's preprocessing (resize, colour space incl. HLS gains,
 normalisation; preprocess.prepare), tiling into global view + tiles, and scoring
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from services.synthesis.checkpoint import Checkpoint
+from services.synthesis.checkpoint import Checkpoint, model_input_shapes
 from services.synthesis.predictor import Predictor
 
 if TYPE_CHECKING:
@@ -44,14 +47,25 @@ PARITY_TOLERANCE = 1e-3
 PARITY_BATCH = 3  # inputs in the parity check: not 1, so the dynamic batch axis is exercised
 
 
-def input_shapes(checkpoint: Checkpoint) -> list[tuple[int, int, int]]:
-    """The (C, H, W) model-input shapes serving feeds: the global view, and tiles when
-    they differ in size."""
-    size = checkpoint.preprocessing.input_size
-    shapes = [(3, size, size)]
-    if checkpoint.tiling.enabled and checkpoint.tiling.tile_size != size:
-        shapes.append((3, checkpoint.tiling.tile_size, checkpoint.tiling.tile_size))
-    return shapes
+def input_shapes(checkpoint: Checkpoint) -> list[tuple[int, ...]]:
+    """The model-input shapes serving feeds: (C, H, W) of the global view, and of tiles when
+    they differ in size; (F,) feature rows for the patch archs."""
+    return model_input_shapes(checkpoint)
+
+
+def _parity_inputs(checkpoint: Checkpoint, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Random inputs on the scale serving feeds the model."""
+    if len(shape) == 1:
+        # Feature rows: around the embedder's own standardisation when it has one.
+        x = torch.randn((PARITY_BATCH, *shape), generator=generator)
+        state = checkpoint.state_dict
+        if "feature_mean" in state and "feature_std" in state:
+            x = state["feature_mean"].float() + x * state["feature_std"].float()
+        return x
+    # Inputs on the scale the checkpoint's normalisation produces (grey levels for the
+    # forensic net, unit scale for ImageNet-normalised nets).
+    scale = 1.0 / min(checkpoint.preprocessing.std)
+    return torch.rand((PARITY_BATCH, *shape), generator=generator) * scale
 
 
 def export_onnx(checkpoint: Checkpoint, path: str | os.PathLike, opset: int = OPSET) -> float:
@@ -61,7 +75,7 @@ def export_onnx(checkpoint: Checkpoint, path: str | os.PathLike, opset: int = OP
     model = checkpoint.build("cpu")
     shapes = input_shapes(checkpoint)
     dynamic = {0: "batch"}
-    if len(shapes) > 1:  # global view and tiles differ in size: spatial axes are dynamic too
+    if len(shapes) > 1 and len(shapes[0]) == 3:  # global view and tiles differ in size: spatial axes are dynamic too
         dynamic.update({2: "height", 3: "width"})
     example = torch.zeros((PARITY_BATCH, *shapes[0]))
     with warnings.catch_warnings():
@@ -80,10 +94,7 @@ def export_onnx(checkpoint: Checkpoint, path: str | os.PathLike, opset: int = OP
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     for shape in shapes:
-        # Inputs on the scale the checkpoint's normalisation produces (grey levels for the
-        # forensic net, unit scale for ImageNet-normalised nets).
-        scale = 1.0 / min(checkpoint.preprocessing.std)
-        x = torch.rand((PARITY_BATCH, *shape), generator=generator) * scale
+        x = _parity_inputs(checkpoint, shape, generator)
         with torch.inference_mode():
             expected = model(x).float().numpy()
         got = session.run(None, {INPUT_NAME: x.numpy()})[0]
@@ -131,7 +142,7 @@ class OrtPredictor:
         """Nothing to reserve: ONNX Runtime allocates per run from its arena."""
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """(N,) float32 logits for N same-shaped (C, H, W) inputs."""
+        """(N,) float32 logits for N same-shaped (C, H, W) inputs; (N, E) rows for (F,) ones."""
         x = torch.stack(inputs).numpy()
         return torch.from_numpy(self.session.run(None, {INPUT_NAME: x})[0])
 
@@ -140,7 +151,7 @@ class OrtPredictor:
             for n in sorted(set(batch_sizes)):
                 for _ in range(max(1, iterations)):
                     out = self.forward([torch.zeros(shape)] * n)
-                    if out.shape != (n,) or not torch.isfinite(out).all():
+                    if out.dim() not in (1, 2) or out.shape[0] != n or not torch.isfinite(out).all():
                         raise RuntimeError(f"warm-up forward on {n}x{shape} gave {tuple(out.shape)} / non-finite")
 
 

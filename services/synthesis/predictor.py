@@ -9,6 +9,8 @@ CPUs whose oneDNN has native bf16 (AVX512-BF16 / AMX). Whether it pays depends o
 model: bench/bench_forward.py measures it (figures in docs/benchmarks.md, "bench_forward":
 a large gain for ResNet-50 at 224, none for the shipped forensic net, whose float32 front
 end dominates).
+Patch archs (models.EMBEDDING_ARCHS) take (F,) feature rows and return (N, E) rows;
+channels_last applies to 4-D image batches only.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class Predictor:
         model = checkpoint.build(device)
         # channels_last: cuDNN's tensor-core kernels and oneDNN's bf16 kernels both want NHWC.
         self.channels_last = device.type == "cuda" or self.amp_dtype is not None
-        if self.channels_last:
+        if self.channels_last and not checkpoint.consistency:
             model = model.to(memory_format=torch.channels_last)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: autotune once in warm-up
@@ -106,15 +108,19 @@ class Predictor:
         return torch.stack(inputs, out=buf[: len(inputs)])
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """(N,) float32 logits on the CPU for N same-shaped (C, H, W) inputs."""
+        """(N,) float32 logits on the CPU for N same-shaped (C, H, W) inputs; (N, E) float32
+        rows for N (F,) feature rows."""
         with torch.inference_mode():
             x = self._stack(inputs)
+            image = x.dim() == 4  # channels_last exists for NCHW batches only
             if self.device.type == "cuda":
-                x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                x = x.to(self.device, non_blocking=True)
+                if image:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     out = self.model(x)
                 return out.float().cpu()
-            if self.amp_dtype is not None:
+            if self.amp_dtype is not None and image:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp_dtype is not None):
                 return self.model(x).float()
@@ -126,5 +132,5 @@ class Predictor:
             for n in sorted(set(batch_sizes)):
                 for _ in range(max(1, iterations)):
                     out = self.forward([torch.zeros(shape)] * n)
-                    if out.shape != (n,) or not torch.isfinite(out).all():
+                    if out.dim() not in (1, 2) or out.shape[0] != n or not torch.isfinite(out).all():
                         raise RuntimeError(f"warm-up forward on {n}x{shape} gave {tuple(out.shape)} / non-finite")

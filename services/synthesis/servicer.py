@@ -20,12 +20,17 @@ def to_proto(d: Detection) -> synthesis_pb2.DetectResponse:
         width=d.width,
         height=d.height,
         placeholder=d.placeholder,
+        uncertain=d.uncertain,
+        valid_patches=d.valid_patches,
+        method=d.method,
     )
     if d.heatmap:
         response.heatmap.rows = len(d.heatmap)
         response.heatmap.cols = len(d.heatmap[0])
         response.heatmap.scores.extend(s for row in d.heatmap for s in row)
         response.heatmap.tile_size = d.tile_size
+        response.heatmap.stride = d.heatmap_stride
+        response.heatmap.origin_x, response.heatmap.origin_y = d.heatmap_origin
     return response
 
 

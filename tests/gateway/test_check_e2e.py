@@ -15,6 +15,9 @@ from PIL import Image
 from imagetrust.client import Client
 from imagetrust.v1 import common_pb2
 from services.gateway.backends import grpc_target
+from services.gateway.policy import DEFAULT_POLICY_PATH, load_policy
+from services.gateway.verdict import decide
+from tests.helpers.checkpoints import make_consistency_checkpoint
 from tests.helpers.metrics import metric_value
 
 
@@ -174,3 +177,26 @@ def test_health_and_reflection_still_served(gateway_module):
             health_pb2.HealthCheckRequest(service="imagetrust.v1.ImageTrust"), timeout=5
         )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_an_uncertain_synthesis_answer_is_not_used(server_factory, backends_module, tmp_path: pathlib.Path):
+    # The real synthesis service with a (trained-labelled) consistency model: a flat grey
+    # photo has no patch with camera traces, so the model cannot judge it.
+    metadata, _ = backends_module
+    checkpoint = tmp_path / "consistency.pt"
+    make_consistency_checkpoint(checkpoint, placeholder=False)
+    synthesis = server_factory("synthesis", model_path=str(checkpoint), torch_threads=1)
+    gateway = server_factory("gateway", synthesis_addr=synthesis.address, metadata_addr=metadata.address)
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (128, 128, 128)).save(buf, "JPEG", quality=90)
+    with Client(gateway.address) as client:
+        response = client.check(buf.getvalue())
+    assert response.synthesis.uncertain and response.synthesis.method == "consistency"
+    assert not response.synthesis.placeholder and response.synthesis.valid_patches == 0
+    codes = [r.code for r in response.reasons]
+    assert "SYNTHESIS_UNCERTAIN" in codes and "SYNTHESIS_SCORE" not in codes
+    reason = next(r for r in response.reasons if r.code == "SYNTHESIS_UNCERTAIN")
+    assert reason.severity == common_pb2.INFO and reason.evidence["valid_patches"] == "0"
+    # No synthesis contribution: the risk is the metadata findings' alone.
+    alone = decide(load_policy(DEFAULT_POLICY_PATH).default, None, response.metadata, {})
+    assert response.risk == pytest.approx(alone.risk, abs=1e-6)

@@ -357,3 +357,28 @@ def test_documented_examples(name, platform, synthesis, findings, missing, decis
     verdict = decide(POLICIES.for_platform(platform), synthesis, meta(*findings), missing)
     assert verdict.decision == decision
     assert verdict.risk == pytest.approx(risk, abs=0.001)
+
+
+def test_uncertain_synthesis_never_contributes_and_says_so():
+    uncertain = synthesis_pb2.DetectResponse(
+        score=0.0, model_version="c-1", uncertain=True, valid_patches=3, method="consistency"
+    )
+    verdict = decide(DEFAULT, uncertain, meta(), {})
+    assert verdict.risk == 0.0 and verdict.decision == ALLOW
+    assert codes(verdict) == ["SYNTHESIS_UNCERTAIN"]
+    (reason,) = verdict.reasons
+    assert reason.severity == common_pb2.INFO and reason.source == "gateway"
+    assert reason.evidence["valid_patches"] == "3" and reason.evidence["method"] == "consistency"
+    # Even a high score on an uncertain answer is ignored, rules included.
+    uncertain.score = 0.99
+    reused = decide(DEFAULT, uncertain, meta(("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)), {})
+    assert reused.decision == REVIEW and "SYNTHESIS_SCORE" not in codes(reused)
+
+
+def test_synthesis_score_evidence_names_method_and_patches():
+    judged = synthesis_pb2.DetectResponse(score=0.95, model_version="c-1", valid_patches=321, method="consistency")
+    (reason,) = decide(DEFAULT, judged, meta(), {}).reasons
+    assert reason.evidence["method"] == "consistency" and reason.evidence["valid_patches"] == "321"
+    assert "consistency, 321 patches judged" in reason.message
+    (cnn,) = decide(DEFAULT, synth(0.95), meta(), {}).reasons  # a server without `method`: a CNN
+    assert cnn.evidence["method"] == "cnn" and cnn.evidence["valid_patches"] == "0"

@@ -46,6 +46,12 @@ def test_every_code_the_code_emits_is_documented() -> None:
 
 def test_every_metadata_finding_has_a_policy_weight() -> None:
     # Each metadata code gets an explicit, reviewed contribution, not the severity default.
-    gateway_only = {"BACKEND_UNAVAILABLE", "SYNTHESIS_SCORE", "SYNTHESIS_PLACEHOLDER", "POLICY_RULE"}
+    gateway_only = {
+        "BACKEND_UNAVAILABLE",
+        "SYNTHESIS_SCORE",
+        "SYNTHESIS_PLACEHOLDER",
+        "SYNTHESIS_UNCERTAIN",
+        "POLICY_RULE",
+    }
     unweighted = _documented_codes() - gateway_only - _policy_codes()
     assert not unweighted, f"findings without a policy weight: {sorted(unweighted)}"

@@ -11,6 +11,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 SHARED = REPO.parent / "shared" / "datasets"
 EXIF_SAMPLES = SHARED / "exif-samples"
 BSDS = SHARED / "bsds500"
+CAMERA_PHOTOS = SHARED / "camera-photos"  # one JPEG per camera model, long edge <= 2048 px
 SAMPLES = REPO / "imagetrust" / "samples"
 
 

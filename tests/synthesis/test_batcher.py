@@ -222,3 +222,24 @@ def test_a_cancelled_request_leaves_the_queue_at_once():
     computed = [v for batch in fwd.batches for v in batch]
     assert 30.0 not in computed  # the cancelled request never reached the model
     assert registry.get_sample_value("imagetrust_synthesis_dropped_requests_total", {"reason": "cancelled"}) == 1
+
+
+def test_feature_rows_in_vector_rows_out():
+    # Patch embedders: (F,) inputs, (N, E) outputs; each request gets its own rows back.
+    registry = CollectorRegistry()
+    weight = torch.arange(12, dtype=torch.float32).reshape(6, 2)
+    batcher = _batcher(lambda xs: torch.stack(xs) @ weight, registry, max_batch_size=16)
+
+    async def scenario():
+        rows = [[torch.full((6,), float(r + i)) for i in range(n)] for r, n in ((0, 3), (10, 5))]
+        return rows, await asyncio.gather(*(batcher.submit(r) for r in rows))
+
+    try:
+        rows, results = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    for sent, got in zip(rows, results):
+        assert len(got) == len(sent)
+        for x, y in zip(sent, got):
+            assert y.shape == (2,) and y.tolist() == pytest.approx((x @ weight).tolist())
+    assert registry.get_sample_value("imagetrust_synthesis_batch_size_count") == 1  # one pass for both

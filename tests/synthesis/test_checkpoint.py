@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from services.synthesis import traces
 from services.synthesis.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -14,9 +15,12 @@ from services.synthesis.checkpoint import (
     paper_specs,
     save_checkpoint,
 )
+from services.synthesis.consistency import ConsistencySpec, ScorerSpec
 from services.synthesis.models import build_model
 from services.synthesis.preprocess import PreprocessSpec, TilingSpec
 from services.synthesis.scoring import CalibrationSpec
+from services.synthesis.traces import SamplingSpec
+from tests.helpers.checkpoints import make_consistency_checkpoint, make_splicebuster_checkpoint
 
 torch.set_num_threads(1)
 
@@ -99,3 +103,60 @@ def test_specs_validate():
         TilingSpec(global_weight=1.5)
     with pytest.raises(ValueError):
         CalibrationSpec(method="isotonic")
+
+
+def test_version_1_files_still_load_without_consistency(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "t.pt", build_model("tiny"), arch="tiny", model_version="t1")
+    raw = ckpt.to_dict()
+    del raw["consistency"]  # exactly what a version-1 writer saved
+    raw["format_version"] = 1
+    torch.save(raw, tmp_path / "v1.pt")
+    old = load_checkpoint(tmp_path / "v1.pt")
+    assert old.consistency is None and old.format_version == 1 and old.arch == "tiny"
+    assert old.build() is not None
+
+
+def test_consistency_spec_round_trips_in_version_2(tmp_path):
+    spec = ConsistencySpec(
+        sampling=SamplingSpec(min_stride=48, max_patches=200, min_valid_patches=10),
+        scorer=ScorerSpec(top_fraction=0.1, pair_scale=3.5, pair_bias=-2.0, a=2.0, b=-1.5),
+    )
+    make_consistency_checkpoint(tmp_path / "c.pt", consistency=spec)
+    raw = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert raw["format_version"] == FORMAT_VERSION == 2 and isinstance(raw["consistency"], dict)
+    ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert ckpt.consistency == spec and ckpt.arch == "consistency"
+    assert ckpt.arch_kwargs["in_features"] == 2 * traces.feature_count()
+    assert (ckpt.preprocessing, ckpt.tiling) == default_specs("consistency")
+    assert not ckpt.tiling.enabled
+    described = ckpt.describe()
+    assert "patches 64px" in described and "max 200" in described and "traces-v1" in described
+    assert "scorer embedding" in described
+    x = torch.randn(5, 2 * traces.feature_count())
+    out = ckpt.build()(x)
+    assert out.shape == (5, 8) and torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
+    sb = make_splicebuster_checkpoint(tmp_path / "sb.pt")
+    loaded = load_checkpoint(tmp_path / "sb.pt")
+    assert loaded.consistency == sb.consistency and loaded.consistency.scorer.method == "gaussian_outlier"
+    assert "features cooccurrence" in loaded.describe()
+
+
+def test_arch_and_consistency_spec_must_agree(tmp_path):
+    with pytest.raises(CheckpointError, match="needs a consistency spec"):
+        save_checkpoint(tmp_path / "a.pt", build_model("splicebuster"), arch="splicebuster", model_version="s")
+    with pytest.raises(CheckpointError, match="scores images"):
+        save_checkpoint(
+            tmp_path / "b.pt", build_model("tiny"), arch="tiny", model_version="t", consistency=ConsistencySpec()
+        )
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
+    # A file that pairs them wrongly is refused at load time too.
+    raw = make_consistency_checkpoint(tmp_path / "c.pt").to_dict()
+    raw["consistency"] = None
+    torch.save(raw, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="needs a consistency spec"):
+        load_checkpoint(tmp_path / "bad.pt")
+    raw = save_checkpoint(tmp_path / "t.pt", build_model("tiny"), arch="tiny", model_version="t").to_dict()
+    raw["consistency"] = ConsistencySpec().to_dict()
+    torch.save(raw, tmp_path / "bad2.pt")
+    with pytest.raises(CheckpointError, match="scores images"):
+        load_checkpoint(tmp_path / "bad2.pt")

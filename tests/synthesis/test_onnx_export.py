@@ -19,11 +19,12 @@ import torch
 from PIL import Image
 
 from imagetrust.v1 import common_pb2, synthesis_pb2, synthesis_pb2_grpc
-from services.synthesis import DEFAULT_MODEL_PATH
+from services.synthesis import DEFAULT_MODEL_PATH, traces
 from services.synthesis.checkpoint import load_checkpoint
 from services.synthesis.onnx_runtime import OPSET, PARITY_TOLERANCE, OrtPredictor
 from services.synthesis.preprocess import prepare
 from services.synthesis.scoring import image_scores
+from tests.helpers.checkpoints import make_consistency_checkpoint
 from tests.helpers.paths import SAMPLES
 from training import export_onnx
 
@@ -123,3 +124,17 @@ def test_auto_runs_onnxruntime_on_a_cpu_at_fp32_and_torch_otherwise(server_facto
     assert isinstance(default.service.engine.predictor, OrtPredictor)
     pinned = server_factory("synthesis", model_path=str(tiny_checkpoint), torch_threads=1, runtime="torch")
     assert isinstance(pinned.service.engine.predictor, Predictor)
+
+
+def test_a_consistency_checkpoint_exports_with_its_contract(tmp_path):
+    path = tmp_path / "consistency.pt"
+    make_consistency_checkpoint(path, embed_dim=8)
+    assert export_onnx.main([str(path), str(tmp_path / "out"), "--triton"]) == 0
+    contract = json.loads((tmp_path / "out" / "contract.json").read_text())
+    features = 2 * traces.feature_count()
+    assert contract["onnx"]["inputs"][0]["shape"] == ["batch", features]
+    assert contract["onnx"]["outputs"][0]["shape"] == ["batch", 8]
+    assert contract["consistency"] == load_checkpoint(path).consistency.to_dict()
+    assert contract["parity"]["max_abs_logit_diff"] <= PARITY_TOLERANCE
+    config = (tmp_path / "out" / "triton" / "synthesis_detector" / "config.pbtxt").read_text()
+    assert f"dims: [ {features} ]" in config and "dims: [ 8 ]" in config and "reshape" not in config

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.synthesis.checkpoint import load_checkpoint
+from tests.helpers.checkpoints import make_consistency_checkpoint, make_splicebuster_checkpoint
 from training import export
 
 
@@ -18,3 +20,22 @@ def test_a_bad_or_missing_checkpoint_is_a_one_line_exit(tmp_path, content):
     message = str(info.value.code)
     assert message.startswith("[export] not exported: ") and str(src) in message and "\n" not in message
     assert not dst.exists()
+
+
+@pytest.mark.parametrize("arch", ["consistency", "splicebuster"])
+def test_consistency_checkpoints_are_checked_and_shipped(tmp_path, arch):
+    src = tmp_path / f"{arch}.pt"
+    if arch == "consistency":
+        make_consistency_checkpoint(src, placeholder=False)
+    else:
+        make_splicebuster_checkpoint(src)
+    dst = tmp_path / "weights" / "default.pt"
+    export.main([str(src), "--to", str(dst)])
+    assert load_checkpoint(dst).consistency == load_checkpoint(src).consistency
+
+
+def test_a_placeholder_consistency_checkpoint_is_refused(tmp_path):
+    src = tmp_path / "c.pt"
+    make_consistency_checkpoint(src)
+    with pytest.raises(SystemExit, match="placeholder"):
+        export.main([str(src), "--to", str(tmp_path / "default.pt")])
