@@ -152,6 +152,24 @@ def test_mirrored_variants_probe_their_exact_band_values(fps):
     assert sum(len(bands.probes(v, bands.LAYOUT, r)) for _b, v, r in keys.probes) == 238
 
 
+def test_the_mirror_image_is_described_only_for_candidates_a_mirrored_variant_proposed(open_registry, photos):
+    """The mirror image's ORB pass is the costliest part of verifying: a scaled copy (proposed
+    by the upload as is) is verified without it, a mirrored copy (proposed by a mirrored
+    variant) with it; a record verified without the mirror pass does not match a mirrored copy."""
+    reg = open_registry()
+    reg.lookup(fingerprints.compute(photos["original"], MAX_PIXELS), Sighting("alice", "a-1"), register=True)
+    scaled = fingerprints.compute(photos["scaled"], MAX_PIXELS)  # fresh: nothing cached on its probe
+    assert "REUSED_BY_OTHER_SELLER" in _codes(reg.lookup(scaled, Sighting("mallory", "m-1"), register=False))
+    assert "mirrored" not in scaled.content.probe.__dict__  # type: ignore[union-attr]
+    mirrored = fingerprints.compute(photos["mirrored"], MAX_PIXELS)
+    finding = _codes(reg.lookup(mirrored, Sighting("mallory", "m-2"), register=False))["REUSED_BY_OTHER_SELLER"]
+    assert "mirrored" in finding.evidence["copy_kind"] and "mirrored" in mirrored.content.probe.__dict__  # type: ignore[union-attr]
+    stored = descriptor.decode(fingerprints.compute(photos["original"], MAX_PIXELS).content.record)  # type: ignore[union-attr]
+    fresh = fingerprints.compute(photos["mirrored"], MAX_PIXELS).content.probe  # type: ignore[union-attr]
+    assert not verify.verify_all([stored], fresh, [False])[0].matched  # type: ignore[list-item]
+    assert verify.verify_all([stored], fresh, [True])[0].matched  # type: ignore[list-item]
+
+
 def test_registrations_with_the_three_views_of_before_still_match(open_registry, fps):
     """An image registered before the corner windows (whole, centre and middle-band views
     and a record, no corner bands) keeps matching and verifying as it did: nothing migrates."""

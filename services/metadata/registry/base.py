@@ -48,6 +48,7 @@ class Keys:
     writes: tuple[tuple[int, int, bytes], ...] = ()
     probes: tuple[tuple[int, int, int], ...] = ()
     variants: tuple[bytes, ...] = ()  # the probed hashes, the upload as is first
+    mirrored: tuple[int, ...] = ()  # indices of `variants` hashed from the mirrored upload
     descriptor: bytes = b""  # the verification record to store, b"" when none
 
     @classmethod
@@ -57,12 +58,14 @@ class Keys:
         views: tuple[tuple[int, bytes], ...]
         variants: tuple[tuple[bytes, tuple[int, ...]], ...]
         exact: tuple[int, ...] = ()
+        mirrored: tuple[int, ...] = ()
         if content is None:  # fingerprints without content keys: the whole-frame hash only
             views, variants, record = ((0, fp.perceptual),), ((fp.perceptual, (0,)),), b""
         else:
             # The record only when registering: choosing its keypoints costs another ORB pass.
             views, variants, record = content.views, content.variants, content.record if register else b""
             exact = content.exact_variants
+            mirrored = tuple(i for i in views_mod.MIRRORED_VARIANTS if i < len(variants))
         # A view's band b in namespace ns is indexed as band ns * count + b: namespace 0 is
         # the whole frame, exactly the bands of a registration made before views existed.
         # Namespaces other than the whole frame may index fewer bands (reuse/views.bands_of).
@@ -88,6 +91,7 @@ class Keys:
             writes,
             probes,
             tuple(h for h, _ in variants),
+            mirrored,
             record,
         )
 
@@ -112,6 +116,9 @@ class Raw:
     snapshot: dict[int, list[Sighting]] = dataclasses.field(default_factory=dict)
     own_id: int = 0  # the image id this registration created or found (never its own candidate)
     direct: dict[int, int] = dataclasses.field(default_factory=dict)  # id -> whole frame to whole frame distance
+    # ids within `threshold` of a mirrored variant: only these are verified against the
+    # upload's mirror image (whose keypoints cost an ORB pass)
+    mirrored: set[int] = dataclasses.field(default_factory=set)
 
 
 def identity_digest(s: Sighting) -> bytes:
@@ -228,6 +235,9 @@ class Registry(abc.ABC):
             for image_id, d in zip(raw.candidate_ids.tolist(), dist[:, 0].tolist()):
                 if d < raw.direct.get(image_id, 1 << 30):
                     raw.direct[image_id] = int(d)
+            if keys.mirrored:
+                flipped = dist[:, list(keys.mirrored)].min(axis=1) <= self.threshold
+                raw.mirrored = set(raw.candidate_ids[flipped].tolist())
         for ids, kind in (
             (raw.unique_id_ids, MatchKind.UNIQUE_ID),
             (raw.pixel_ids, MatchKind.SAME_PIXELS),
@@ -274,7 +284,10 @@ class Registry(abc.ABC):
             else:
                 del kinds[image_id]
         if described and probe is not None:
-            for image_id, result in zip(described, verification.verify_all(list(described.values()), probe)):
+            results = verification.verify_all(
+                list(described.values()), probe, [image_id in raw.mirrored for image_id in described]
+            )
+            for image_id, result in zip(described, results):
                 if result.matched or result.partial:
                     checks[image_id] = Check("verified" if result.matched else "partial", result)
                 else:

@@ -177,17 +177,21 @@ def _better(a: Verification, b: Verification) -> Verification:
     return max((a, b), key=lambda v: (v.matched, v.partial, v.inliers))
 
 
-def verify_all(stored: list[Stored], probe: Probe) -> list[Verification]:
-    """Each stored record against the upload, as is and mirrored (the better fit wins).
-    RANSAC only runs for records with at least MIN_INLIERS descriptor matches, which a
-    distinct photo almost never has, so checking hundreds of candidates costs about a
-    millisecond."""
-    direct = _candidate_matches(stored, probe.features)
-    flipped = _candidate_matches(stored, probe.mirrored)
-    return [
-        _better(_fit(s, probe.features, d, probe, False), _fit(s, probe.mirrored, f, probe, True))
-        for s, d, f in zip(stored, direct, flipped)
-    ]
+def verify_all(stored: list[Stored], probe: Probe, mirrored: list[bool] | None = None) -> list[Verification]:
+    """Each stored record against the upload as is, and against its mirror image where
+    `mirrored` says so (every record when None; the better fit wins). The mirror image's
+    keypoints cost an ORB pass, made only when some record needs them: the registry asks
+    for it only for candidates a mirrored variant proposed. RANSAC only runs for records
+    with at least MIN_INLIERS descriptor matches, which a distinct photo almost never has,
+    so checking hundreds of candidates costs about a millisecond."""
+    flags = [True] * len(stored) if mirrored is None else mirrored
+    out = [_fit(s, probe.features, d, probe, False) for s, d in zip(stored, _candidate_matches(stored, probe.features))]
+    which = [i for i, flag in enumerate(flags) if flag]
+    if which:
+        flipped = _candidate_matches([stored[i] for i in which], probe.mirrored)
+        for i, f in zip(which, flipped):
+            out[i] = _better(out[i], _fit(stored[i], probe.mirrored, f, probe, True))
+    return out
 
 
 def verify(stored: Stored, probe: Probe) -> Verification:

@@ -54,6 +54,9 @@ REGISTERED_VIEWS = (
 # a radius-1 probe costs 1 + band width bucket reads per band (16 here) where radius 0 costs
 # one; on the tuning set radius 0 lost no mirrored copy (docs/registry.md).
 EXACT_VARIANTS = (1, 3, 5)
+# Variants (by index) hashed from the mirrored upload: a candidate only they propose is the
+# only kind verified against the upload's mirror image (registry/base.py).
+MIRRORED_VARIANTS = (1, 3, 5)
 
 
 def bands_of(namespace: int, count: int) -> int:
