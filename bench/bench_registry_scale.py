@@ -47,7 +47,7 @@ from services.metadata.registry import bands
 from services.metadata.registry.base import DIGEST_BYTES, Keys, encode_sighting
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_backend import SIGHTING_BUCKET, RedisRegistry
-from services.metadata.registry.redis_common import DESCRIPTORS_PER_KEY
+from services.metadata.registry.redis_common import RECORD_KEYS
 from services.metadata.reuse import descriptor
 from services.metadata.reuse import views as views_mod
 
@@ -168,10 +168,11 @@ def load(
                     pipe.mset(buckets)
                     buckets = {}
                     flush()
-    if records is not None:  # strings of DESCRIPTORS_PER_KEY records, id 0's slot zero-filled
+    if records is not None:  # strings of the records' version, id 0's slot zero-filled
+        per_key = RECORD_KEYS[records.shape[1]][1]
         padded = np.concatenate([np.zeros((1, records.shape[1]), np.uint8), records])
-        for start in range(0, len(padded), DESCRIPTORS_PER_KEY):
-            buckets[reg._descriptor_key(start)] = padded[start : start + DESCRIPTORS_PER_KEY].tobytes()
+        for start in range(0, len(padded), per_key):
+            buckets[reg._descriptor_key(start, records.shape[1])] = padded[start : start + per_key].tobytes()
             if len(buckets) >= BATCH // 8:
                 pipe.mset(buckets)
                 buckets = {}
@@ -236,6 +237,7 @@ def memory_by_structure(
 ) -> str:
     """Mean MEMORY USAGE of sampled keys of each structure x its key count / N."""
     p, n = reg.prefix, len(views)
+    per_key = RECORD_KEYS[descriptor.RECORD_BYTES][1]  # the loader writes records of the current version
     picks = rng.integers(0, n, size=MEMORY_SAMPLES).tolist()
     ids = np.arange(1, n + 1, dtype=np.uint32).astype(">u4").view(np.uint8).reshape(n, 4)
     columns, band_ids = [], []
@@ -261,8 +263,8 @@ def memory_by_structure(
             [p + b"s" + struct.pack(">I", (i + 1) // SIGHTING_BUCKET) for i in picks],
         ),
         "verification records": (
-            n // DESCRIPTORS_PER_KEY + 1,
-            [reg._descriptor_key(i + 1) for i in picks if (i + 1) // DESCRIPTORS_PER_KEY < n // DESCRIPTORS_PER_KEY],
+            n // per_key + 1,
+            [reg._descriptor_key(i + 1) for i in picks if (i + 1) // per_key < n // per_key],
         ),  # full strings only
     }
     parts = []

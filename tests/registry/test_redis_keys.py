@@ -71,7 +71,7 @@ def test_scale_bench_loader_writes_views_and_records_exactly_as_registrations(re
     from services.metadata.fingerprints import Fingerprints
     from services.metadata.reuse.content import ContentKeys
 
-    n = 120  # > 2 descriptor strings of DESCRIPTORS_PER_KEY records
+    n = 130  # > 2 record strings (59 version 2 records each)
     rng = np.random.default_rng(4)
     nv = len(VIEW_NAMESPACES)
     views = rng.integers(0, 256, (n, nv, 8), dtype=np.uint8)
@@ -96,6 +96,8 @@ def test_scale_bench_loader_writes_views_and_records_exactly_as_registrations(re
     client = redis.Redis.from_url(redis_server.url)
     load(bulk, client, np.ascontiguousarray(views[:, 0]), shas, pixels, views=views, records=records)
     written = key_contents(client, b"{live}:")
-    assert any(k.startswith(b"d") for k in written) and any(k.startswith(b"b\x08") for k in written)
+    assert any(k.startswith(b"e") for k in written) and any(
+        k.startswith(b"b\x08") for k in written
+    )  # version 2 records
     assert any(k.startswith(b"b\x0d") for k in written) and not any(k.startswith(b"b\x0e") for k in written)
     assert key_contents(client, b"{bulk}:") == written

@@ -79,7 +79,7 @@ def test_thieves_edits_are_verified_copies_and_a_distinct_photo_is_not(open_regi
         assert finding is not None, (name, result.findings)
         assert int(finding.severity) == 4 and finding.evidence["prior_seller_id"] == "alice"
         assert finding.evidence["verification"] == "verified"
-        assert int(finding.evidence["verification_inliers"]) >= verify.MIN_INLIERS
+        assert int(finding.evidence["verification_inliers"]) >= verify.MIN_INLIERS[descriptor.STORED_KEYPOINTS]
         assert float(finding.evidence["verification_score"]) >= verify.MIN_SCORE
         if name != "scaled":  # the evidence says what kind of copy it is
             assert name in finding.evidence["copy_kind"], (name, finding.evidence)
@@ -230,12 +230,64 @@ def test_part_of_a_photo_is_a_partial_match_never_a_copy(open_registry, photos):
 
 def test_the_record_is_fixed_size_and_round_trips(fps):
     record = fps["original"].content.record
-    assert len(record) == descriptor.RECORD_BYTES <= 700
+    assert len(record) == descriptor.RECORD_BYTES == 548 and record[0] == descriptor.RECORD_VERSION == 2
     stored = descriptor.decode(record)
-    assert stored is not None and len(stored.descriptors) == descriptor.STORED_KEYPOINTS
+    assert stored is not None and len(stored.descriptors) == descriptor.STORED_KEYPOINTS == 16
     assert descriptor.decode(b"") is None and descriptor.decode(bytes(descriptor.RECORD_BYTES)) is None
+    assert descriptor.decode(record[:-1]) is None and descriptor.decode(bytes([9]) + record[1:]) is None
     # The original verifies against itself with every stored keypoint.
     assert verify.verify(stored, fps["original"].content.probe).inliers >= descriptor.STORED_KEYPOINTS - 2
+    # A version 1 record (20 keypoints, 684 B, written before version 2) still decodes.
+    probe = fps["original"].content.probe
+    old = descriptor.encode(
+        probe.features,
+        descriptor.stable(probe.gray, probe.features),
+        descriptor.textured(probe.gray, probe.features),
+        1,
+    )
+    assert len(old) == descriptor.record_bytes(1) == 684 and old[0] == 1
+    assert len(descriptor.decode(old).descriptors) == 20  # type: ignore[union-attr]
+
+
+def _with_record(fp: Fingerprints, record: bytes) -> Fingerprints:
+    assert fp.content is not None
+    content = dataclasses.replace(fp.content)
+    content.__dict__["record"] = record  # cached_property: the record this registration stores
+    return dataclasses.replace(fp, content=content)
+
+
+def test_version_1_records_keep_verifying_beside_version_2(open_registry, fps):
+    """Images registered with 20-keypoint records (version 1, 684 B, under keys of their own
+    in Redis) verify as before; registering them again keeps that record (and adds no views
+    twice: the old record's 20 keypoints still verify); images registered now store version 2
+    and verify too, in the same registry."""
+    reg = open_registry()
+    full = fps["original"]
+    probe = full.content.probe
+    old = descriptor.encode(
+        probe.features,
+        descriptor.stable(probe.gray, probe.features),
+        descriptor.textured(probe.gray, probe.features),
+        1,
+    )
+    reg.lookup(_with_record(full, old), Sighting("alice", "a-1"), register=True)
+    other = fps["distinct"]
+    reg.lookup(other, Sighting("carol", "c-1"), register=True)  # a version 2 record
+    for name in ("scaled", "mirrored", "cropped", "bordered", "overlaid"):
+        result = reg.lookup(fps[name], Sighting("mallory", f"m-{name}"), register=False)
+        finding = _codes(result).get("REUSED_BY_OTHER_SELLER")
+        assert finding is not None and finding.evidence["verification"] == "verified", name
+        assert finding.evidence["prior_seller_id"] == "alice"
+    # Seen again (now fingerprinted with a version 2 record): the old record stays, nothing is re-added.
+    again = reg.lookup(full, Sighting("alice", "a-2"), register=True)
+    assert "REUSED_BY_OTHER_SELLER" not in _codes(again)
+    result = reg.lookup(fps["scaled"], Sighting("mallory", "m-again"), register=False)
+    checks = [m.check for m in result.matches if m.check]  # one per sighting of alice's image
+    assert checks and {c.state for c in checks} == {"verified"}
+    assert all(c.result.inliers > descriptor.STORED_KEYPOINTS for c in checks)  # type: ignore[union-attr]
+    copy = fingerprints.compute(_jpeg(_photo("35008.jpg").resize((320, 214)), 80), MAX_PIXELS)
+    finding = _codes(reg.lookup(copy, Sighting("mallory", "m-other"), register=False))["REUSED_BY_OTHER_SELLER"]
+    assert finding.evidence["prior_seller_id"] == "carol" and finding.evidence["verification"] == "verified"
 
 
 def test_an_sqlite_file_from_before_descriptors_is_upgraded_in_place(tmp_path, fps):
