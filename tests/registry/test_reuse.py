@@ -212,6 +212,34 @@ def test_a_product_shot_on_white_pasted_on_more_white_verifies_and_another_produ
     assert "REUSED_BY_OTHER_SELLER" not in _codes(reg.lookup(other, Sighting("bob", "b-1"), register=False))
 
 
+def _soft_product(name: str) -> Image.Image:
+    """A blurred photo patch (little texture of its own) on white with a soft shadow: its
+    textured keypoints sit on the outline, which every such product shot shares."""
+    patch = _photo(name).crop((60, 60, 300, 220)).filter(ImageFilter.GaussianBlur(4))
+    canvas = Image.new("RGB", (900, 900), (255, 255, 255))
+    canvas.paste(Image.new("RGB", patch.size, (200, 200, 200)), (312, 272))
+    canvas = canvas.filter(ImageFilter.GaussianBlur(6))
+    canvas.paste(patch, (300, 260))
+    return canvas
+
+
+def test_keypoints_agreeing_at_a_few_outline_corners_are_no_copy(open_registry, monkeypatch):
+    """Two different soft products on white: their outline corners (each found at several
+    pyramid levels) agree with 10 inliers at fewer than MIN_PLACES distinct places, which
+    verified before that rule and accused the seller; now it is no match at all."""
+    registered = fingerprints.compute(_jpeg(_soft_product("100098.jpg"), 90), MAX_PIXELS)
+    other = fingerprints.compute(_jpeg(_soft_product("106025.jpg"), 90), MAX_PIXELS)
+    stored = descriptor.decode(registered.content.record)  # type: ignore[union-attr]
+    assert stored is not None
+    assert not verify.verify(stored, other.content.probe).matched  # type: ignore[union-attr]
+    reg = open_registry()
+    reg.lookup(registered, Sighting("alice", "a-1"), register=True)
+    assert "REUSED_BY_OTHER_SELLER" not in _codes(reg.lookup(other, Sighting("bob", "b-1"), register=False))
+    monkeypatch.setattr(verify, "MIN_PLACES", 0)  # the rule off: the cause, shown
+    before = verify.verify(stored, other.content.probe)  # type: ignore[union-attr]
+    assert before.matched and before.inliers >= verify.MIN_INLIERS[stored.slots]
+
+
 def test_part_of_a_photo_is_a_partial_match_never_a_copy(open_registry, photos):
     """Two views of one photo that overlap by half (another crop of a larger picture, or a
     moved camera): keypoints agree, the geometry says it is not a copy."""
