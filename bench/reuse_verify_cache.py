@@ -177,7 +177,7 @@ def build(which: str, quick: bool) -> None:
 
 def load(which: str) -> dict[str, Any]:
     with open(CACHE / f"{which}.pkl", "rb") as f:
-        return pickle.load(f)  # type: ignore[no-any-return]
+        return pickle.load(f)
 
 
 def records(data: dict[str, Any], keypoints: int | None) -> list[descriptor.Stored | None]:
@@ -212,7 +212,7 @@ def run(
         gray, sides = q["gray"]
         probe = descriptor.Probe(gray, descriptor.extract(gray), sides)
         flags = [c in q["mirrored"] for c in cands] if mirror_all is False else None
-        results = verify.verify_all([stored[c] for c in cands], probe, flags)  # type: ignore[arg-type]
+        results = verify.verify_all([stored[c] for c in cands], probe, flags)
         for c, v in zip(cands, results):
             if not v.matched:
                 continue
@@ -292,10 +292,10 @@ def analyse(data: dict[str, Any], version: int | None) -> None:
         gray, sides = q["gray"]
         probe = descriptor.Probe(gray, descriptor.extract(gray), sides)
         flags = [c in q["mirrored"] for c in cands]
-        for c, v in zip(cands, verify.verify_all([stored[c] for c in cands], probe, flags)):  # type: ignore[misc]
+        for c, v in zip(cands, verify.verify_all([stored[c] for c in cands], probe, flags)):
             if v.matched and (c == q["expected"] or q["expected"] < 0):
                 label = "TRUE " + q["kind"] if c == q["expected"] else "FALSE " + q["kind"]
-                rows.append((label, pair_features(stored[c], probe, "mirrored" in v.kinds), v))  # type: ignore[arg-type]
+                rows.append((label, pair_features(stored[c], probe, "mirrored" in v.kinds), v))
     for label, f, v in sorted(rows, key=lambda r: r[0]):
         if label.startswith("FALSE"):
             print(label, {k: round(x, 2) for k, x in f.items()}, v.inliers, v.score, v.kept, v.inside, v.kinds)
