@@ -22,6 +22,7 @@ BENCHMARKS = (
     "bench_forward",  # model forward alone: batch size and precision (what batching can buy)
     "bench_onnx",  # ONNX Runtime vs torch eager, same network and inputs
     "bench_synthesis",  # dynamic batching vs one at a time
+    "bench_synthesis_cost",  # the consistency model per photo vs one full decode
     "bench_gateway",  # gateway vs slowest backend, fan-out vs sequential, kill/restart
     "bench_tracing",  # OpenTelemetry tracing off vs on through the real services
     "bench_loadgen",  # ghz-style load through the gateway

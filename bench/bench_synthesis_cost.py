@@ -1,7 +1,7 @@
 """Consistency model cost per photo against one full JPEG decode of the same file.
 
     .venv/bin/python -m bench.bench_synthesis_cost             # shipped model, 12 MP + 7+ MP files
-    .venv/bin/python -m bench.bench_synthesis_cost --rounds 3  # fewer interleaved rounds
+    .venv/bin/python -m bench.bench_synthesis_cost --quick     # 2 files, 2 rounds
 
 For each file, in interleaved rounds (so load swings hit both sides alike): one full
 libjpeg-turbo decode (`cv2.imdecode`, one OpenCV thread), and the whole scoring path as the
@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per file (best of)")
     ap.add_argument("--phone", type=int, default=4, help="12 MP phone-like files")
     ap.add_argument("--large", type=int, default=6, help="camera originals of 7 MP and more")
+    ap.add_argument("--quick", action="store_true", help="2 rounds, 2 phone-like files, no originals")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.phone, args.large = 2, 2, 0
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     ckpt = load_checkpoint(args.model)

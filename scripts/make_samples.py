@@ -26,12 +26,13 @@ def main() -> None:
     phone = Image.open(SRC / "mobile" / "jolla.jpg").convert("RGB")
     phone.thumbnail((1080, 1080), Image.Resampling.LANCZOS)
     phone.save(OUT / "sns_resave.jpg", quality=85)
-    # 3. A composite: an object-sized region of one photo pasted, feathered, into another,
-    #    saved by an editor with the original EXIF kept.
+    # 3. A composite: an object-sized region of another camera's photo (a Canon PowerShot)
+    #    pasted, feathered, into the Nikon photo, saved by an editor with the Nikon EXIF kept:
+    #    what a seller does to add or swap an object.
     original = Image.open(SRC / "gps" / "DSCN0012.jpg")
     exif = original.info.get("exif", b"")
     base = original.convert("RGB")
-    donor = Image.open(SRC / "gps" / "DSCN0021.jpg").convert("RGB").crop((200, 150, 420, 330))
+    donor = Image.open(SRC / "Canon_PowerShot_S40.jpg").convert("RGB").crop((200, 150, 420, 330))
     mask = Image.new("L", donor.size, 0)
     mask.paste(255, (12, 12, donor.width - 12, donor.height - 12))
     base.paste(donor, (380, 60), mask.filter(ImageFilter.GaussianBlur(6)))

@@ -37,7 +37,7 @@ from services.synthesis.traces import SamplingSpec
 from training import camera_photos
 from training.canvas import CanvasGenerator
 
-THRESHOLDS = (0.5, 0.7, 0.8, 0.9)  # the policy thresholds whose false-alarm rates are recorded
+THRESHOLDS = (0.5, 0.625, 0.7, 0.8, 0.9)  # score thresholds of the gateway policy (docs/gateway.md) and above
 CALIBRATION_CANVASES = 240
 CALIBRATION_SEED = 4242
 
@@ -140,7 +140,11 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         model.load_state_dict(raw["state_dict"])
         spec = ConsistencySpec(
             SamplingSpec(),
-            ScorerSpec(method="embedding", pair_scale=float(model.pair_scale), pair_bias=float(model.pair_bias)),
+            ScorerSpec(
+                method="embedding",
+                pair_scale=float(model.pair_scale.detach()),
+                pair_bias=float(model.pair_bias.detach()),
+            ),
             features="traces",
             context=True,
         )

@@ -89,7 +89,7 @@ def pair_loss(model: torch.nn.Module, core: ConsistencyEmbedder, x: torch.Tensor
 def canvas_auc(model: ConsistencyEmbedder, val: dict[str, torch.Tensor], device: torch.device) -> tuple[float, float]:
     """(ROC-AUC, TPR at 5% FPR) of the serving statistic, composite vs pristine canvases."""
     model.eval()
-    spec = ScorerSpec(pair_scale=float(model.pair_scale), pair_bias=float(model.pair_bias))
+    spec = ScorerSpec(pair_scale=float(model.pair_scale.detach()), pair_bias=float(model.pair_bias.detach()))
     stats = []
     for k in range(len(val["x"])):
         use = val["usable"][k]

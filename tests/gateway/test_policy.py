@@ -92,14 +92,15 @@ def test_unreadable_and_malformed_files_are_refused(tmp_path: pathlib.Path):
 
 
 def test_thresholds_give_allow_review_block():
-    assert decide(DEFAULT, synth(0.85), meta(), {}).decision == ALLOW  # under min_score
-    assert decide(DEFAULT, synth(0.95), meta(), {}).decision == REVIEW  # 0.57
+    assert decide(DEFAULT, synth(0.45), meta(), {}).decision == ALLOW  # under min_score
+    assert decide(DEFAULT, synth(0.55), meta(), {}).decision == ALLOW  # 0.44: counts, not alone
+    assert decide(DEFAULT, synth(0.65), meta(), {}).decision == REVIEW  # 0.52
     strong = meta(
         ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
         ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM),
         ("DATE_ORDER_INVALID", common_pb2.MEDIUM),
     )
-    assert decide(DEFAULT, synth(0.95), strong, {}).decision == BLOCK  # 1 - 0.43 x 0.55 x 0.7 x 0.75 = 0.88
+    assert decide(DEFAULT, synth(0.65), strong, {}).decision == BLOCK  # 1 - 0.48 x 0.55 x 0.7 x 0.75 = 0.86
     assert decide(DEFAULT, None, strong, {}).decision == REVIEW  # 0.71: the score tips it over
 
 
@@ -145,11 +146,11 @@ def test_unknown_finding_codes_use_the_severity_default():
 def test_contributions_combine_as_noisy_or_and_stay_in_range():
     verdict = decide(
         DEFAULT,
-        synth(0.95),
+        synth(0.6),
         meta(("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH), ("DEVICE_RESOLUTION_MISMATCH", common_pb2.MEDIUM)),
         {},
     )
-    assert verdict.risk == pytest.approx(1 - (1 - DEFAULT.synthesis_weight * 0.95) * (1 - 0.45) * (1 - 0.3))
+    assert verdict.risk == pytest.approx(1 - (1 - DEFAULT.synthesis_weight * 0.6) * (1 - 0.45) * (1 - 0.3))
     assert verdict.decision == REVIEW
     many = decide(DEFAULT, synth(1.0), meta(*[("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH)] * 20), {})
     assert 0.0 <= many.risk <= 1.0
@@ -180,8 +181,8 @@ def test_rule_reused_and_manipulated_blocks():
 
 
 def test_no_default_rule_blocks_on_the_synthesis_score_alone():
-    """The shipped model is weak (a genuine camera JPEG scored 0.991): even a score of 1.0
-    with nothing else reaches REVIEW at most."""
+    """The score alone is one signal: even 1.0, which the shipped model never gives (its top
+    is ~0.72), reaches REVIEW at most."""
     verdict = decide(DEFAULT, synth(1.0), meta(), {})
     assert verdict.decision == REVIEW and verdict.risk == pytest.approx(DEFAULT.synthesis_weight)
     assert not [r for r in verdict.reasons if r.code == "POLICY_RULE"]
@@ -302,7 +303,7 @@ def test_platform_rule_with_a_default_rules_name_replaces_it():
 EXAMPLES = [
     # (name, platform, synthesis, metadata findings, missing, decision, risk)
     ("camera photo", "", synth(0.05), [("GPS_PRESENT", common_pb2.INFO)], {}, ALLOW, 0.0),
-    ("camera photo the model dislikes", "", synth(0.85), [], {}, ALLOW, 0.0),
+    ("camera photo the model doubts", "", synth(0.45), [], {}, ALLOW, 0.0),
     (
         "web re-save",
         "",
@@ -335,8 +336,8 @@ EXAMPLES = [
         0.692,
     ),
     ("reused photo", "", synth(0.10), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, REVIEW, 0.6),
-    ("composite", "", synth(0.92), [], {}, REVIEW, 0.552),
-    ("reused + manipulated", "", synth(0.93), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
+    ("composite", "", synth(0.68), [], {}, REVIEW, 0.544),
+    ("reused + manipulated", "", synth(0.55), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
     ("synthesis down", "", None, [("EXIF_STRIPPED", common_pb2.LOW)], {"synthesis": "down"}, ALLOW, 0.1),
     (
         "web re-save in chat",

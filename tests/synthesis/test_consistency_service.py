@@ -169,3 +169,28 @@ def test_splicebuster_serves_through_the_same_path(tmp_path):
         assert r.score == pytest.approx(offline.score, abs=1e-5)
     finally:
         server.stop()
+
+
+def test_a_queue_smaller_than_one_image_is_refused_at_start(consistency_checkpoint):
+    """max_patches rows must fit in the queue, or no image could ever be scored."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from services.common.config import SynthesisConfig, load
+    from services.synthesis.engine import SynthesisEngine
+
+    config = load(
+        SynthesisConfig,
+        environ={},
+        model_path=str(consistency_checkpoint),
+        max_queue_size=100,
+        max_batch_size=64,
+        torch_threads=1,
+    )
+    engine = SynthesisEngine(config)
+    try:
+        with pytest.raises(ValueError, match="cannot hold one image .*512 patch feature rows"):
+            asyncio.run(engine.load(CollectorRegistry()))
+    finally:
+        asyncio.run(engine.close())

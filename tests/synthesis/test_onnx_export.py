@@ -39,9 +39,9 @@ def _model_inputs(ckpt) -> tuple[list[torch.Tensor], object]:
     return prepared.items(), prepared
 
 
-@pytest.mark.parametrize("which", ["tiny", "forensic", "shipped"])
+@pytest.mark.parametrize("which", ["tiny", "forensic"])
 def test_onnx_runtime_matches_torch_on_real_inputs(which, tiny_checkpoint, forensic_checkpoint, tmp_path):
-    path = {"tiny": tiny_checkpoint, "forensic": forensic_checkpoint, "shipped": DEFAULT_MODEL_PATH}[which]
+    path = {"tiny": tiny_checkpoint, "forensic": forensic_checkpoint}[which]
     written = export_onnx.export(pathlib.Path(path), tmp_path)
     ckpt = load_checkpoint(path)
     model = onnx.load(tmp_path / "model.onnx")
@@ -138,3 +138,25 @@ def test_a_consistency_checkpoint_exports_with_its_contract(tmp_path):
     assert contract["parity"]["max_abs_logit_diff"] <= PARITY_TOLERANCE
     config = (tmp_path / "out" / "triton" / "synthesis_detector" / "config.pbtxt").read_text()
     assert f"dims: [ {features} ]" in config and "dims: [ 8 ]" in config and "reshape" not in config
+
+
+def test_the_shipped_model_scores_the_same_under_onnx_runtime(tmp_path):
+    """The shipped consistency embedder: ORT rows equal torch rows on a real photo's
+    feature rows, and so does the served score."""
+    from services.synthesis.consistency import prepare_patches, score_patches
+
+    written = export_onnx.export(DEFAULT_MODEL_PATH, tmp_path)
+    assert written["parity"]["max_abs_logit_diff"] <= PARITY_TOLERANCE
+    ckpt = load_checkpoint(DEFAULT_MODEL_PATH)
+    assert ckpt.consistency is not None
+    with Image.open(SAMPLES / "camera_original.jpg") as img:
+        prepared = prepare_patches(np.asarray(img.convert("RGB")), ckpt.consistency)
+    assert len(prepared.inputs) >= ckpt.consistency.sampling.min_valid_patches
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = ckpt.build("cpu")(torch.from_numpy(prepared.inputs)).numpy()
+    got = session.run(None, {"input": prepared.inputs})[0]
+    assert got.shape == expected.shape and np.abs(got - expected).max() <= PARITY_TOLERANCE
+    a = score_patches(expected, prepared.valid, prepared.grid, ckpt.consistency).score
+    b = score_patches(got, prepared.valid, prepared.grid, ckpt.consistency).score
+    assert abs(a - b) <= SCORE_TOLERANCE

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from services.synthesis.checkpoint import load_checkpoint
-from training import canvas, consistency_data, fit_scorer, heldout_sets, serving_path, train_consistency
+from training import (
+    build_consistency,
+    canvas,
+    consistency_data,
+    fit_scorer,
+    heldout_sets,
+    serving_path,
+    train_consistency,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +97,29 @@ def test_heldout_sets_pair_every_composite_with_a_twin():
         assert heldout_sets.apply_condition(data, cond)[:2] == b"\xff\xd8"
     with pytest.raises(ValueError):
         heldout_sets.apply_condition(data, "webp")
+
+
+def test_the_one_command_builds_a_loadable_checkpoint(tmp_path):
+    torch.set_num_threads(1)
+    model = build_consistency.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--train-canvases",
+            "3",
+            "--val-canvases",
+            "3",
+            "--epochs",
+            "1",
+            "--hidden",
+            "16",
+            "--workers",
+            "1",
+            "--calibration-canvases",
+            "4",
+            "--calibration-photos",
+            "1",
+        ]
+    )
+    ckpt = load_checkpoint(model)
+    assert ckpt.arch == "consistency" and ckpt.training["history"][0]["epoch"] == 1

@@ -73,18 +73,18 @@ def test_tiny_run_writes_a_checkpoint_the_service_loader_reads(trained):
 
 
 @pytest.mark.slow
-def test_evaluation_report_and_export_of_the_tiny_model(trained, tmp_path, bsds):
+def test_evaluation_report_and_export_of_the_tiny_model(trained, tmp_path):
     _, path = trained
     args = evaluate.get_args_parser().parse_args(
         [
             "--model",
             f"tiny={path}",
-            "--images",
-            "8",
-            "--max-photos",
-            "6",
-            "--bsds-root",
-            str(bsds),
+            "--pairs",
+            "2",
+            "--bsds-pairs",
+            "3",
+            "--max-originals",
+            "2",
             "--out",
             str(tmp_path / "report"),
             "--threads",
@@ -93,12 +93,14 @@ def test_evaluation_report_and_export_of_the_tiny_model(trained, tmp_path, bsds)
     )
     report = evaluate.main(args)
     text = report.read_text()
-    for set_name in ("val", "val+jpeg75", "heldout", "heldout+jpeg75"):
+    for set_name in ("camera/asis", "camera/jpeg75", "camera/1280px", "bsds/asis", "bsds/jpeg75"):
         assert f"| tiny | {set_name} |" in text
+    assert "| tiny | 2 |" in text  # the originals' false-alarm row
     assert (tmp_path / "report" / "roc.png").stat().st_size > 1000
     assert (tmp_path / "report" / "reliability.png").stat().st_size > 1000
     m = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert 0.0 <= m["tiny"]["sets"]["heldout"]["summary"]["roc_auc"] <= 1.0
+    assert 0.0 <= m["tiny"]["sets"]["camera/asis"]["summary"]["roc_auc"] <= 1.0
+    assert set(m["tiny"]["sets"]["originals"]["false_alarm"]) == {"0.5", "0.625", "0.7", "0.8", "0.9"}
     shipped = export.export(path, tmp_path / "weights" / "default.pt")
     assert load_checkpoint(shipped).model_version == load_checkpoint(path).model_version
 
