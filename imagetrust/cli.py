@@ -195,7 +195,9 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conversation-id", default="")
     p.add_argument("--platform", default="")
     p.add_argument("--register", action="store_true", help="record the sighting in the reuse registry")
-    p.add_argument("--heatmap", action="store_true", help="ask for the synthesis heatmap (patch outlier scores or tile scores)")
+    p.add_argument(
+        "--heatmap", action="store_true", help="ask for the synthesis heatmap (patch outlier scores or tile scores)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     p.add_argument("--timeout", type=_positive(float), default=30.0, help="seconds per call")
     p.add_argument("--workers", type=_positive(int), default=DEFAULT_CHECK_WORKERS, help="concurrent calls")

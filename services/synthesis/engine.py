@@ -260,7 +260,7 @@ class SynthesisEngine:
         spec = ckpt.consistency
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        with tracing.span(_tracer, "decode+patches", {"imagetrust.image_bytes": len(data)}):
+        with tracing.span(_tracer, "decode+prepare", {"imagetrust.image_bytes": len(data)}):
             prepared = await loop.run_in_executor(self._decode_pool, self._decode_patches, data)
         if self._prepare_seconds is not None:
             self._prepare_seconds.observe(time.monotonic() - started)

@@ -93,7 +93,7 @@ def test_unreadable_and_malformed_files_are_refused(tmp_path: pathlib.Path):
 
 def test_thresholds_give_allow_review_block():
     assert decide(DEFAULT, synth(0.45), meta(), {}).decision == ALLOW  # under min_score
-    assert decide(DEFAULT, synth(0.55), meta(), {}).decision == ALLOW  # 0.44: counts, not alone
+    assert decide(DEFAULT, synth(0.61), meta(), {}).decision == ALLOW  # 0.49: counts, not alone
     assert decide(DEFAULT, synth(0.65), meta(), {}).decision == REVIEW  # 0.52
     strong = meta(
         ("THUMBNAIL_CONTENT_MISMATCH", common_pb2.HIGH),
@@ -337,7 +337,7 @@ EXAMPLES = [
     ),
     ("reused photo", "", synth(0.10), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, REVIEW, 0.6),
     ("composite", "", synth(0.68), [], {}, REVIEW, 0.544),
-    ("reused + manipulated", "", synth(0.55), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
+    ("reused + manipulated", "", synth(0.62), [("REUSED_BY_OTHER_SELLER", common_pb2.HIGH)], {}, BLOCK, 0.85),
     ("synthesis down", "", None, [("EXIF_STRIPPED", common_pb2.LOW)], {"synthesis": "down"}, ALLOW, 0.1),
     (
         "web re-save in chat",

@@ -190,7 +190,7 @@ def test_a_queue_smaller_than_one_image_is_refused_at_start(consistency_checkpoi
     )
     engine = SynthesisEngine(config)
     try:
-        with pytest.raises(ValueError, match="cannot hold one image .*512 patch feature rows"):
+        with pytest.raises(ValueError, match=r"cannot hold one image .*512 patch feature rows"):
             asyncio.run(engine.load(CollectorRegistry()))
     finally:
         asyncio.run(engine.close())
