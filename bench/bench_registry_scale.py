@@ -47,7 +47,7 @@ from services.metadata.registry import bands
 from services.metadata.registry.base import DIGEST_BYTES, Keys, encode_sighting
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_backend import SIGHTING_BUCKET, RedisRegistry
-from services.metadata.registry.redis_common import DESCRIPTORS_PER_KEY
+from services.metadata.registry.redis_common import RECORD_KEYS
 from services.metadata.reuse import descriptor
 from services.metadata.reuse import views as views_mod
 
@@ -58,6 +58,7 @@ QUICK_QUERIES = 300  # timed lookups per kind (--quick)
 SCAN_REPEATS = 3  # full reads of the store for the linear-scan baseline (a)
 FLIPS = 4  # bits flipped in near-duplicate queries (typical of a re-encoded copy)
 MEMORY_SAMPLES = 300  # keys per structure sampled with MEMORY USAGE
+VIEW_NAMESPACES = tuple(ns for ns, _box in views_mod.REGISTERED_VIEWS)  # namespace of each registered view
 SEED = 6  # numpy seed of the synthetic hashes, digests and queries (the same data every run)
 T0 = 1_700_000_000  # seconds since the epoch: the synthetic sightings' times
 
@@ -100,6 +101,16 @@ def band_columns(hashes: np.ndarray, layout: bands.Layout) -> np.ndarray:
     )
 
 
+def namespace_records(views: np.ndarray, packed_ids: np.ndarray, namespaces: tuple[int, ...]):
+    """Per namespace: (namespace, its view hashes, their band records), the views of one
+    image next to each other in view order, as a registration appends them to a bucket."""
+    for ns in sorted(set(namespaces[: views.shape[1]])):
+        cols = [v for v in range(views.shape[1]) if namespaces[v] == ns]
+        view = np.ascontiguousarray(views[:, cols].reshape(-1, views.shape[2]))
+        ids = np.repeat(packed_ids, len(cols), axis=0)
+        yield ns, view, np.concatenate([ids, view], axis=1)
+
+
 def _groups(bucket: np.ndarray):
     """(bucket value, row indices in id order) for every distinct value."""
     order = np.argsort(bucket, kind="stable")
@@ -118,11 +129,12 @@ def load(
     sightings=bench_sighting,
     views: np.ndarray | None = None,
     records: np.ndarray | None = None,
+    namespaces: tuple[int, ...] = VIEW_NAMESPACES,
 ) -> None:
     """Writes images 1..N (rows of hashes/shas/pixels, each distinct, one sighting each)
     exactly as N registrations through the Lua script would leave them, bucket by bucket.
-    views: (N, V, 8) view hashes, namespace v = views[:, v] (views[:, 0] is the whole frame,
-    = hashes); records: (N, RECORD_BYTES) verification records. Without them, what
+    views: (N, V, 8) view hashes, view v in namespace namespaces[v] (views[:, 0] is the whole
+    frame, = hashes); records: (N, RECORD_BYTES) verification records. Without them, what
     fingerprints without content keys leave (the whole frame only, no record)."""
     p, n = reg.prefix, len(hashes)
     pipe = client.pipeline(transaction=False)
@@ -148,20 +160,19 @@ def load(
             flush()
     buckets = {}  # MSET in chunks: one reply per chunk instead of per bucket
     every_view = views if views is not None else hashes[:, None, :]
-    for ns in range(every_view.shape[1]):
-        view = np.ascontiguousarray(every_view[:, ns])
-        band_records = np.concatenate([packed_ids, view], axis=1)
-        for band, column in enumerate(band_columns(view, reg.layout)):
+    for ns, view, band_records in namespace_records(every_view, packed_ids, namespaces):
+        for band, column in enumerate(band_columns(view, reg.layout)[: views_mod.bands_of(ns, reg.layout.count)]):
             for value, rows in _groups(column):
                 buckets[reg._band_key(ns * reg.layout.count + band, int(value))] = band_records[rows].tobytes()
                 if len(buckets) >= BATCH:
                     pipe.mset(buckets)
                     buckets = {}
                     flush()
-    if records is not None:  # strings of DESCRIPTORS_PER_KEY records, id 0's slot zero-filled
+    if records is not None:  # strings of the records' version, id 0's slot zero-filled
+        per_key = RECORD_KEYS[records.shape[1]][1]
         padded = np.concatenate([np.zeros((1, records.shape[1]), np.uint8), records])
-        for start in range(0, len(padded), DESCRIPTORS_PER_KEY):
-            buckets[reg._descriptor_key(start)] = padded[start : start + DESCRIPTORS_PER_KEY].tobytes()
+        for start in range(0, len(padded), per_key):
+            buckets[reg._descriptor_key(start, records.shape[1])] = padded[start : start + per_key].tobytes()
             if len(buckets) >= BATCH // 8:
                 pipe.mset(buckets)
                 buckets = {}
@@ -226,22 +237,34 @@ def memory_by_structure(
 ) -> str:
     """Mean MEMORY USAGE of sampled keys of each structure x its key count / N."""
     p, n = reg.prefix, len(views)
+    per_key = RECORD_KEYS[descriptor.RECORD_BYTES][1]  # the loader writes records of the current version
     picks = rng.integers(0, n, size=MEMORY_SAMPLES).tolist()
-    columns = [c for ns in range(views.shape[1]) for c in band_columns(np.ascontiguousarray(views[:, ns]), reg.layout)]
+    ids = np.arange(1, n + 1, dtype=np.uint32).astype(">u4").view(np.uint8).reshape(n, 4)
+    columns, band_ids = [], []
+    for ns, view, _records in namespace_records(views, ids, VIEW_NAMESPACES):
+        per_image = len(view) // n  # views of each image in this namespace
+        for b, c in enumerate(band_columns(view, reg.layout)[: views_mod.bands_of(ns, reg.layout.count)]):
+            columns.append(c[::per_image])  # one view's values: a sample of the namespace's buckets
+            band_ids.append(ns * reg.layout.count + b)
+    bucket_keys = sum(
+        len(np.unique(c))
+        for ns, view, _r in namespace_records(views, ids, VIEW_NAMESPACES)
+        for c in band_columns(view, reg.layout)[: views_mod.bands_of(ns, reg.layout.count)]
+    )
     families = {  # name: (number of keys, sampled key names)
         "sha index": (len(np.unique(shas[:, :2], axis=0)), [p + b"xs" + shas[i, :2].tobytes() for i in picks]),
         "pixel index": (len(np.unique(pixels[:, :2], axis=0)), [p + b"xp" + pixels[i, :2].tobytes() for i in picks]),
         f"band buckets ({views.shape[1]} views)": (
-            sum(len(np.unique(c)) for c in columns),
-            [reg._band_key(k % len(columns), int(columns[k % len(columns)][i])) for k, i in enumerate(picks)],
+            bucket_keys,
+            [reg._band_key(band_ids[k % len(columns)], int(columns[k % len(columns)][i])) for k, i in enumerate(picks)],
         ),
         "sightings": (
             n // SIGHTING_BUCKET + 1,
             [p + b"s" + struct.pack(">I", (i + 1) // SIGHTING_BUCKET) for i in picks],
         ),
         "verification records": (
-            n // DESCRIPTORS_PER_KEY + 1,
-            [reg._descriptor_key(i + 1) for i in picks if (i + 1) // DESCRIPTORS_PER_KEY < n // DESCRIPTORS_PER_KEY],
+            n // per_key + 1,
+            [reg._descriptor_key(i + 1) for i in picks if (i + 1) // per_key < n // per_key],
         ),  # full strings only
     }
     parts = []

@@ -62,25 +62,30 @@ def test_scale_bench_loader_writes_exactly_what_registrations_write(redis_server
 
 
 def test_scale_bench_loader_writes_views_and_records_exactly_as_registrations(redis_server):
-    """The same check for images with content keys: three views in their namespaces and a
-    verification record each (the layout the 1M memory figure is measured on)."""
+    """The same check for images with content keys: every registered view in its namespace
+    (the four corner windows share one, two bands each) and a verification record each (the
+    layout the 1M memory figure is measured on)."""
     import numpy as np
 
-    from bench.bench_registry_scale import bench_sighting, load, synthetic_records
+    from bench.bench_registry_scale import VIEW_NAMESPACES, bench_sighting, load, synthetic_records
     from services.metadata.fingerprints import Fingerprints
     from services.metadata.reuse.content import ContentKeys
 
-    n = 120  # > 2 descriptor strings of DESCRIPTORS_PER_KEY records
+    n = 130  # > 2 record strings (59 version 2 records each)
     rng = np.random.default_rng(4)
-    views = rng.integers(0, 256, (n, 3, 8), dtype=np.uint8)
-    views[:, :, ::2] = rng.integers(0, 2, (n, 3, 4))  # shared band buckets
+    nv = len(VIEW_NAMESPACES)
+    views = rng.integers(0, 256, (n, nv, 8), dtype=np.uint8)
+    views[:, :, ::2] = rng.integers(0, 2, (n, nv, 4))  # shared band buckets
+    views[::7, 4] = views[::7, 3]  # two corner views of one image in the same buckets
     shas = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     pixels = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     records = synthetic_records(rng, n)
     live, bulk = RedisRegistry(redis_server.url, prefix="live"), RedisRegistry(redis_server.url, prefix="bulk")
     for i in range(n):
-        hashes = tuple(views[i, v].tobytes() for v in range(3))
-        content = ContentKeys(tuple(enumerate(hashes)), ((hashes[0], (0, 1)),), records[i].tobytes(), "", None)
+        hashes = tuple(views[i, v].tobytes() for v in range(nv))
+        content = ContentKeys(
+            tuple(zip(VIEW_NAMESPACES, hashes)), ((hashes[0], (0, 1)),), records[i].tobytes(), "", None
+        )
         fp = Fingerprints(
             sha256=shas[i].tobytes() + bytes(16),
             pixel_sha256=pixels[i].tobytes() + bytes(16),
@@ -91,5 +96,8 @@ def test_scale_bench_loader_writes_views_and_records_exactly_as_registrations(re
     client = redis.Redis.from_url(redis_server.url)
     load(bulk, client, np.ascontiguousarray(views[:, 0]), shas, pixels, views=views, records=records)
     written = key_contents(client, b"{live}:")
-    assert any(k.startswith(b"d") for k in written) and any(k.startswith(b"b\x08") for k in written)
+    assert any(k.startswith(b"e") for k in written) and any(
+        k.startswith(b"b\x08") for k in written
+    )  # version 2 records
+    assert any(k.startswith(b"b\x0d") for k in written) and not any(k.startswith(b"b\x0e") for k in written)
     assert key_contents(client, b"{bulk}:") == written

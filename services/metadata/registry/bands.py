@@ -62,6 +62,6 @@ def _flip_masks(width: int, radius: int) -> tuple[int, ...]:
     return tuple(masks)
 
 
-def probes(value: int, layout: Layout = LAYOUT) -> list[int]:
-    """Every band value within layout.radius bits of value (value itself first)."""
-    return [value ^ m for m in _flip_masks(layout.width, layout.radius)]
+def probes(value: int, layout: Layout = LAYOUT, radius: int | None = None) -> list[int]:
+    """Every band value within `radius` (default layout.radius) bits of value (value itself first)."""
+    return [value ^ m for m in _flip_masks(layout.width, layout.radius if radius is None else radius)]

@@ -21,6 +21,7 @@ from services.metadata.registry import bands
 from services.metadata.registry.model import Check, LookupResult, Match, MatchKind, Sighting, findings, rank
 from services.metadata.reuse import descriptor
 from services.metadata.reuse import verify as verification
+from services.metadata.reuse import views as views_mod
 
 DIGEST_BYTES = 16  # bytes of SHA-256 kept in the exact indexes: 128 bits, collision-free at any realistic size
 ID_BYTES = 4  # bytes per image id in packed lists (4 billion images per registry)
@@ -41,11 +42,13 @@ class Keys:
     perceptual: bytes  # the perceptual hash
     bands: tuple[int, ...]  # band values of `perceptual`
     # Near-copy keys (reuse/views.py). writes: (band, value, view hash) of every registered
-    # view, the whole frame's bands first; probes: the distinct (band, value) centres of
-    # every probed variant, the upload as is first. Both empty for an exact-only image.
+    # view, the whole frame's bands first; probes: the distinct (band, value, radius) centres
+    # of every probed variant, the upload as is first (radius 0 for the variants probed at
+    # their exact band values, else the layout's). Both empty for an exact-only image.
     writes: tuple[tuple[int, int, bytes], ...] = ()
-    probes: tuple[tuple[int, int], ...] = ()
+    probes: tuple[tuple[int, int, int], ...] = ()
     variants: tuple[bytes, ...] = ()  # the probed hashes, the upload as is first
+    mirrored: tuple[int, ...] = ()  # indices of `variants` hashed from the mirrored upload
     descriptor: bytes = b""  # the verification record to store, b"" when none
 
     @classmethod
@@ -54,20 +57,31 @@ class Keys:
         content = fp.content
         views: tuple[tuple[int, bytes], ...]
         variants: tuple[tuple[bytes, tuple[int, ...]], ...]
+        exact: tuple[int, ...] = ()
+        mirrored: tuple[int, ...] = ()
         if content is None:  # fingerprints without content keys: the whole-frame hash only
             views, variants, record = ((0, fp.perceptual),), ((fp.perceptual, (0,)),), b""
         else:
             # The record only when registering: choosing its keypoints costs another ORB pass.
             views, variants, record = content.views, content.variants, content.record if register else b""
+            exact = content.exact_variants
+            mirrored = tuple(i for i in views_mod.MIRRORED_VARIANTS if i < len(variants))
         # A view's band b in namespace ns is indexed as band ns * count + b: namespace 0 is
         # the whole frame, exactly the bands of a registration made before views existed.
+        # Namespaces other than the whole frame may index fewer bands (reuse/views.bands_of).
         n = layout.count
-        writes = tuple((ns * n + b, v, h) for ns, h in views for b, v in enumerate(bands.split(h, layout)))
-        probes = tuple(
-            dict.fromkeys(
-                (ns * n + b, v) for h, spaces in variants for ns in spaces for b, v in enumerate(bands.split(h, layout))
-            )
+        writes = tuple(
+            (ns * n + b, v, h)
+            for ns, h in views
+            for b, v in enumerate(bands.split(h, layout)[: views_mod.bands_of(ns, n)])
         )
+        radius: dict[tuple[int, int], int] = {}  # a centre probed by several variants: the widest radius
+        for i, (h, spaces) in enumerate(variants):
+            r = 0 if i in exact else layout.radius
+            for ns in spaces:
+                for b, v in enumerate(bands.split(h, layout)[: views_mod.bands_of(ns, n)]):
+                    radius[(ns * n + b, v)] = max(r, radius.get((ns * n + b, v), 0))
+        probes = tuple((band, value, r) for (band, value), r in radius.items())
         return cls(
             fp.sha256[:DIGEST_BYTES],
             fp.pixel_sha256[:DIGEST_BYTES],
@@ -77,6 +91,7 @@ class Keys:
             writes,
             probes,
             tuple(h for h, _ in variants),
+            mirrored,
             record,
         )
 
@@ -101,6 +116,9 @@ class Raw:
     snapshot: dict[int, list[Sighting]] = dataclasses.field(default_factory=dict)
     own_id: int = 0  # the image id this registration created or found (never its own candidate)
     direct: dict[int, int] = dataclasses.field(default_factory=dict)  # id -> whole frame to whole frame distance
+    # ids within `threshold` of a mirrored variant: only these are verified against the
+    # upload's mirror image (whose keypoints cost an ORB pass)
+    mirrored: set[int] = dataclasses.field(default_factory=set)
 
 
 def identity_digest(s: Sighting) -> bytes:
@@ -217,6 +235,9 @@ class Registry(abc.ABC):
             for image_id, d in zip(raw.candidate_ids.tolist(), dist[:, 0].tolist()):
                 if d < raw.direct.get(image_id, 1 << 30):
                     raw.direct[image_id] = int(d)
+            if keys.mirrored:
+                flipped = dist[:, list(keys.mirrored)].min(axis=1) <= self.threshold
+                raw.mirrored = set(raw.candidate_ids[flipped].tolist())
         for ids, kind in (
             (raw.unique_id_ids, MatchKind.UNIQUE_ID),
             (raw.pixel_ids, MatchKind.SAME_PIXELS),
@@ -263,7 +284,10 @@ class Registry(abc.ABC):
             else:
                 del kinds[image_id]
         if described and probe is not None:
-            for image_id, result in zip(described, verification.verify_all(list(described.values()), probe)):
+            results = verification.verify_all(
+                list(described.values()), probe, [image_id in raw.mirrored for image_id in described]
+            )
+            for image_id, result in zip(described, results):
                 if result.matched or result.partial:
                     checks[image_id] = Check("verified" if result.matched else "partial", result)
                 else:

@@ -47,11 +47,13 @@ from services.metadata.registry.base import (
 )
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_common import (
-    DESCRIPTORS_PER_KEY,
     LUA_HELPERS,
+    RECORD_KEYS,
     SIGHTING_BUCKET,
     SOCKET_TIMEOUT_S,
     call,
+    filled,
+    lua_records,
     split_records,
 )
 from services.metadata.registry.redis_url import client_from_url
@@ -64,12 +66,12 @@ _SCRIPT = (
     + r"""
 -- KEYS: 1 counter, 2 sha bucket, 3 pixel bucket, 4 unique-id bucket, then ARGV[10] band
 -- buckets this image's views are written to (the whole frame's ARGV[15] first), then
--- ARGV[14] probe centres. The probed band buckets (within ARGV[12] bits of each centre)
+-- ARGV[14] probe centres. The probed band buckets (within the centre's radius of it)
 -- are generated here rather than sent (cheaper than building and sending the names).
 -- They share the hash tag, so they live in the script's slot.
 -- ARGV: 1 sha field, 2 pixel field, 3 unique-id field ('' none), 4 verification record
 -- ('' none), 5 register '1'/'0', 6 encoded sighting, 7 identity digest, 8 ttl s, 9 now s,
--- 10 write count, 11 key prefix, 12 probe radius (0..2), 13 band width (bits, <= 16),
+-- 10 write count, 11 key prefix, 12 probe radius of each centre (one digit 0..2 each), 13 band width (bits, <= 16),
 -- 14 probe centre count, 15 writes of the whole-frame view, 16.. the view hash of each write
 local nw = tonumber(ARGV[10])
 local np = tonumber(ARGV[14])
@@ -79,7 +81,6 @@ local sha_id = redis.call('HGET', KEYS[2], ARGV[1])
 local pix_ids = redis.call('HGET', KEYS[3], ARGV[2]) or ''
 local uid_ids = ''
 if ARGV[3] ~= '' then uid_ids = redis.call('HGET', KEYS[4], ARGV[3]) or '' end
-local radius = tonumber(ARGV[12])
 local top = tonumber(ARGV[13]) - 1
 -- Every probed bucket name, then ONE MGET: a redis.call per bucket costs far more than a
 -- key inside one MGET (docs/registry.md, measured).
@@ -88,6 +89,7 @@ for i = 5 + nw, 4 + nw + np do
   local key = KEYS[i]
   local head = string.sub(key, 1, #key - 2)
   local value = struct.unpack('>I2', key, #key - 1)
+  local radius = string.byte(ARGV[12], i - 4 - nw) - 48
   names[#names + 1] = key
   if radius >= 1 then
     for a = 0, top do
@@ -121,7 +123,12 @@ if sha_id then
   snapshot = redis.call('HGET', ARGV[11] .. 's' .. struct.pack('>I4', math.floor(own / 128)), tostring(own % 128)) or ''
 end
 if ARGV[5] == '1' then
-  local dkey = function(id) return ARGV[11] .. 'd' .. struct.pack('>I4', math.floor(id / DPK)) end
+  -- The string and slot of an image's record of `size` bytes: each record version has
+  -- strings of its own ('d': version 1, 'e': version 2).
+  local rkey = function(id, size)
+    if size == V1B then return ARGV[11] .. 'd' .. struct.pack('>I4', math.floor(id / DPK)), id % DPK end
+    return ARGV[11] .. 'e' .. struct.pack('>I4', math.floor(id / EPK)), id % EPK
+  end
   if own == 0 then
     own = redis.call('INCR', KEYS[1])
     local packed = struct.pack('>I4', own)
@@ -129,16 +136,29 @@ if ARGV[5] == '1' then
     redis.call('HSET', KEYS[3], ARGV[2], pix_ids .. packed); touch(KEYS[3], ttl)
     if ARGV[3] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], uid_ids .. packed); touch(KEYS[4], ttl) end
     write_views(1, nw, packed)
-    if ARGV[4] ~= '' then put_record(dkey(own), own % DPK, ARGV[4], ttl) end
+    if ARGV[4] ~= '' then
+      local key, index = rkey(own, #ARGV[4])
+      put_record(key, index, ARGV[4], ttl)
+    end
   else
     touch(KEYS[2], ttl); touch(KEYS[3], ttl)
     if ARGV[3] ~= '' then touch(KEYS[4], ttl) end
     -- Registered before descriptors existed: re-fingerprinted on this sighting (the record
-    -- and the views other than the whole frame, whose bands are there already).
-    if ARGV[4] ~= '' and put_record(dkey(own), own % DPK, ARGV[4], ttl) == 1 then
+    -- and the views other than the whole frame, whose bands are there already). An image
+    -- with a record of the older version keeps it (and its views).
+    local wrote = 0
+    if ARGV[4] ~= '' then
+      local k1, i1 = rkey(own, V1B)
+      local first = redis.call('GETRANGE', k1, i1 * V1B, i1 * V1B)
+      if first == '' or string.byte(first) == 0 then
+        local key, index = rkey(own, #ARGV[4])
+        wrote = put_record(key, index, ARGV[4], ttl)
+      end
+    end
+    if wrote == 1 then
       write_views(tonumber(ARGV[15]) + 1, nw, struct.pack('>I4', own))
     elseif ttl > 0 then
-      touch(dkey(own), ttl)
+      touch(rkey(own, V1B), ttl); touch(rkey(own, V2B), ttl)
     end
     for i = 5, 4 + nw do touch(KEYS[i], ttl) end
   end
@@ -146,8 +166,9 @@ if ARGV[5] == '1' then
                ttl, now)
 end
 return {tostring(sha_id or ''), pix_ids, uid_ids, table.concat(blobs), own, snapshot}
-""".replace("DPK", str(DESCRIPTORS_PER_KEY))
+"""
 )
+_SCRIPT = lua_records(_SCRIPT)
 
 
 class RedisRegistry(Registry):
@@ -170,14 +191,16 @@ class RedisRegistry(Registry):
     def _band_key(self, band: int, value: int) -> bytes:
         return self.prefix + b"b" + bytes([band]) + struct.pack(">H", value)
 
-    def _descriptor_key(self, image_id: int) -> bytes:
-        return self.prefix + b"d" + struct.pack(">I", image_id // DESCRIPTORS_PER_KEY)
+    def _descriptor_key(self, image_id: int, size: int = RECORD_BYTES) -> bytes:
+        """The string holding an image's record of `size` bytes (its version's strings)."""
+        letter, per_key = RECORD_KEYS[size]
+        return self.prefix + letter + struct.pack(">I", image_id // per_key)
 
     def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
         p = self.prefix
         uid_bucket = p + b"xu" + (keys.unique_id[:2] if keys.unique_id else b"\0\0")
         writes = [self._band_key(b, v) for b, v, _h in keys.writes]
-        centres = [self._band_key(b, v) for b, v in keys.probes]
+        centres = [self._band_key(b, v) for b, v, _r in keys.probes]
         reply = call(
             self._script,
             keys=[p + b"n", p + b"xs" + keys.sha[:2], p + b"xp" + keys.pixels[:2], uid_bucket, *writes, *centres],
@@ -193,7 +216,7 @@ class RedisRegistry(Registry):
                 int(now),
                 len(writes),
                 p,
-                self.layout.radius,
+                "".join(str(r) for _b, _v, r in keys.probes),
                 self.layout.width,
                 len(centres),
                 keys.first_view_writes,
@@ -221,16 +244,21 @@ class RedisRegistry(Registry):
         if not record_ids and not sighting_ids:
             return {}, {}
         pipe = self.client.pipeline(transaction=False)
-        for image_id in record_ids:
-            at = image_id % DESCRIPTORS_PER_KEY * RECORD_BYTES
-            pipe.getrange(self._descriptor_key(image_id), at, at + RECORD_BYTES - 1)
+        for image_id in record_ids:  # both versions' slots: an image has one of them filled
+            for size, (_letter, per_key) in RECORD_KEYS.items():
+                at = image_id % per_key * size
+                pipe.getrange(self._descriptor_key(image_id, size), at, at + size - 1)
         for image_id in sighting_ids:
             pipe.hget(
                 self.prefix + b"s" + struct.pack(">I", image_id // SIGHTING_BUCKET), str(image_id % SIGHTING_BUCKET)
             )
         replies = call(pipe.execute)
-        records = dict(zip(record_ids, replies))
-        blobs = replies[len(record_ids) :]
+        n = len(RECORD_KEYS)
+        records = {
+            image_id: next((r for r in replies[i * n : i * n + n] if filled(r)), b"")
+            for i, image_id in enumerate(record_ids)
+        }
+        blobs = replies[len(record_ids) * n :]
         return records, {image_id: decode_sightings(blob or b"") for image_id, blob in zip(sighting_ids, blobs)}
 
     def _sightings(self, ids: list[int]) -> dict[int, list[Sighting]]:

@@ -77,8 +77,7 @@ from services.metadata.registry.base import (
 from services.metadata.registry.model import Sighting
 from services.metadata.registry.redis_cluster_client import Command, Script, ShardedClient
 from services.metadata.registry.redis_cluster_layout import ADD, CLAIM, DONE, MAX_LOCAL, Layout, image_id, pack_id
-from services.metadata.registry.redis_common import SOCKET_TIMEOUT_S, split_records
-from services.metadata.reuse.descriptor import RECORD_BYTES
+from services.metadata.registry.redis_common import RECORD_KEYS, SOCKET_TIMEOUT_S, filled, split_records
 
 log = logging.getLogger("imagetrust.metadata.registry")
 # ms: how late a WAIT that runs out may answer. Redis expires blocked commands from its event
@@ -127,7 +126,7 @@ class RedisClusterRegistry(Registry):
         return self.redis.client
 
     def _register_and_lookup(self, keys: Keys, sighting: Sighting, register: bool, now: float) -> Raw:
-        probes = [self.keys.band_key(b, v) for b, value in keys.probes for v in bands.probes(value, self.layout)]
+        probes = [self.keys.band_key(b, v) for b, value, r in keys.probes for v in bands.probes(value, self.layout, r)]
         if not register:
             return self._read(keys, probes, own_id=0, known=None, confirm=None)
         value, prior, upgraded = self._claim(keys, sighting, now)
@@ -160,7 +159,7 @@ class RedisClusterRegistry(Registry):
                 self.keys.sightings_head(shard),
                 MAX_LOCAL,
                 keys.descriptor,
-                self.keys.shard_head(shard) + b"d",
+                self.keys.shard_head(shard),
             ],
         )
         if not self.wait_replicas:
@@ -259,14 +258,19 @@ class RedisClusterRegistry(Registry):
     ) -> tuple[dict[int, bytes], dict[int, list[Sighting]]]:
         """Step 4: records and sightings in one pipeline per node."""
         commands: list[Command] = []
-        for image_id_ in record_ids:
-            key, index = self.keys.descriptor_slot(image_id_)
-            commands.append(("GETRANGE", key, index * RECORD_BYTES, (index + 1) * RECORD_BYTES - 1))
+        for image_id_ in record_ids:  # both versions' slots: an image has one of them filled
+            for size in RECORD_KEYS:
+                key, index = self.keys.descriptor_slot(image_id_, size)
+                commands.append(("GETRANGE", key, index * size, (index + 1) * size - 1))
         commands += [("HGET", *self.keys.sightings_slot(i)) for i in sighting_ids]
         replies = self.redis.run(commands)
-        blobs = replies[len(record_ids) :]
+        n = len(RECORD_KEYS)
+        blobs = replies[len(record_ids) * n :]
         return (
-            dict(zip(record_ids, replies)),
+            {
+                image_id_: next((r for r in replies[i * n : i * n + n] if filled(r)), b"")
+                for i, image_id_ in enumerate(record_ids)
+            },
             {image_id_: decode_sightings(blob or b"") for image_id_, blob in zip(sighting_ids, blobs)},
         )
 

@@ -10,7 +10,8 @@ Redis Cluster requires. Tags are ASCII (hex), so no digest byte can end a tag ea
   {P:i:<s>}x<d>           HASH    sha[2:16] -> local id (negative while its index entries are
                                   not confirmed, see below); d = low 4 bits of sha[1]
   {P:i:<s>}s<local//128>  HASH    local % 128 -> packed sightings (base.encode_sighting)
-  {P:i:<s>}d<local//47>   STRING  verification records (reuse/descriptor.py), 684 B at (local % 47) * 684
+  {P:i:<s>}e<local//59>   STRING  verification records (reuse/descriptor.py), version 2: 548 B at (local % 59) * 548
+  {P:i:<s>}d<local//47>   STRING  version 1 records (registered before version 2): 684 B at (local % 47) * 684
   {P:p:<pix[0:2] hex>}    HASH    pix[2:16] -> packed ids (4 B each)        (same pixels)
   {P:u:<uid[0:2] hex>}    HASH    uid[2:16] -> packed ids                   (same ImageUniqueID)
   {P:b:<band><value hex>} STRING  packed records (id 4 B + view hash 8 B); band = namespace * 4 + band
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import struct
 
-from services.metadata.registry.redis_common import DESCRIPTORS_PER_KEY, LUA_HELPERS, SIGHTING_BUCKET
+from services.metadata.registry.redis_common import LUA_HELPERS, RECORD_KEYS, SIGHTING_BUCKET, lua_records
 
 SHARD_BITS = 12  # bits of the SHA-256 that pick an image's shard: 4,096 shards
 LOCAL_BITS = 20  # bits of the id numbering images inside a shard
@@ -75,13 +76,12 @@ class Layout:
             str(local % SIGHTING_BUCKET).encode(),
         )
 
-    def descriptor_slot(self, image_id: int) -> tuple[bytes, int]:
-        """(key, record index) of an image id's verification record."""
+    def descriptor_slot(self, image_id: int, size: int) -> tuple[bytes, int]:
+        """(key, record index) of an image id's verification record of `size` bytes (each
+        record version has strings of its own)."""
         local = image_id & MAX_LOCAL
-        return (
-            self.shard_head(image_id >> LOCAL_BITS) + b"d" + str(local // DESCRIPTORS_PER_KEY).encode(),
-            local % DESCRIPTORS_PER_KEY,
-        )
+        letter, per_key = RECORD_KEYS[size]
+        return self.shard_head(image_id >> LOCAL_BITS) + letter + str(local // per_key).encode(), local % per_key
 
     def pixel_key(self, pixels: bytes) -> bytes:
         return b"{%s:p:%s}" % (self.p, pixels[:2].hex().encode())
@@ -113,7 +113,7 @@ CLAIM = (
     + r"""
 -- KEYS: 1 sha index hash, 2 shard counter. ARGV: 1 sha field, 2 sighting record,
 -- 3 identity digest, 4 ttl s, 5 now s, 6 sightings key head, 7 max local id,
--- 8 verification record ('' none), 9 record key head
+-- 8 verification record ('' none), 9 shard key head (record strings: 'd' version 1, 'e' version 2)
 local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then
@@ -127,16 +127,29 @@ end
 touch(KEYS[1], ttl)
 local loc = math.abs(v)
 local upgraded = 0
+local function rkey(size)
+  if size == V1B then return ARGV[9] .. 'd' .. math.floor(loc / DPK), loc % DPK end
+  return ARGV[9] .. 'e' .. math.floor(loc / EPK), loc % EPK
+end
+local wrote = 0
 if ARGV[8] ~= '' then
-  local wrote = put_record(ARGV[9] .. math.floor(loc / DPK), loc % DPK, ARGV[8], ttl)
+  -- an image with a record of the older version keeps it (and its views)
+  local k1, i1 = rkey(V1B)
+  local first = redis.call('GETRANGE', k1, i1 * V1B, i1 * V1B)
+  if first == '' or string.byte(first) == 0 then
+    local key, index = rkey(#ARGV[8])
+    wrote = put_record(key, index, ARGV[8], ttl)
+  end
   if wrote == 1 and v > 0 then upgraded = 1 end
-elseif ttl > 0 then
-  touch(ARGV[9] .. math.floor(loc / DPK), ttl)
+end
+if wrote == 0 and ttl > 0 then
+  touch(rkey(V1B), ttl); touch(rkey(V2B), ttl)
 end
 local prior = add_sighting(ARGV[6] .. math.floor(loc / 128), tostring(loc % 128), ARGV[2], ARGV[3], ttl, now)
 return {v, prior, upgraded}
-""".replace("DPK", str(DESCRIPTORS_PER_KEY))
+"""
 )
+CLAIM = lua_records(CLAIM)
 
 # Adds a fixed-width record (its first 4 bytes are the image id) to a string or a hash field
 # unless that id is there already (so a repeated write after a failure adds nothing), and

@@ -13,12 +13,39 @@ import numpy as np
 import redis
 
 from services.metadata.registry.base import ID_BYTES, RegistryUnavailable
+from services.metadata.reuse.descriptor import record_bytes
 
 SIGHTING_BUCKET = 128  # image ids per sightings hash: the listpack limit of hash-max-listpack-entries
-# Verification records (reuse/descriptor.py, 684 B) per descriptor string, each at offset
-# (id % 47) * 684: 47 records are 32,148 B, just under jemalloc's 32 KiB size class (2 %
-# slack); one key per image would cost a ~60-byte key and an allocation each.
-DESCRIPTORS_PER_KEY = 47
+# Verification records (reuse/descriptor.py) per record string, each at offset
+# (id % per key) * size: just under jemalloc's 32 KiB size class (2 % slack); one key per
+# image would cost a ~60-byte key and an allocation each. Each record version has strings
+# of its own (key letter), so records of both sizes sit at computed offsets: version 1
+# (684 B, 20 keypoints) 47 per 'd' string (32,148 B), version 2 (548 B, 16 keypoints, what
+# registrations write now) 59 per 'e' string (32,332 B). An image has a record of one
+# version at most: a lookup reads both of its slots and uses the one that is filled.
+DESCRIPTORS_PER_KEY = 47  # version 1
+RECORD_KEYS: dict[int, tuple[bytes, int]] = {  # record size -> (key letter, records per string), newest first
+    record_bytes(2): (b"e", 59),
+    record_bytes(1): (b"d", DESCRIPTORS_PER_KEY),
+}
+V1_BYTES, V2_BYTES = record_bytes(1), record_bytes(2)
+
+
+def filled(record: bytes | None) -> bool:
+    """Whether a record slot read back holds a record (absent or zero bytes: none)."""
+    return bool(record) and record[0] != 0  # type: ignore[index]
+
+
+def lua_records(source: str) -> str:
+    """The record constants of a script: V1B/V2B sizes, DPK/EPK records per string."""
+    return (
+        source.replace("V1B", str(V1_BYTES))
+        .replace("V2B", str(V2_BYTES))
+        .replace("DPK", str(RECORD_KEYS[V1_BYTES][1]))
+        .replace("EPK", str(RECORD_KEYS[V2_BYTES][1]))
+    )
+
+
 SOCKET_TIMEOUT_S = 0.5  # seconds; a dead Redis must not stall Analyze past its budget
 
 # Lua shared by every script: `touch` refreshes the retention TTL of a written key, and

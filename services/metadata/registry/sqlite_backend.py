@@ -92,8 +92,8 @@ class SqliteRegistry(Registry):
         )
         ids, hashes = [], []
         width = len(keys.perceptual)
-        for band, value in keys.probes:
-            probes = bands.probes(value, self.layout)
+        for band, value, radius in keys.probes:
+            probes = bands.probes(value, self.layout, radius)
             marks = ",".join("?" * len(probes))
             for image_id, perceptual, views in db.execute(
                 f"SELECT i.id, i.perceptual, i.views FROM bands b JOIN images i ON i.id = b.image "

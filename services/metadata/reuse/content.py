@@ -24,6 +24,8 @@ class ContentKeys:
     descriptor: bytes | None  # descriptor.RECORD_BYTES; None: made from the probe when first needed
     exact_only: str  # why only exact copies can match this image ("" = matched on content)
     probe: Probe | None  # the upload's features (memory only), None when exact_only
+    # indices of `variants` probed at radius 0 (their exact band values; views.EXACT_VARIANTS)
+    exact_variants: tuple[int, ...] = ()
 
     @functools.cached_property
     def record(self) -> bytes:
@@ -45,4 +47,6 @@ def describe(pixels: np.ndarray) -> ContentKeys:
     if reason:
         return ContentKeys((), (), b"", reason, None)
     content = descriptor.border_box(pixels) if probe.bordered else None
-    return ContentKeys(views.registered(pixels), views.query(pixels, content), None, "", probe)
+    variants = views.query(pixels, content)
+    exact = tuple(i for i in views.EXACT_VARIANTS if i < len(variants))
+    return ContentKeys(views.registered(pixels), variants, None, "", probe, exact)

@@ -12,9 +12,11 @@ geometric match.
 Every function takes an image already decoded (a uint8 numpy array, RGB or grey) and never
 decodes bytes itself, so it can share the analysis' one decode.
 
-Record (RECORD_BYTES, fixed so it sits at a computed offset in a Redis string):
+Record (fixed size per version, so it sits at a computed offset in a Redis string):
   version u8 | keypoint count u8 | width u8 | height u8 (the working frame, in 1/255 of its
-  long edge) | STORED_KEYPOINTS x (x u8, y u8 in 1/255 of the long edge, ORB descriptor 32 B)
+  long edge) | KEYPOINTS[version] x (x u8, y u8 in 1/255 of the long edge, ORB descriptor 32 B)
+Version 2 (written now) holds 16 keypoints, 548 B; version 1 (written before) 20, 684 B:
+both decode and verify, and the Redis backends keep each version under keys of its own.
 A record of zero bytes (or absent) means "no descriptor": a registration from before
 descriptors existed, or an image too flat to describe.
 """
@@ -29,14 +31,21 @@ import cv2
 import numpy as np
 
 WORK_EDGE = 400  # pixels: long edge of the working image every feature is computed on
-STORED_KEYPOINTS = 20  # keypoints kept per registered image (34 B each)
+STORED_KEYPOINTS = 16  # keypoints kept per registered image (34 B each; version 1 kept 20)
 QUERY_FEATURES = 500  # keypoints of the query (memory only)
 DESCRIPTOR_BYTES = 32  # ORB's 256-bit binary descriptor
 POSITION_LEVELS = 255  # quantisation steps of a stored keypoint coordinate (1 byte)
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # the version registrations write
+KEYPOINTS = {1: 20, 2: STORED_KEYPOINTS}  # keypoint slots of a record, per version
 HEADER_BYTES = 4
 KEYPOINT_BYTES = 2 + DESCRIPTOR_BYTES
-RECORD_BYTES = HEADER_BYTES + STORED_KEYPOINTS * KEYPOINT_BYTES  # 684 bytes
+
+
+def record_bytes(version: int) -> int:
+    return HEADER_BYTES + KEYPOINTS[version] * KEYPOINT_BYTES
+
+
+RECORD_BYTES = record_bytes(RECORD_VERSION)  # 548 bytes
 GRID = 4  # cells per side of the grid the stored keypoints are spread over (crops keep some)
 # Below these an image is "too flat or small" to match on content: only exact copies match.
 MIN_KEYPOINTS = 12  # ORB keypoints found on the working image
@@ -99,6 +108,7 @@ class Stored:
     points: np.ndarray  # float32 (k, 2), in [0, 1]
     descriptors: np.ndarray  # uint8 (k, 32)
     aspect: tuple[float, float]  # (width, height) / long edge
+    slots: int = STORED_KEYPOINTS  # keypoints its record version holds (verification scales its counts by it)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -260,10 +270,16 @@ def _spread(features: Features, k: int, stable_: np.ndarray) -> np.ndarray:
     return np.lexsort((-strength, rank, ~stable_))[:k]
 
 
-def encode(features: Features, stable_: np.ndarray | None = None, textured_: np.ndarray | None = None) -> bytes:
+def encode(
+    features: Features,
+    stable_: np.ndarray | None = None,
+    textured_: np.ndarray | None = None,
+    version: int = RECORD_VERSION,
+) -> bytes:
     """The fixed-size record of a registered image (module docstring). stable_: per
     keypoint, whether it is stable (see `stable`), stored first; textured_: whether it is
-    texture (see `textured`); the others are never stored."""
+    texture (see `textured`); the others are never stored. version: the record format
+    (an older one only for tests and measurements)."""
     w, h = features.size
     long_edge = float(max(w, h))
     if textured_ is not None:
@@ -271,11 +287,11 @@ def encode(features: Features, stable_: np.ndarray | None = None, textured_: np.
         features = Features(features.points[keep], features.descriptors[keep], features.responses[keep], features.size)
         stable_ = stable_[keep] if stable_ is not None else None
     chosen = _spread(
-        features, STORED_KEYPOINTS, stable_ if stable_ is not None else np.zeros(len(features.points), bool)
+        features, KEYPOINTS[version], stable_ if stable_ is not None else np.zeros(len(features.points), bool)
     )
-    out = bytearray(RECORD_BYTES)
+    out = bytearray(record_bytes(version))
     out[:HEADER_BYTES] = bytes(
-        [RECORD_VERSION, len(chosen), round(w / long_edge * POSITION_LEVELS), round(h / long_edge * POSITION_LEVELS)]
+        [version, len(chosen), round(w / long_edge * POSITION_LEVELS), round(h / long_edge * POSITION_LEVELS)]
     )
     pos = HEADER_BYTES
     for i in chosen.tolist():
@@ -289,13 +305,14 @@ def encode(features: Features, stable_: np.ndarray | None = None, textured_: np.
 def decode(record: bytes | None) -> Stored | None:
     """None for an empty/absent record (no descriptor stored) or one of an unknown version; a
     record with no keypoints (nothing textured to describe) decodes to an empty Stored, which
-    never verifies."""
-    if not record or len(record) < RECORD_BYTES or record[0] != RECORD_VERSION:
+    never verifies. Every version in KEYPOINTS decodes."""
+    if not record or record[0] not in KEYPOINTS or len(record) < record_bytes(record[0]):
         return None
-    n = record[1]
+    n = min(record[1], KEYPOINTS[record[0]])
     rows = np.frombuffer(record, np.uint8, n * KEYPOINT_BYTES, HEADER_BYTES).reshape(n, KEYPOINT_BYTES)
     return Stored(
         rows[:, :2].astype(np.float32) / POSITION_LEVELS,
         rows[:, 2:].copy(),
         (record[2] / POSITION_LEVELS, record[3] / POSITION_LEVELS),
+        KEYPOINTS[record[0]],
     )

@@ -3,9 +3,9 @@
 A global hash (pHash 64) changes when a thief crops, mirrors, pads or covers the photo, so
 one hash per image finds only scaled/re-encoded copies. Candidate retrieval therefore
 indexes a few *views* of each registered image (the whole frame, a centre crop, the
-middle band) and probes a few *variants* of the upload (as is, mirrored, inside its uniform
+middle band, four corner-anchored 93 % windows) and probes a few *variants* of the upload (as is, mirrored, inside its uniform
 borders, its middle band): a cropped copy's whole frame is close to the registered centre
-crop, a copy with a banner or a corner tag has the same middle band, a mirrored copy's
+crop or a corner window, a copy with a banner or a corner tag has the same middle band, a mirrored copy's
 mirror is close to the original, a padded copy's content is the original. The index only
 proposes candidates; each is verified (verify.py) before anything is called a copy.
 Chosen by measurement (bench/bench_reuse_accuracy.py, docs/registry.md).
@@ -25,11 +25,43 @@ CENTRE = (0.08, 0.08, 0.92, 0.92)  # the middle 84 %: a crop of 3-13 % per side 
 # the middle 60 % of the height: a banner across the top or bottom, or a price tag in a
 # corner (up to 20 % of the height) leaves it
 MIDDLE = (0.0, 0.2, 1.0, 0.8)
+# The four 93 % windows anchored at the corners: a crop that cuts 5-15 % of a dimension,
+# mostly off one side, lands near one of them (the centre view covers even cuts).
+CORNER = 0.93
+CORNERS = (
+    (0.0, 0.0, CORNER, CORNER),
+    (1 - CORNER, 0.0, 1.0, CORNER),
+    (0.0, 1 - CORNER, CORNER, 1.0),
+    (1 - CORNER, 1 - CORNER, 1.0, 1.0),
+)
 # Index namespaces: each registered view has its own bands, so a variant probes only the
 # views it can be a copy of (fewer candidates than every variant against every view).
-NS_WHOLE, NS_CENTRE, NS_MIDDLE = 0, 1, 2
-NAMESPACES = 3
-REGISTERED_VIEWS = ((NS_WHOLE, WHOLE), (NS_CENTRE, CENTRE), (NS_MIDDLE, MIDDLE))
+# The corner windows share one namespace, indexed by their first CORNER_BANDS bands only
+# (memory: 8 band records per image instead of 16; crop retrieval measured in docs/registry.md).
+NS_WHOLE, NS_CENTRE, NS_MIDDLE, NS_CORNER = 0, 1, 2, 3
+NAMESPACES = 4
+CORNER_BANDS = 2
+REGISTERED_VIEWS = (
+    (NS_WHOLE, WHOLE),
+    (NS_CENTRE, CENTRE),
+    (NS_MIDDLE, MIDDLE),
+    *((NS_CORNER, box) for box in CORNERS),
+)
+
+
+# Variants of `query` (by index) probed at radius 0, their exact band values only: the
+# mirrored ones. A mirrored copy's mirror is as close to the original as a scaled copy, and
+# a radius-1 probe costs 1 + band width bucket reads per band (16 here) where radius 0 costs
+# one; on the tuning set radius 0 lost no mirrored copy (docs/registry.md).
+EXACT_VARIANTS = (1, 3, 5)
+# Variants (by index) hashed from the mirrored upload: a candidate only they propose is the
+# only kind verified against the upload's mirror image (registry/base.py).
+MIRRORED_VARIANTS = (1, 3, 5)
+
+
+def bands_of(namespace: int, count: int) -> int:
+    """How many of a layout's `count` bands a namespace indexes."""
+    return min(count, CORNER_BANDS) if namespace == NS_CORNER else count
 
 
 def window(pixels: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -57,8 +89,8 @@ def query(
     upload has borders."""
     mirrored = pixels[:, ::-1]
     out = [
-        (_hash(pixels), (NS_WHOLE, NS_CENTRE)),  # scaled/re-encoded; cropped (~ the centre view)
-        (_hash(mirrored), (NS_WHOLE, NS_CENTRE)),  # mirrored (and cropped)
+        (_hash(pixels), (NS_WHOLE, NS_CENTRE, NS_CORNER)),  # scaled/re-encoded; cropped (~ a centre or corner view)
+        (_hash(mirrored), (NS_WHOLE, NS_CENTRE, NS_CORNER)),  # mirrored (and cropped)
         (_hash(window(pixels, MIDDLE)), (NS_MIDDLE,)),  # a banner or a price tag
         (_hash(window(mirrored, MIDDLE)), (NS_MIDDLE,)),  # mirrored, with a banner
     ]
