@@ -8,7 +8,7 @@ Steps (each resumable: shards already written are kept):
 2. the embedder, training/train_consistency.py (best epoch by validation canvas AUC);
 3. the scorer's calibration on validation makes, training/fit_scorer.py;
 4. with --export, installs the checkpoint as services/synthesis/weights/default.pt.
-Deterministic by --seed. On the 2-core CPU VM the defaults take about 40 minutes; on a GPU
+Deterministic by --seed. On the 2-core CPU VM the steps took about 45 minutes; on a GPU
 the same command trains on CUDA (the shards are CPU work either way). For DDP, run steps 1
 and 3 with this command and step 2 under torchrun (docs/training.md).
 """
