@@ -23,7 +23,9 @@ import dataclasses
 import logging
 import pathlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +45,7 @@ from services.synthesis.predictor import Predictor, configure_cpu_threads, resol
 from services.synthesis.preprocess import Prepared, as_array, prepare
 from services.synthesis.scoring import CalibrationSpec, image_scores
 
+T = TypeVar("T")
 log = logging.getLogger("imagetrust.synthesis.engine")
 _tracer = tracing.tracer("imagetrust.synthesis")
 
@@ -229,12 +232,7 @@ class SynthesisEngine:
             )
         if self.checkpoint.consistency is not None:
             return await self._detect_patches(data, want_heatmap, deadline)
-        loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        with tracing.span(_tracer, "decode+prepare", {"imagetrust.image_bytes": len(data)}):
-            prepared = await loop.run_in_executor(self._decode_pool, self._decode_prepare, data)
-        if self._prepare_seconds is not None:
-            self._prepare_seconds.observe(time.monotonic() - started)
+        prepared = await self._prepare(self._decode_prepare, data)
         logits = await self.batcher.submit(prepared.items(), deadline)
         ckpt = self.checkpoint
         scores = image_scores(logits, prepared.grid, ckpt.tiling, ckpt.calibration)
@@ -253,17 +251,22 @@ class SynthesisEngine:
             tile_size=prepared.grid.tile_size if (want_heatmap and prepared.grid is not None) else 0,
         )
 
+    async def _prepare(self, work: Callable[[bytes], T], data: bytes) -> T:
+        """Decode and prepare on the decode pool, traced and timed (waiting for a worker included)."""
+        started = time.monotonic()
+        with tracing.span(_tracer, "decode+prepare", {"imagetrust.image_bytes": len(data)}):
+            prepared = await asyncio.get_running_loop().run_in_executor(self._decode_pool, work, data)
+        if self._prepare_seconds is not None:
+            self._prepare_seconds.observe(time.monotonic() - started)
+        return prepared
+
     async def _detect_patches(self, data: bytes, want_heatmap: bool, deadline: float | None) -> Detection:
         """The consistency path: patch rows through the shared batcher, then the scorer."""
         ckpt, batcher, predictor = self.checkpoint, self.batcher, self.predictor
         assert ckpt is not None and ckpt.consistency is not None and batcher is not None and predictor is not None
         spec = ckpt.consistency
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        with tracing.span(_tracer, "decode+prepare", {"imagetrust.image_bytes": len(data)}):
-            prepared = await loop.run_in_executor(self._decode_pool, self._decode_patches, data)
-        if self._prepare_seconds is not None:
-            self._prepare_seconds.observe(time.monotonic() - started)
+        prepared = await self._prepare(self._decode_patches, data)
         if len(prepared.inputs):
             rows = list(torch.from_numpy(prepared.inputs).unbind(0))  # (F,) views, no copies
             outputs = await batcher.submit(rows, deadline)
