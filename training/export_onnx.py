@@ -96,76 +96,60 @@ def _output_width(ckpt: Any) -> int:
         return int(ckpt.build("cpu")(torch.zeros((1, *shape))).shape[1])
 
 
+def _contract(
+    ckpt: Any, opset: int, parity: float, input_shape: list, output: dict, against: str, **parts: Any
+) -> dict[str, Any]:
+    """The contract's common skeleton; `parts` are the model kind's own keys."""
+    return {
+        "format": CONTRACT_FORMAT,
+        "format_version": CONTRACT_VERSION,
+        "model_version": ckpt.model_version,
+        "arch": ckpt.arch,
+        "placeholder": ckpt.placeholder,
+        "onnx": {
+            "file": "model.onnx",
+            "opset": opset,
+            "exporter": f"torch.onnx TorchScript exporter (dynamo=False), torch {torch.__version__}",
+            "inputs": [{"name": INPUT_NAME, "dtype": "float32", "shape": input_shape}],
+            "outputs": [{"name": OUTPUT_NAME, "dtype": "float32", **output}],
+            "input_shapes_served": [list(s) for s in input_shapes(ckpt)],
+        },
+        **parts,
+        "parity": {"max_abs_logit_diff": parity, "tolerance": PARITY_TOLERANCE, "against": against},
+    }
+
+
 def contract(ckpt: Any, opset: int, parity: float) -> dict[str, Any]:
     if ckpt.consistency is not None:
-        return _consistency_contract(ckpt, opset, parity)
+        (shape,) = input_shapes(ckpt)
+        return _contract(
+            ckpt,
+            opset,
+            parity,
+            ["batch", *shape],
+            {
+                "shape": ["batch", _output_width(ckpt)],
+                "meaning": "one row per patch feature row: a unit embedding (consistency) or the features "
+                "themselves (splicebuster); the scorer compares rows of one image",
+            },
+            "torch eager float32 on CPU, random feature rows around the model's standardisation, batch 3",
+            consistency=ckpt.consistency.to_dict(),
+            outside_the_graph=OUTSIDE_THE_GRAPH_CONSISTENCY,
+        )
     shapes = input_shapes(ckpt)
     spatial: list[int | str] = list(shapes[0][1:]) if len(shapes) == 1 else ["height", "width"]
-    return {
-        "format": CONTRACT_FORMAT,
-        "format_version": CONTRACT_VERSION,
-        "model_version": ckpt.model_version,
-        "arch": ckpt.arch,
-        "placeholder": ckpt.placeholder,
-        "onnx": {
-            "file": "model.onnx",
-            "opset": opset,
-            "exporter": f"torch.onnx TorchScript exporter (dynamo=False), torch {torch.__version__}",
-            "inputs": [{"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 3, *spatial]}],
-            "outputs": [
-                {
-                    "name": OUTPUT_NAME,
-                    "dtype": "float32",
-                    "shape": ["batch"],
-                    "meaning": "one logit per model input; sigmoid gives that input's score",
-                }
-            ],
-            "input_shapes_served": [list(s) for s in shapes],
-        },
-        "preprocessing": spec_to_dict(ckpt.preprocessing),
-        "tiling": spec_to_dict(ckpt.tiling),
-        "calibration": spec_to_dict(ckpt.calibration),
-        "outside_the_graph": OUTSIDE_THE_GRAPH,
-        "parity": {
-            "max_abs_logit_diff": parity,
-            "tolerance": PARITY_TOLERANCE,
-            "against": "torch eager float32 on CPU, random inputs of every served shape, batch 3",
-        },
-    }
-
-
-def _consistency_contract(ckpt: Any, opset: int, parity: float) -> dict[str, Any]:
-    (shape,) = input_shapes(ckpt)
-    return {
-        "format": CONTRACT_FORMAT,
-        "format_version": CONTRACT_VERSION,
-        "model_version": ckpt.model_version,
-        "arch": ckpt.arch,
-        "placeholder": ckpt.placeholder,
-        "onnx": {
-            "file": "model.onnx",
-            "opset": opset,
-            "exporter": f"torch.onnx TorchScript exporter (dynamo=False), torch {torch.__version__}",
-            "inputs": [{"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", *shape]}],
-            "outputs": [
-                {
-                    "name": OUTPUT_NAME,
-                    "dtype": "float32",
-                    "shape": ["batch", _output_width(ckpt)],
-                    "meaning": "one row per patch feature row: a unit embedding (consistency) or the features "
-                    "themselves (splicebuster); the scorer compares rows of one image",
-                }
-            ],
-            "input_shapes_served": [list(shape)],
-        },
-        "consistency": ckpt.consistency.to_dict(),
-        "outside_the_graph": OUTSIDE_THE_GRAPH_CONSISTENCY,
-        "parity": {
-            "max_abs_logit_diff": parity,
-            "tolerance": PARITY_TOLERANCE,
-            "against": "torch eager float32 on CPU, random feature rows around the model's standardisation, batch 3",
-        },
-    }
+    return _contract(
+        ckpt,
+        opset,
+        parity,
+        ["batch", 3, *spatial],
+        {"shape": ["batch"], "meaning": "one logit per model input; sigmoid gives that input's score"},
+        "torch eager float32 on CPU, random inputs of every served shape, batch 3",
+        preprocessing=spec_to_dict(ckpt.preprocessing),
+        tiling=spec_to_dict(ckpt.tiling),
+        calibration=spec_to_dict(ckpt.calibration),
+        outside_the_graph=OUTSIDE_THE_GRAPH,
+    )
 
 
 def triton_config(name: str, ckpt: Any) -> str:

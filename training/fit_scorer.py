@@ -31,10 +31,10 @@ import torch
 from PIL import Image
 
 from services.synthesis.checkpoint import save_checkpoint
-from services.synthesis.consistency import ConsistencySpec, ScorerSpec, prepare_patches, score_patches
+from services.synthesis.consistency import ConsistencySpec, ScorerSpec
 from services.synthesis.models import ConsistencyEmbedder, Passthrough
 from services.synthesis.traces import SamplingSpec
-from training import camera_photos
+from training import camera_photos, serving_path
 from training.canvas import CanvasGenerator
 
 THRESHOLDS = (0.5, 0.625, 0.7, 0.8, 0.9)  # score thresholds of the gateway policy (docs/gateway.md) and above
@@ -77,19 +77,8 @@ def statistics(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(statistic, uncertain) per image, exactly as serving computes them (a=1, b=0)."""
     raw = dataclasses.replace(spec, scorer=dataclasses.replace(spec.scorer, a=1.0, b=0.0))
-    stats, uncertain = [], []
-    with torch.inference_mode():
-        for img in images:
-            prep = prepare_patches(img, raw)
-            if prep.inputs.shape[0] == 0:
-                stats.append(0.0)
-                uncertain.append(True)
-                continue
-            out = model(torch.from_numpy(prep.inputs)).numpy()
-            s = score_patches(out, prep.valid, prep.grid, raw)
-            stats.append(s.statistic)
-            uncertain.append(s.uncertain)
-    return np.array(stats), np.array(uncertain)
+    results = serving_path.patch_scores(model, raw, images)
+    return np.array([r.statistic for r in results]), np.array([r.uncertain for r in results])
 
 
 def fit_platt(x: np.ndarray, y: np.ndarray, iterations: int = 500) -> tuple[float, float]:

@@ -123,8 +123,19 @@ def consistency_scores(
     spec = ckpt.consistency
     if spec is None:
         raise ValueError(f"arch {ckpt.arch!r} is not a consistency checkpoint")
-    device = torch.device(device)
     model = model if model is not None else ckpt.build(device)
+    return patch_scores(model, spec, images, device, want_heatmap)
+
+
+def patch_scores(
+    model: nn.Module,
+    spec: consistency.ConsistencySpec,
+    images: Iterable[bytes | np.ndarray],
+    device: torch.device | str = "cpu",
+    want_heatmap: bool = False,
+) -> list[consistency.ConsistencyScore]:
+    """consistency_scores for a model and spec not (yet) in a checkpoint (calibration)."""
+    device = torch.device(device)
     results = []
     for item in images:
         prepared = consistency.prepare_patches(_decode(item), spec)
